@@ -1,0 +1,371 @@
+//! `AwsOrgConnection`: one AWS Organization connected to the cluster.
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::condition::Condition;
+use super::rules;
+
+/// The desired connection to one AWS Organization.
+#[allow(
+    clippy::duplicated_attributes,
+    reason = "each printcolumn(...) repeats keys such as type_ by design"
+)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "orgconnect.dev",
+    version = "v1alpha1",
+    kind = "AwsOrgConnection",
+    doc = "Connects the cluster to one AWS Organization: the operator assumes `roleArn` in the organization's managing account with the connection's ExternalId, discovers every member account as a MemberAccount, and reports which accounts it can reach.",
+    namespaced,
+    status = "AwsOrgConnectionStatus",
+    shortname = "aoc",
+    category = "orgconnect",
+    printcolumn(
+        name = "Organization",
+        type_ = "string",
+        json_path = ".status.organization.id"
+    ),
+    printcolumn(
+        name = "Accounts",
+        type_ = "integer",
+        json_path = ".status.accounts.total"
+    ),
+    printcolumn(
+        name = "Connected",
+        type_ = "integer",
+        json_path = ".status.accounts.connected"
+    ),
+    printcolumn(
+        name = "Blocked",
+        type_ = "integer",
+        json_path = ".status.accounts.blocked"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsOrgConnectionSpec {
+    /// ARN of the role in the organization's managing account that the operator assumes,
+    /// e.g. `arn:aws:iam::111122223333:role/orgconnect`. `orgconnect template managing-role`
+    /// prints a CloudFormation template that creates it. The partition of the ARN is the
+    /// partition the operator talks to.
+    #[x_kube(validation = rules::role_arn())]
+    #[schemars(length(max = 2048))]
+    pub role_arn: String,
+
+    /// The `sts:ExternalId` presented when assuming `roleArn`. Leave empty (recommended) and
+    /// the operator generates a random one, unique to this connection, shown in
+    /// `status.externalId` and never changed; put that value in the role's trust policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 1224), regex(pattern = rules::EXTERNAL_ID_PATTERN))]
+    pub external_id: Option<String>,
+
+    /// The AWS region whose STS endpoint the operator uses and that sync Jobs get as their
+    /// default region.
+    #[serde(default = "default_region")]
+    #[schemars(regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"))]
+    pub region: String,
+
+    /// Where the operator's own (base) AWS credentials come from before it assumes `roleArn`.
+    #[serde(default)]
+    pub credentials: Credentials,
+
+    /// How the operator reaches each member account from the managing account.
+    #[serde(default)]
+    pub member_access: MemberAccess,
+
+    /// Which accounts of the organization become MemberAccounts. Empty selects all.
+    #[serde(default)]
+    pub account_selector: AccountSelector,
+
+    /// How often the organization is listed again to find new, moved and removed accounts.
+    #[serde(default = "default_discovery_interval")]
+    #[x_kube(validation = rules::duration_at_least("1m"))]
+    #[schemars(length(max = 32))]
+    pub discovery_interval: String,
+
+    /// The permissions the generated CloudFormation templates grant: `DataOnly` (read usage
+    /// and inventory data) or `DataAndScheduling` (also start and stop tagged instances).
+    #[serde(default)]
+    pub access_policy: AccessPolicy,
+
+    /// Optional: let the operator create and track a service-managed CloudFormation
+    /// StackSet that installs the member role in every account of the organization.
+    #[serde(default)]
+    pub stack_set: StackSetSpec,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+fn default_discovery_interval() -> String {
+    "10m".into()
+}
+
+/// Where the operator's base AWS credentials come from.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(validation = kube::core::Rule::new(
+    "self.source == 'Secret' ? has(self.secretRef) : !has(self.secretRef)"
+).message("secretRef is required when source is Secret, and only then"))]
+#[serde(rename_all = "camelCase")]
+pub struct Credentials {
+    /// `DefaultChain` (default): the operator pod's own AWS credentials (IRSA web identity,
+    /// EKS Pod Identity, or environment). `Secret`: an IAM user's access keys from a Secret
+    /// in the connection's namespace.
+    #[serde(default)]
+    pub source: CredentialSource,
+
+    /// The Secret holding the access keys, when `source` is `Secret`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeysRef>,
+}
+
+/// The kinds of base credentials the operator can use.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum CredentialSource {
+    /// The pod's default AWS credential chain.
+    #[default]
+    DefaultChain,
+    /// An IAM user's access keys from a Secret.
+    Secret,
+}
+
+/// A Secret in the connection's own namespace and the keys that hold the access keys.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeysRef {
+    /// Name of the Secret, in the same namespace as the connection. References to other
+    /// namespaces are not possible, so one tenant cannot use another tenant's keys.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key of the access key id in the Secret's data.
+    #[serde(default = "default_access_key_id_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub access_key_id_key: String,
+    /// Key of the secret access key in the Secret's data.
+    #[serde(default = "default_secret_access_key_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_access_key_key: String,
+    /// Key of an optional session token in the Secret's data; absent keys are ignored.
+    #[serde(default = "default_session_token_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub session_token_key: String,
+}
+
+fn default_access_key_id_key() -> String {
+    "AWS_ACCESS_KEY_ID".into()
+}
+
+fn default_secret_access_key_key() -> String {
+    "AWS_SECRET_ACCESS_KEY".into()
+}
+
+fn default_session_token_key() -> String {
+    "AWS_SESSION_TOKEN".into()
+}
+
+/// How the operator reaches member accounts: a chained AssumeRole from the managing role.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberAccess {
+    /// Name of the role assumed in each member account. Accounts created from the
+    /// organization have `OrganizationAccountAccessRole`; invited accounts have it only if
+    /// someone created it (`orgconnect template member-stackset` installs one everywhere).
+    /// A MemberAccount may override it.
+    #[serde(default = "default_member_role_name")]
+    #[schemars(regex(pattern = rules::ROLE_NAME_PATTERN))]
+    pub role_name: String,
+
+    /// Optional `sts:ExternalId` presented when assuming the member role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 1224), regex(pattern = rules::EXTERNAL_ID_PATTERN))]
+    pub external_id: Option<String>,
+
+    /// How often every account is probed again (jittered).
+    #[serde(default = "default_probe_interval")]
+    #[x_kube(validation = rules::duration_at_least("1m"))]
+    #[schemars(length(max = 32))]
+    pub probe_interval: String,
+
+    /// How many member accounts of this connection are probed at the same time.
+    #[serde(default = "default_concurrency")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub concurrency: i32,
+}
+
+impl Default for MemberAccess {
+    fn default() -> Self {
+        Self {
+            role_name: default_member_role_name(),
+            external_id: None,
+            probe_interval: default_probe_interval(),
+            concurrency: default_concurrency(),
+        }
+    }
+}
+
+fn default_member_role_name() -> String {
+    "OrganizationAccountAccessRole".into()
+}
+
+fn default_probe_interval() -> String {
+    "30m".into()
+}
+
+fn default_concurrency() -> i32 {
+    16
+}
+
+/// Narrows the organization to some of its accounts.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountSelector {
+    /// Only accounts under these organizational units (at any depth) are selected. Root
+    /// (`r-…`) or OU (`ou-…`) ids; empty selects the whole organization.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = rules::PARENT_ID_PATTERN)))]
+    pub include_organizational_units: Vec<String>,
+
+    /// Accounts never selected, by 12-digit account id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = rules::ACCOUNT_ID_PATTERN)))]
+    pub exclude_accounts: Vec<String>,
+}
+
+/// The two permission levels of the generated CloudFormation templates.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum AccessPolicy {
+    /// Read usage, billing and inventory data only.
+    #[default]
+    DataOnly,
+    /// Read data, and also start and stop instances that carry the scheduling tag.
+    DataAndScheduling,
+}
+
+/// Operator-managed StackSet that installs the member role across the organization.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StackSetSpec {
+    /// Create and track a service-managed StackSet (automatic deployment on) that
+    /// installs the member role in every current and future account. Off by default.
+    #[serde(default)]
+    pub enabled: bool,
+
+    /// Name of the StackSet; defaults to `orgconnect-<namespace>-<connection>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z][A-Za-z0-9-]{0,127}$"))]
+    pub name: Option<String>,
+
+    /// Deploy to these OUs (`ou-…`) or the root (`r-…`); empty deploys to the root, i.e.
+    /// the whole organization.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = rules::PARENT_ID_PATTERN)))]
+    pub organizational_units: Vec<String>,
+
+    /// Regions to deploy stack instances to; IAM is global, so one is enough. Defaults to
+    /// the connection's region.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")))]
+    pub regions: Vec<String>,
+
+    /// Delete the stack instances and the StackSet when the connection is deleted.
+    #[serde(default = "default_true")]
+    pub delete_on_revoke: bool,
+}
+
+impl Default for StackSetSpec {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            name: None,
+            organizational_units: Vec::new(),
+            regions: Vec::new(),
+            delete_on_revoke: true,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// What the operator observed about the connection.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsOrgConnectionStatus {
+    /// The ExternalId the operator presents: `spec.externalId`, or the one it generated
+    /// for this connection. Put it in the managing role's trust policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+
+    /// The organization found behind `roleArn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<OrganizationInfo>,
+
+    /// Selected member accounts, by phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accounts: Option<AccountCounts>,
+
+    /// When the last complete discovery finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_discovery_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// `Authenticated`, `Discovered`, `MembersConnected`, `StackSetReady` (when managed)
+    /// and `Ready`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// The organization as DescribeOrganization reports it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrganizationInfo {
+    /// Organization id, `o-…`.
+    pub id: String,
+    /// Root id, `r-…`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_id: Option<String>,
+    /// The managing (management) account's id.
+    pub managing_account_id: String,
+    /// `ALL` or `CONSOLIDATED_BILLING`.
+    pub feature_set: String,
+}
+
+/// Member accounts counted by phase.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountCounts {
+    /// Selected accounts.
+    pub total: i32,
+    /// Reached through their member role.
+    pub connected: i32,
+    /// Not reachable; see each MemberAccount's reason and remediation.
+    pub blocked: i32,
+    /// Suspended or closing in AWS.
+    pub suspended: i32,
+    /// Not probed yet.
+    pub pending: i32,
+    /// Paused by a user.
+    pub paused: i32,
+}

@@ -1,0 +1,163 @@
+//! `MemberAccount`: one account of a connected organization, written by the operator.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::condition::Condition;
+use super::rules;
+
+/// The account as AWS Organizations reports it, plus the fields a user may set.
+#[allow(
+    clippy::duplicated_attributes,
+    reason = "each printcolumn(...) repeats keys such as type_ by design"
+)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "orgconnect.dev",
+    version = "v1alpha1",
+    kind = "MemberAccount",
+    doc = "One member account of a connected organization, created by the operator for each account discovery finds. Its spec mirrors what AWS Organizations reports; a user may set `paused` or `roleName`, and the operator never overwrites those.",
+    namespaced,
+    status = "MemberAccountStatus",
+    shortname = "ma",
+    category = "orgconnect",
+    printcolumn(name = "Account", type_ = "string", json_path = ".spec.accountId"),
+    printcolumn(name = "Account Name", type_ = "string", json_path = ".spec.name"),
+    printcolumn(
+        name = "OU",
+        type_ = "string",
+        json_path = ".spec.organizationalUnit.path"
+    ),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Connected\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    selectable = ".spec.accountId",
+    selectable = ".spec.connection"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberAccountSpec {
+    /// Name of the AwsOrgConnection (same namespace) this account was discovered through.
+    #[x_kube(validation = rules::immutable())]
+    #[schemars(length(min = 1, max = 253))]
+    pub connection: String,
+
+    /// The 12-digit AWS account id.
+    #[x_kube(validation = rules::immutable())]
+    #[schemars(regex(pattern = rules::ACCOUNT_ID_PATTERN))]
+    pub account_id: String,
+
+    /// The account's name in AWS Organizations.
+    #[serde(default)]
+    #[schemars(length(max = 256))]
+    pub name: String,
+
+    /// The account's root email address.
+    #[serde(default)]
+    #[schemars(length(max = 256))]
+    pub email: String,
+
+    /// The organizational unit the account sits in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organizational_unit: Option<OrganizationalUnitRef>,
+
+    /// How the account joined the organization: `CREATED` or `INVITED`. Invited accounts
+    /// have no `OrganizationAccountAccessRole` unless someone created it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joined_method: Option<JoinedMethod>,
+
+    /// The account's status in AWS Organizations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_status: Option<AwsAccountStatus>,
+
+    /// Set to true to stop probing this account and leave it out of sync Jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<bool>,
+
+    /// Role to assume in this account instead of the connection's
+    /// `memberAccess.roleName`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = rules::ROLE_NAME_PATTERN))]
+    pub role_name: Option<String>,
+}
+
+/// Where an account sits in the organization.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrganizationalUnitRef {
+    /// Id of the parent: an OU (`ou-…`) or the root (`r-…`).
+    #[schemars(regex(pattern = rules::PARENT_ID_PATTERN))]
+    pub id: String,
+    /// Names from the root down, e.g. `Root/Prod/Payments`.
+    #[schemars(length(max = 4096))]
+    pub path: String,
+}
+
+/// How an account joined its organization (AWS's `JoinedMethod`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JoinedMethod {
+    Created,
+    Invited,
+}
+
+/// An account's status in AWS Organizations.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AwsAccountStatus {
+    Active,
+    Suspended,
+    PendingClosure,
+}
+
+/// Whether the operator can reach the account.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum MemberPhase {
+    /// Not probed yet.
+    Pending,
+    /// The member role was assumed and the account confirmed.
+    Connected,
+    /// The member role could not be assumed; see the `Connected` condition and
+    /// `remediation`.
+    Blocked,
+    /// Suspended or closing in AWS; not probed.
+    Suspended,
+    /// Paused by a user; not probed.
+    Paused,
+}
+
+/// What the operator observed about the account.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberAccountStatus {
+    /// Pending, Connected, Blocked, Suspended or Paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<MemberPhase>,
+
+    /// For a Blocked account, the concrete fix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remediation: Option<String>,
+
+    /// When the account was last probed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_probe_time: Option<Time>,
+
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// `Connected`, with a reason such as `AssumeRoleDenied`,
+    /// `RoleMissingForInvitedAccount`, `AccountSuspended` or `Throttled`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}

@@ -1,0 +1,5 @@
+//! orgconnect: a Kubernetes operator that connects a cluster to AWS Organizations.
+
+pub mod api;
+pub mod aws;
+pub mod crds;

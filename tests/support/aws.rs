@@ -1,0 +1,73 @@
+//! The AWS side of the test bed: moto behind a per-test fault proxy, with a managing
+//! account of the test's own so tests in parallel never share an organization.
+
+use std::hash::{Hash, Hasher};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_sts::config::Credentials;
+
+use super::fault_proxy::FaultProxy;
+
+/// The environment variable `scripts/testbed env` sets to moto's URL.
+pub const MOTO_URL_ENV: &str = "ORGCONNECT_TESTBED_MOTO_URL";
+
+/// One test's view of AWS.
+pub struct AwsBed {
+    /// The proxy every call of the test goes through.
+    pub proxy: FaultProxy,
+    /// The account the test's base credentials act in: the organization's managing account.
+    pub managing_account_id: String,
+    /// The base credentials (an IAM user's keys, in the Secret route).
+    pub credentials: Credentials,
+}
+
+impl AwsBed {
+    pub async fn new() -> Self {
+        let moto = std::env::var(MOTO_URL_ENV).unwrap_or_else(|_| {
+            panic!(
+                "{MOTO_URL_ENV} is not set: run the tests with `scripts/testbed run -- cargo test`"
+            )
+        });
+        let proxy = FaultProxy::start(&moto).await;
+        let suffix = super::unique_suffix();
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        suffix.hash(&mut hasher);
+        let managing_account_id = format!(
+            "{:012}",
+            100_000_000_000 + hasher.finish() % 800_000_000_000
+        );
+        let access_key_id = format!("AKIATEST{}", suffix.to_uppercase());
+        proxy.map_principal(&access_key_id, &managing_account_id);
+        let credentials = Credentials::new(
+            access_key_id,
+            format!("test-secret-{suffix}"),
+            None,
+            None,
+            "orgconnect-tests",
+        );
+        Self {
+            proxy,
+            managing_account_id,
+            credentials,
+        }
+    }
+
+    /// SDK configuration with the test's base credentials, pointed at the proxy.
+    pub fn sdk_config(&self) -> SdkConfig {
+        self.sdk_config_with(self.credentials.clone())
+    }
+
+    /// SDK configuration with other credentials (for example assumed-role ones).
+    pub fn sdk_config_with(&self, credentials: Credentials) -> SdkConfig {
+        SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(self.proxy.url())
+            .credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(
+                credentials,
+            ))
+            .http_client(orgconnect::aws::https_client())
+            .sleep_impl(aws_smithy_async::rt::sleep::default_async_sleep().expect("tokio sleep"))
+            .build()
+    }
+}

@@ -1,0 +1,480 @@
+//! An in-process HTTP proxy in front of moto that each test programs to inject what moto
+//! cannot produce: AccessDenied on AssumeRole for chosen accounts, throttling and 5xx
+//! errors for chosen operations at a given rate, and added latency. It also maps a test's
+//! base access key to the test's own managing account (moto's `x-moto-account-id`), so
+//! tests running in parallel each see their own organization.
+//!
+//! Sockets on both sides set TCP_NODELAY: without it every call waits ~40 ms for delayed
+//! ACKs.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+type Body = Full<Bytes>;
+
+/// Faults injected at a fixed rate: of every `1/rate` matching calls, one fails, spread
+/// evenly and deterministically (no randomness, so tests repeat exactly).
+#[derive(Clone, Copy, Debug)]
+struct RateFault {
+    rate: f64,
+    seen: u64,
+}
+
+impl RateFault {
+    fn new(rate: f64) -> Self {
+        Self {
+            rate: rate.clamp(0.0, 1.0),
+            seen: 0,
+        }
+    }
+
+    /// Whether the next call fails.
+    fn fire(&mut self) -> bool {
+        let before = (self.seen as f64 * self.rate).floor();
+        self.seen += 1;
+        (self.seen as f64 * self.rate).floor() > before
+    }
+}
+
+#[derive(Default)]
+struct Faults {
+    /// Access key id -> the moto account its requests act in.
+    principals: HashMap<String, String>,
+    /// Account ids whose roles cannot be assumed.
+    denied_accounts: HashSet<String>,
+    /// Operation name (`ListAccounts`, `AssumeRole`, ...) or `*` -> throttling rate.
+    throttled: HashMap<String, RateFault>,
+    /// Operation name or `*` -> rate of 503 responses.
+    server_errors: HashMap<String, RateFault>,
+    latency: Duration,
+}
+
+#[derive(Default)]
+struct Stats {
+    /// Calls that reached the proxy, by operation.
+    calls: HashMap<String, u64>,
+    /// Calls the proxy failed on purpose, by operation.
+    injected: HashMap<String, u64>,
+}
+
+struct Shared {
+    faults: Mutex<Faults>,
+    stats: Mutex<Stats>,
+    upstream: String,
+    client: Client<HttpConnector, Body>,
+}
+
+/// A running proxy; stops when dropped.
+pub struct FaultProxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl FaultProxy {
+    /// Starts a proxy on a free loopback port forwarding to `upstream`
+    /// (`http://127.0.0.1:PORT`).
+    pub async fn start(upstream: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        let shared = Arc::new(Shared {
+            faults: Mutex::new(Faults::default()),
+            stats: Mutex::new(Stats::default()),
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            client,
+        });
+        let task = tokio::spawn(accept_loop(listener, shared.clone()));
+        Self { addr, shared, task }
+    }
+
+    /// The URL to give the AWS SDK as its endpoint.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests signed with `access_key_id` act in moto account `account_id`.
+    pub fn map_principal(&self, access_key_id: &str, account_id: &str) {
+        lock(&self.shared.faults)
+            .principals
+            .insert(access_key_id.to_owned(), account_id.to_owned());
+    }
+
+    /// AssumeRole into any role of these accounts fails with AccessDenied.
+    pub fn deny_assume_role<I, S>(&self, account_ids: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        lock(&self.shared.faults)
+            .denied_accounts
+            .extend(account_ids.into_iter().map(Into::into));
+    }
+
+    /// `rate` (0.0..=1.0) of calls to `operation` (or `*` for all) fail with the service's
+    /// throttling error.
+    pub fn throttle(&self, operation: &str, rate: f64) {
+        lock(&self.shared.faults)
+            .throttled
+            .insert(operation.to_owned(), RateFault::new(rate));
+    }
+
+    /// `rate` of calls to `operation` (or `*`) fail with 503 Service Unavailable.
+    pub fn server_errors(&self, operation: &str, rate: f64) {
+        lock(&self.shared.faults)
+            .server_errors
+            .insert(operation.to_owned(), RateFault::new(rate));
+    }
+
+    /// Every call waits this long before it is forwarded.
+    pub fn latency(&self, latency: Duration) {
+        lock(&self.shared.faults).latency = latency;
+    }
+
+    /// Removes every fault (principal mappings stay).
+    pub fn clear_faults(&self) {
+        let mut faults = lock(&self.shared.faults);
+        faults.denied_accounts.clear();
+        faults.throttled.clear();
+        faults.server_errors.clear();
+        faults.latency = Duration::ZERO;
+    }
+
+    /// Calls to `operation` that reached the proxy, failed or not.
+    pub fn calls(&self, operation: &str) -> u64 {
+        lock(&self.shared.stats)
+            .calls
+            .get(operation)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Calls to `operation` the proxy failed on purpose.
+    pub fn injected(&self, operation: &str) -> u64 {
+        lock(&self.shared.stats)
+            .injected
+            .get(operation)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Forgets the call counts.
+    pub fn reset_stats(&self) {
+        *lock(&self.shared.stats) = Stats::default();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| handle(shared.clone(), request));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// The wire protocol of a request, which decides the shape of an injected error.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// awsQuery (STS, CloudFormation): form body, XML errors.
+    Query,
+    /// awsJson (Organizations): `X-Amz-Target`, JSON errors.
+    Json,
+}
+
+struct Call {
+    protocol: Protocol,
+    operation: String,
+    access_key_id: Option<String>,
+    /// For AssumeRole: the account of the role being assumed.
+    target_account: Option<String>,
+}
+
+fn form_value(body: &str, key: &str) -> Option<String> {
+    body.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == key).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = match bytes[i] {
+            b'%' => std::str::from_utf8(bytes.get(i + 1..i + 3).unwrap_or_default())
+                .ok()
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok()),
+            _ => None,
+        };
+        match (decoded, bytes[i]) {
+            (Some(byte), _) => {
+                out.push(byte);
+                i += 3;
+            }
+            (None, b'+') => {
+                out.push(b' ');
+                i += 1;
+            }
+            (None, byte) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn classify(request: &hyper::http::request::Parts, body: &[u8]) -> Call {
+    let header = |name: &str| {
+        request
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let access_key_id = header("authorization").and_then(|auth| {
+        let rest = auth.split("Credential=").nth(1)?;
+        Some(rest.split('/').next()?.to_owned())
+    });
+    if let Some(target) = header("x-amz-target") {
+        let operation = target.rsplit('.').next().unwrap_or(&target).to_owned();
+        return Call {
+            protocol: Protocol::Json,
+            operation,
+            access_key_id,
+            target_account: None,
+        };
+    }
+    let body = String::from_utf8_lossy(body);
+    let query = request.uri.query().unwrap_or("");
+    let operation = form_value(&body, "Action")
+        .or_else(|| form_value(query, "Action"))
+        .unwrap_or_else(|| "Unknown".to_owned());
+    let target_account =
+        form_value(&body, "RoleArn").and_then(|arn| arn.split(':').nth(4).map(str::to_owned));
+    Call {
+        protocol: Protocol::Query,
+        operation,
+        access_key_id,
+        target_account,
+    }
+}
+
+fn error_response(
+    protocol: Protocol,
+    status: StatusCode,
+    code: &str,
+    message: &str,
+) -> Response<Body> {
+    let (content_type, body) = match protocol {
+        Protocol::Query => (
+            "text/xml",
+            format!(
+                "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code>\
+                 <Message>{message}</Message></Error>\
+                 <RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
+            ),
+        ),
+        Protocol::Json => (
+            "application/x-amz-json-1.1",
+            serde_json::json!({ "__type": code, "Message": message }).to_string(),
+        ),
+    };
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("x-amzn-requestid", "00000000-0000-0000-0000-000000000000")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+/// The fault to inject for this call, if any, as a ready response.
+fn injected_fault(faults: &mut Faults, call: &Call) -> Option<Response<Body>> {
+    if let Some(account) = &call.target_account
+        && call.operation == "AssumeRole"
+        && faults.denied_accounts.contains(account)
+    {
+        return Some(error_response(
+            call.protocol,
+            StatusCode::FORBIDDEN,
+            "AccessDenied",
+            &format!(
+                "User is not authorized to perform: sts:AssumeRole on a role in account {account}"
+            ),
+        ));
+    }
+    for key in [call.operation.as_str(), "*"] {
+        if let Some(fault) = faults.throttled.get_mut(key) {
+            if fault.fire() {
+                let code = match call.protocol {
+                    Protocol::Json => "TooManyRequestsException",
+                    Protocol::Query => "Throttling",
+                };
+                return Some(error_response(
+                    call.protocol,
+                    StatusCode::BAD_REQUEST,
+                    code,
+                    "Rate exceeded",
+                ));
+            }
+            break;
+        }
+    }
+    for key in [call.operation.as_str(), "*"] {
+        if let Some(fault) = faults.server_errors.get_mut(key) {
+            if fault.fire() {
+                return Some(error_response(
+                    call.protocol,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    "Service is unavailable",
+                ));
+            }
+            break;
+        }
+    }
+    None
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, std::convert::Infallible> {
+    let (mut parts, body) = request.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return Ok(error_response(
+                Protocol::Query,
+                StatusCode::BAD_REQUEST,
+                "IncompleteBody",
+                "request body could not be read",
+            ));
+        }
+    };
+    let call = classify(&parts, &body);
+    let (latency, fault, account) = {
+        let mut faults = lock(&shared.faults);
+        let account = call
+            .access_key_id
+            .as_ref()
+            .and_then(|key| faults.principals.get(key).cloned());
+        (faults.latency, injected_fault(&mut faults, &call), account)
+    };
+    {
+        let mut stats = lock(&shared.stats);
+        *stats.calls.entry(call.operation.clone()).or_default() += 1;
+        if fault.is_some() {
+            *stats.injected.entry(call.operation.clone()).or_default() += 1;
+        }
+    }
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(response) = fault {
+        return Ok(response);
+    }
+
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/");
+    parts.uri = match format!("{}{path}", shared.upstream).parse() {
+        Ok(uri) => uri,
+        Err(_) => {
+            return Ok(error_response(
+                call.protocol,
+                StatusCode::BAD_GATEWAY,
+                "BadGateway",
+                "bad upstream URI",
+            ));
+        }
+    };
+    if let Some(value) = account.and_then(|account| account.parse().ok()) {
+        parts.headers.insert("x-moto-account-id", value);
+    }
+    let upstream = Request::from_parts(parts, Full::new(body));
+    let response = match shared.client.request(upstream).await {
+        Ok(response) => response,
+        Err(e) => {
+            return Ok(error_response(
+                call.protocol,
+                StatusCode::BAD_GATEWAY,
+                "BadGateway",
+                &format!("upstream unreachable: {e}"),
+            ));
+        }
+    };
+    let (parts, body) = response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    Ok(Response::from_parts(parts, Full::new(body)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_fault_fails_the_exact_share() {
+        let mut half = RateFault::new(0.5);
+        let fired = (0..100).filter(|_| half.fire()).count();
+        assert_eq!(fired, 50);
+        let mut never = RateFault::new(0.0);
+        assert!((0..100).all(|_| !never.fire()));
+        let mut always = RateFault::new(1.0);
+        assert!((0..100).all(|_| always.fire()));
+    }
+
+    #[test]
+    fn decodes_form_values() {
+        let body = "Action=AssumeRole&RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2FX&Version=2011-06-15";
+        assert_eq!(form_value(body, "Action").as_deref(), Some("AssumeRole"));
+        assert_eq!(
+            form_value(body, "RoleArn").as_deref(),
+            Some("arn:aws:iam::123456789012:role/X")
+        );
+    }
+}

@@ -1,0 +1,100 @@
+//! The Kubernetes side of the test bed: a client for the real API server, the CRDs
+//! installed, and a fresh namespace per test.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+use super::eventually;
+
+/// The environment variable `scripts/testbed env` sets to the bed's kubeconfig.
+pub const KUBECONFIG_ENV: &str = "ORGCONNECT_TESTBED_KUBECONFIG";
+
+/// A client for the test bed's API server.
+pub async fn client() -> Client {
+    let path = std::env::var(KUBECONFIG_ENV).unwrap_or_else(|_| {
+        panic!(
+            "{KUBECONFIG_ENV} is not set: run the tests with `scripts/testbed run -- cargo test`"
+        )
+    });
+    let kubeconfig = Kubeconfig::read_from(&path).expect("test bed kubeconfig is readable");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("test bed kubeconfig is valid");
+    Client::try_from(config).expect("client for the test bed")
+}
+
+/// Installs (server-side apply, idempotent) the orgconnect CRDs and waits until the API
+/// server reports each Established.
+pub async fn install_crds(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let params = PatchParams::apply("orgconnect-tests").force();
+    for crd in orgconnect::crds::all() {
+        let name = crd.metadata.name.clone().expect("CRDs are named");
+        crds.patch(&name, &params, &Patch::Apply(&crd))
+            .await
+            .unwrap_or_else(|e| panic!("applying CRD {name}: {e}"));
+        eventually(
+            &format!("CRD {name} Established"),
+            Duration::from_secs(30),
+            || {
+                let crds = crds.clone();
+                let name = name.clone();
+                async move {
+                    let crd = crds.get(&name).await.ok()?;
+                    let established = crd
+                        .status?
+                        .conditions?
+                        .into_iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True");
+                    established.then_some(())
+                }
+            },
+        )
+        .await;
+    }
+}
+
+/// A test's own namespace on the test bed, with a client. The bed is disposable (its
+/// etcd is wiped when it stops, and it runs no namespace controller), so namespaces are
+/// not deleted.
+pub struct TestNamespace {
+    pub client: Client,
+    pub name: String,
+}
+
+impl TestNamespace {
+    /// Creates `<prefix>-<unique>` after installing the CRDs.
+    pub async fn new(prefix: &str) -> Self {
+        let client = client().await;
+        install_crds(&client).await;
+        let name = format!("{prefix}-{}", super::unique_suffix());
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some([("orgconnect.dev/test".to_owned(), "true".to_owned())].into()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        namespaces
+            .create(&PostParams::default(), &namespace)
+            .await
+            .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
+        Self { client, name }
+    }
+
+    /// An API for a namespaced kind in this namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+}
