@@ -2,4 +2,8 @@
 
 pub mod api;
 pub mod aws;
+pub mod controller;
 pub mod crds;
+pub mod duration;
+pub mod error;
+pub mod organization;

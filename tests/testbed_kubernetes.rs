@@ -108,7 +108,7 @@ spec:
         "OrganizationAccountAccessRole"
     );
     assert_eq!(spec.member_access.probe_interval, "30m");
-    assert_eq!(spec.discovery_interval, "10m");
+    assert_eq!(spec.discovery_interval, "1h");
     assert!(spec.stack_set.delete_on_revoke);
 }
 

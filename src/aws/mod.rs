@@ -1,5 +1,10 @@
 //! The AWS boundary: every call the operator makes to AWS goes through this module.
 
+pub mod arn;
+pub mod discovery;
+pub mod error;
 mod http;
+pub mod session;
 
-pub use http::https_client;
+pub use error::{AwsFailure, FailureKind};
+pub use http::{https_client, retry_config, sdk_config_from_env};

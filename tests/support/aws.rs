@@ -11,6 +11,26 @@ use super::fault_proxy::FaultProxy;
 /// The environment variable `scripts/testbed env` sets to moto's URL.
 pub const MOTO_URL_ENV: &str = "ORGCONNECT_TESTBED_MOTO_URL";
 
+fn new_principal(proxy: &FaultProxy) -> (String, Credentials) {
+    let suffix = super::unique_suffix();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    suffix.hash(&mut hasher);
+    let account_id = format!(
+        "{:012}",
+        100_000_000_000 + hasher.finish() % 800_000_000_000
+    );
+    let access_key_id = format!("AKIATEST{}", suffix.to_uppercase());
+    proxy.map_principal(&access_key_id, &account_id);
+    let credentials = Credentials::new(
+        access_key_id,
+        format!("test-secret-{suffix}"),
+        None,
+        None,
+        "orgconnect-tests",
+    );
+    (account_id, credentials)
+}
+
 /// One test's view of AWS.
 pub struct AwsBed {
     /// The proxy every call of the test goes through.
@@ -29,27 +49,44 @@ impl AwsBed {
             )
         });
         let proxy = FaultProxy::start(&moto).await;
-        let suffix = super::unique_suffix();
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        suffix.hash(&mut hasher);
-        let managing_account_id = format!(
-            "{:012}",
-            100_000_000_000 + hasher.finish() % 800_000_000_000
-        );
-        let access_key_id = format!("AKIATEST{}", suffix.to_uppercase());
-        proxy.map_principal(&access_key_id, &managing_account_id);
-        let credentials = Credentials::new(
-            access_key_id,
-            format!("test-secret-{suffix}"),
-            None,
-            None,
-            "orgconnect-tests",
-        );
+        let (managing_account_id, credentials) = new_principal(&proxy);
         Self {
             proxy,
             managing_account_id,
             credentials,
         }
+    }
+
+    /// Another principal in an account of its own (for a second organization), mapped
+    /// at the proxy: its account id and access keys.
+    pub fn add_principal(&self) -> (String, Credentials) {
+        new_principal(&self.proxy)
+    }
+
+    /// Access keys the proxy maps to no account: moto's default account, where no
+    /// organization exists.
+    pub fn unmapped_credentials(&self) -> Credentials {
+        let suffix = super::unique_suffix();
+        Credentials::new(
+            format!("AKIAOTHER{}", suffix.to_uppercase()),
+            format!("other-secret-{suffix}"),
+            None,
+            None,
+            "orgconnect-tests",
+        )
+    }
+
+    /// The operator's base AWS configuration for a test: `credentials` as its default
+    /// chain, and the operator's own retry policy with a short first backoff so tests of
+    /// retried failures stay fast.
+    pub fn operator_config(&self, credentials: Credentials) -> SdkConfig {
+        self.sdk_config_with(credentials)
+            .into_builder()
+            .retry_config(
+                orgconnect::aws::retry_config()
+                    .with_initial_backoff(std::time::Duration::from_millis(10)),
+            )
+            .build()
     }
 
     /// SDK configuration with the test's base credentials, pointed at the proxy.

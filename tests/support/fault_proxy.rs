@@ -41,12 +41,22 @@ impl RateFault {
         }
     }
 
-    /// Whether the next call fails.
+    /// Whether the next call fails. The first call fails (for any rate above zero), then
+    /// one in every `1/rate`.
     fn fire(&mut self) -> bool {
-        let before = (self.seen as f64 * self.rate).floor();
+        let before = (self.seen as f64 * self.rate).ceil();
         self.seen += 1;
-        (self.seen as f64 * self.rate).floor() > before
+        (self.seen as f64 * self.rate).ceil() > before
     }
+}
+
+/// A trust policy for the roles of one account, checked on AssumeRole.
+#[derive(Clone, Debug, Default)]
+pub struct Trust {
+    /// Access key ids allowed to assume the roles; anyone when empty.
+    pub principals: Vec<String>,
+    /// The `sts:ExternalId` the caller must present, if any.
+    pub external_id: Option<String>,
 }
 
 #[derive(Default)]
@@ -55,6 +65,10 @@ struct Faults {
     principals: HashMap<String, String>,
     /// Account ids whose roles cannot be assumed.
     denied_accounts: HashSet<String>,
+    /// Account id -> who may assume its roles, and with which ExternalId.
+    trust: HashMap<String, Trust>,
+    /// Operation -> (calls seen, the first call number that fails with 503).
+    fail_from: HashMap<String, (u64, u64)>,
     /// Operation name (`ListAccounts`, `AssumeRole`, ...) or `*` -> throttling rate.
     throttled: HashMap<String, RateFault>,
     /// Operation name or `*` -> rate of 503 responses.
@@ -140,6 +154,21 @@ impl FaultProxy {
             .extend(account_ids.into_iter().map(Into::into));
     }
 
+    /// AssumeRole into roles of `account_id` succeeds only as `trust` allows.
+    pub fn trust(&self, account_id: &str, trust: Trust) {
+        lock(&self.shared.faults)
+            .trust
+            .insert(account_id.to_owned(), trust);
+    }
+
+    /// From now on, the `n`th call to `operation` (counting from 1) and every later one
+    /// fail with 503, retries included, until the faults are cleared.
+    pub fn fail_from_call(&self, operation: &str, n: u64) {
+        lock(&self.shared.faults)
+            .fail_from
+            .insert(operation.to_owned(), (0, n));
+    }
+
     /// `rate` (0.0..=1.0) of calls to `operation` (or `*` for all) fail with the service's
     /// throttling error.
     pub fn throttle(&self, operation: &str, rate: f64) {
@@ -164,6 +193,8 @@ impl FaultProxy {
     pub fn clear_faults(&self) {
         let mut faults = lock(&self.shared.faults);
         faults.denied_accounts.clear();
+        faults.trust.clear();
+        faults.fail_from.clear();
         faults.throttled.clear();
         faults.server_errors.clear();
         faults.latency = Duration::ZERO;
@@ -224,6 +255,8 @@ struct Call {
     access_key_id: Option<String>,
     /// For AssumeRole: the account of the role being assumed.
     target_account: Option<String>,
+    /// For AssumeRole: the ExternalId presented.
+    external_id: Option<String>,
 }
 
 fn form_value(body: &str, key: &str) -> Option<String> {
@@ -281,6 +314,7 @@ fn classify(request: &hyper::http::request::Parts, body: &[u8]) -> Call {
             operation,
             access_key_id,
             target_account: None,
+            external_id: None,
         };
     }
     let body = String::from_utf8_lossy(body);
@@ -295,6 +329,7 @@ fn classify(request: &hyper::http::request::Parts, body: &[u8]) -> Call {
         operation,
         access_key_id,
         target_account,
+        external_id: form_value(&body, "ExternalId"),
     }
 }
 
@@ -340,6 +375,41 @@ fn injected_fault(faults: &mut Faults, call: &Call) -> Option<Response<Body>> {
                 "User is not authorized to perform: sts:AssumeRole on a role in account {account}"
             ),
         ));
+    }
+    if let Some(account) = &call.target_account
+        && call.operation == "AssumeRole"
+        && let Some(trust) = faults.trust.get(account)
+    {
+        let principal_ok = trust.principals.is_empty()
+            || call
+                .access_key_id
+                .as_ref()
+                .is_some_and(|key| trust.principals.contains(key));
+        let external_id_ok = trust
+            .external_id
+            .as_ref()
+            .is_none_or(|expected| call.external_id.as_ref() == Some(expected));
+        if !(principal_ok && external_id_ok) {
+            return Some(error_response(
+                call.protocol,
+                StatusCode::FORBIDDEN,
+                "AccessDenied",
+                &format!(
+                    "User is not authorized to perform: sts:AssumeRole on a role in account {account}"
+                ),
+            ));
+        }
+    }
+    if let Some((seen, first_failing)) = faults.fail_from.get_mut(&call.operation) {
+        *seen += 1;
+        if *seen >= *first_failing {
+            return Some(error_response(
+                call.protocol,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "Service is unavailable",
+            ));
+        }
     }
     for key in [call.operation.as_str(), "*"] {
         if let Some(fault) = faults.throttled.get_mut(key) {

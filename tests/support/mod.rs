@@ -5,6 +5,7 @@
 pub mod aws;
 pub mod fault_proxy;
 pub mod kube;
+pub mod operator;
 pub mod org;
 
 /// Polls `check` until it returns `Some`, or panics naming `what` after `timeout`.

@@ -1,0 +1,194 @@
+//! Lists a whole organization through AWS Organizations: the organization, its root,
+//! every OU at any depth, and every account with its parent, at AWS's page sizes. Any
+//! failed page fails the whole discovery, so a partial listing is never mistaken for the
+//! organization.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_organizations::Client;
+use aws_sdk_organizations::types::{AccountStatus, ChildType};
+use futures::{StreamExt, TryStreamExt};
+
+use super::error::{AwsFailure, FailureKind, classify};
+use crate::api::member_account::{AwsAccountStatus, JoinedMethod};
+use crate::organization::{Account, OrganizationSnapshot, Unit};
+
+/// AWS's largest page for ListAccounts.
+pub const ACCOUNTS_PAGE_SIZE: i32 = 20;
+/// AWS's largest page for the per-parent listings.
+const CHILDREN_PAGE_SIZE: i32 = 20;
+
+/// Lists the organization `client` can see; `concurrency` bounds the per-OU calls in
+/// flight.
+pub async fn discover(
+    client: &Client,
+    concurrency: usize,
+) -> Result<OrganizationSnapshot, AwsFailure> {
+    let organization = client
+        .describe_organization()
+        .send()
+        .await
+        .map_err(|e| classify("DescribeOrganization", &e))?
+        .organization
+        .ok_or_else(|| AwsFailure {
+            operation: "DescribeOrganization",
+            kind: FailureKind::Other,
+            code: None,
+            message: "the response described no organization".to_owned(),
+        })?;
+    let roots = client
+        .list_roots()
+        .send()
+        .await
+        .map_err(|e| classify("ListRoots", &e))?;
+    let root_id = roots
+        .roots()
+        .first()
+        .and_then(|root| root.id())
+        .unwrap_or_default()
+        .to_owned();
+
+    let units = list_units(client, &root_id, concurrency).await?;
+    let parents = list_account_parents(client, &root_id, &units, concurrency).await?;
+    let accounts = list_accounts(client, &root_id, &parents).await?;
+
+    Ok(OrganizationSnapshot {
+        id: organization.id().unwrap_or_default().to_owned(),
+        managing_account_id: organization
+            .master_account_id()
+            .unwrap_or_default()
+            .to_owned(),
+        feature_set: organization
+            .feature_set()
+            .map(|f| f.as_str().to_owned())
+            .unwrap_or_default(),
+        root_id,
+        units,
+        accounts,
+    })
+}
+
+/// Every OU under the root, level by level.
+async fn list_units(
+    client: &Client,
+    root_id: &str,
+    concurrency: usize,
+) -> Result<BTreeMap<String, Unit>, AwsFailure> {
+    let mut units = BTreeMap::new();
+    let mut level = vec![root_id.to_owned()];
+    while !level.is_empty() {
+        let children: Vec<Vec<(String, Unit)>> = futures::stream::iter(level)
+            .map(|parent_id| async move {
+                let mut pages = client
+                    .list_organizational_units_for_parent()
+                    .parent_id(&parent_id)
+                    .max_results(CHILDREN_PAGE_SIZE)
+                    .into_paginator()
+                    .send();
+                let mut found = Vec::new();
+                while let Some(page) = pages.next().await {
+                    let page =
+                        page.map_err(|e| classify("ListOrganizationalUnitsForParent", &e))?;
+                    for ou in page.organizational_units() {
+                        let Some(id) = ou.id() else { continue };
+                        found.push((
+                            id.to_owned(),
+                            Unit {
+                                name: ou.name().unwrap_or(id).to_owned(),
+                                parent_id: parent_id.clone(),
+                            },
+                        ));
+                    }
+                }
+                Ok::<_, AwsFailure>(found)
+            })
+            .buffer_unordered(concurrency.max(1))
+            .try_collect()
+            .await?;
+        level = Vec::new();
+        for (id, unit) in children.into_iter().flatten() {
+            if units.insert(id.clone(), unit).is_none() {
+                level.push(id);
+            }
+        }
+    }
+    Ok(units)
+}
+
+/// Account id -> parent id, from the account children of the root and of every OU.
+async fn list_account_parents(
+    client: &Client,
+    root_id: &str,
+    units: &BTreeMap<String, Unit>,
+    concurrency: usize,
+) -> Result<BTreeMap<String, String>, AwsFailure> {
+    let parents = std::iter::once(root_id.to_owned()).chain(units.keys().cloned());
+    let listed: Vec<Vec<(String, String)>> = futures::stream::iter(parents)
+        .map(|parent_id| async move {
+            let mut pages = client
+                .list_children()
+                .parent_id(&parent_id)
+                .child_type(ChildType::Account)
+                .max_results(CHILDREN_PAGE_SIZE)
+                .into_paginator()
+                .send();
+            let mut found = Vec::new();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| classify("ListChildren", &e))?;
+                for child in page.children() {
+                    if let Some(id) = child.id() {
+                        found.push((id.to_owned(), parent_id.clone()));
+                    }
+                }
+            }
+            Ok::<_, AwsFailure>(found)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect()
+        .await?;
+    Ok(listed.into_iter().flatten().collect())
+}
+
+/// Every account, in pages of [`ACCOUNTS_PAGE_SIZE`]. An account whose parent was not
+/// listed (it moved while discovery ran) is placed under the root until the next
+/// discovery.
+async fn list_accounts(
+    client: &Client,
+    root_id: &str,
+    parents: &BTreeMap<String, String>,
+) -> Result<Vec<Account>, AwsFailure> {
+    let mut pages = client
+        .list_accounts()
+        .max_results(ACCOUNTS_PAGE_SIZE)
+        .into_paginator()
+        .send();
+    let mut accounts = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| classify("ListAccounts", &e))?;
+        for account in page.accounts() {
+            let Some(id) = account.id() else { continue };
+            accounts.push(Account {
+                id: id.to_owned(),
+                name: account.name().unwrap_or_default().to_owned(),
+                email: account.email().unwrap_or_default().to_owned(),
+                status: account.status().and_then(account_status),
+                joined_method: account.joined_method().and_then(|m| match m.as_str() {
+                    "CREATED" => Some(JoinedMethod::Created),
+                    "INVITED" => Some(JoinedMethod::Invited),
+                    _ => None,
+                }),
+                parent_id: parents.get(id).map_or(root_id, String::as_str).to_owned(),
+            });
+        }
+    }
+    Ok(accounts)
+}
+
+fn account_status(status: &AccountStatus) -> Option<AwsAccountStatus> {
+    match status.as_str() {
+        "ACTIVE" => Some(AwsAccountStatus::Active),
+        "SUSPENDED" => Some(AwsAccountStatus::Suspended),
+        "PENDING_CLOSURE" => Some(AwsAccountStatus::PendingClosure),
+        _ => None,
+    }
+}

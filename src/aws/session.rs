@@ -1,0 +1,285 @@
+//! The managing-role session of each connection: base credentials, then AssumeRole with
+//! the ExternalId, cached until shortly before the credentials expire so reconciles do not
+//! call STS each time.
+
+use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use aws_config::{Region, SdkConfig};
+use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
+
+use super::arn::RoleArn;
+use super::error::{AwsFailure, classify};
+
+/// Credentials are renewed this long before they expire.
+const RENEW_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
+/// How long the managing-role session lasts (AWS's default and the role-chaining limit).
+const SESSION_DURATION_SECONDS: i32 = 3600;
+
+/// Where the operator's own identity comes from before it assumes the managing role.
+#[derive(Clone, Debug)]
+pub enum BaseCredentials {
+    /// The operator's default AWS chain (IRSA, EKS Pod Identity, environment).
+    DefaultChain,
+    /// An IAM user's access keys from a Secret. `version` identifies the Secret's content
+    /// (uid and resourceVersion), so a changed Secret starts a new session.
+    Keys {
+        credentials: Credentials,
+        version: String,
+    },
+}
+
+impl BaseCredentials {
+    fn version(&self) -> &str {
+        match self {
+            Self::DefaultChain => "default-chain",
+            Self::Keys { version, .. } => version,
+        }
+    }
+}
+
+/// What to assume.
+#[derive(Clone, Debug)]
+pub struct AssumeRequest {
+    pub role_arn: RoleArn,
+    pub external_id: String,
+    pub session_name: String,
+    pub region: String,
+    pub base: BaseCredentials,
+}
+
+impl AssumeRequest {
+    /// Identifies everything that, when changed, needs a new session. Holds no secret.
+    fn fingerprint(&self) -> u64 {
+        let mut hasher = DefaultHasher::new();
+        (
+            self.role_arn.to_string(),
+            &self.external_id,
+            &self.session_name,
+            &self.region,
+            self.base.version(),
+        )
+            .hash(&mut hasher);
+        hasher.finish()
+    }
+}
+
+/// AssumeRole of the managing role failed.
+#[derive(Clone, Debug)]
+pub struct AssumeFailure {
+    pub failure: AwsFailure,
+    /// The principal the operator runs as (GetCallerIdentity), when it could be asked.
+    pub principal: Option<String>,
+}
+
+/// A live session in the managing account.
+#[derive(Clone, Debug)]
+pub struct ManagingSession {
+    /// SDK configuration acting as the managing role.
+    pub config: SdkConfig,
+    pub expires: SystemTime,
+    /// Whether this call assumed the role (false: served from the cache).
+    pub fresh: bool,
+}
+
+#[derive(Clone)]
+struct Cached {
+    fingerprint: u64,
+    config: SdkConfig,
+    expires: SystemTime,
+}
+
+/// Managing-role sessions by connection.
+pub struct SessionCache {
+    base: SdkConfig,
+    sessions: Mutex<HashMap<String, Cached>>,
+}
+
+impl SessionCache {
+    /// `base` is the operator's own SDK configuration (default chain, endpoint, retries).
+    pub fn new(base: SdkConfig) -> Self {
+        Self {
+            base,
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cached>> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// SDK configuration with the base credentials of `request`, in its region.
+    pub fn base_config(&self, request: &AssumeRequest) -> SdkConfig {
+        let mut builder = self
+            .base
+            .to_builder()
+            .region(Region::new(request.region.clone()));
+        if let BaseCredentials::Keys { credentials, .. } = &request.base {
+            builder =
+                builder.credentials_provider(SharedCredentialsProvider::new(credentials.clone()));
+        }
+        builder.build()
+    }
+
+    /// The managing-role session for connection `key`, from the cache while it is valid
+    /// for `request`, else by AssumeRole.
+    pub async fn session(
+        &self,
+        key: &str,
+        request: &AssumeRequest,
+    ) -> Result<ManagingSession, AssumeFailure> {
+        let fingerprint = request.fingerprint();
+        let now = SystemTime::now();
+        if let Some(cached) = self.lock().get(key).cloned()
+            && cached.fingerprint == fingerprint
+            && cached.expires > now + RENEW_BEFORE_EXPIRY
+        {
+            return Ok(ManagingSession {
+                config: cached.config,
+                expires: cached.expires,
+                fresh: false,
+            });
+        }
+
+        let base = self.base_config(request);
+        let sts = aws_sdk_sts::Client::new(&base);
+        let assumed = sts
+            .assume_role()
+            .role_arn(request.role_arn.to_string())
+            .external_id(&request.external_id)
+            .role_session_name(&request.session_name)
+            .duration_seconds(SESSION_DURATION_SECONDS)
+            .send()
+            .await;
+        let credentials = match assumed {
+            Ok(output) => output.credentials,
+            Err(err) => {
+                self.forget(key);
+                let failure = classify("AssumeRole", &err);
+                let principal = if failure.kind.is_transient() {
+                    None
+                } else {
+                    caller_identity(&sts).await
+                };
+                return Err(AssumeFailure { failure, principal });
+            }
+        };
+        let Some(credentials) = credentials else {
+            return Err(AssumeFailure {
+                failure: AwsFailure {
+                    operation: "AssumeRole",
+                    kind: super::error::FailureKind::Other,
+                    code: None,
+                    message: "the response carried no credentials".into(),
+                },
+                principal: None,
+            });
+        };
+        let expires = SystemTime::try_from(*credentials.expiration())
+            .unwrap_or_else(|_| now + Duration::from_secs(SESSION_DURATION_SECONDS as u64));
+        let session_credentials = Credentials::new(
+            credentials.access_key_id(),
+            credentials.secret_access_key(),
+            Some(credentials.session_token().to_owned()),
+            Some(expires),
+            "orgconnect-managing-role",
+        );
+        let config = base
+            .to_builder()
+            .credentials_provider(SharedCredentialsProvider::new(session_credentials))
+            .build();
+        self.lock().insert(
+            key.to_owned(),
+            Cached {
+                fingerprint,
+                config: config.clone(),
+                expires,
+            },
+        );
+        Ok(ManagingSession {
+            config,
+            expires,
+            fresh: true,
+        })
+    }
+
+    /// Drops the session of connection `key` (deleted, or its credentials changed).
+    pub fn forget(&self, key: &str) {
+        self.lock().remove(key);
+    }
+}
+
+async fn caller_identity(sts: &aws_sdk_sts::Client) -> Option<String> {
+    let identity = sts.get_caller_identity().send().await.ok()?;
+    identity.arn().map(str::to_owned)
+}
+
+/// A valid `RoleSessionName` (`[\w+=,.@-]`, 2 to 64 characters) naming the connection.
+pub fn session_name(namespace: &str, name: &str) -> String {
+    let raw = format!("orgconnect-{namespace}-{name}");
+    let mut cleaned: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if cleaned.len() > 64 {
+        let mut hasher = DefaultHasher::new();
+        raw.hash(&mut hasher);
+        let suffix = format!("-{:08x}", hasher.finish() as u32);
+        cleaned.truncate(64 - suffix.len());
+        cleaned.push_str(&suffix);
+    }
+    cleaned
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_names_are_valid_and_bounded() {
+        assert_eq!(session_name("team-a", "acme"), "orgconnect-team-a-acme");
+        let long = session_name("ns", &"x".repeat(253));
+        assert_eq!(long.len(), 64);
+        assert!(long.starts_with("orgconnect-ns-xxx"));
+        assert_ne!(long, session_name("ns", &"x".repeat(252)));
+        let odd = session_name("ns", "a_b/c");
+        assert!(
+            odd.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
+        );
+    }
+
+    #[test]
+    fn fingerprint_changes_with_what_needs_a_new_session() {
+        let request = AssumeRequest {
+            role_arn: "arn:aws:iam::111122223333:role/orgconnect"
+                .parse()
+                .expect("valid"),
+            external_id: "id-1".into(),
+            session_name: "s".into(),
+            region: "us-east-1".into(),
+            base: BaseCredentials::DefaultChain,
+        };
+        let mut other = request.clone();
+        other.external_id = "id-2".into();
+        assert_ne!(request.fingerprint(), other.fingerprint());
+        let mut keys = request.clone();
+        keys.base = BaseCredentials::Keys {
+            credentials: Credentials::new("AKIA", "secret", None, None, "test"),
+            version: "uid:1".into(),
+        };
+        assert_ne!(request.fingerprint(), keys.fingerprint());
+        assert_eq!(request.fingerprint(), request.clone().fingerprint());
+    }
+}

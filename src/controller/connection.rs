@@ -1,0 +1,716 @@
+//! The AwsOrgConnection reconciler: resolve base credentials, assume the managing role with
+//! the ExternalId, discover the organization when due, own its MemberAccounts, and write
+//! status only when it changed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use tracing::{debug, info, warn};
+
+use super::connection_status::{
+    ExternalIdDecision, Verdict, count_phases, decide_external_id, generate_external_id,
+    members_connected, ready, transitions,
+};
+use super::context::{Context, Diagnostics};
+use super::credentials::{CredentialProblem, keys_from_secret, secret_name};
+use super::members::{MemberPlan, connection_selector, desired_member, plan};
+use crate::api::condition::{
+    Condition, ConditionStatus, ConditionType, find_condition, set_condition,
+};
+use crate::api::connection::{
+    AwsOrgConnection, AwsOrgConnectionStatus, ExternalIdSource, OrganizationInfo,
+};
+use crate::aws::arn::{RoleArn, partition_of_region, trust_principal};
+use crate::aws::discovery::discover;
+use crate::aws::session::{
+    AssumeFailure, AssumeRequest, BaseCredentials, ManagingSession, session_name,
+};
+use crate::aws::{AwsFailure, FailureKind};
+use crate::duration::parse_duration;
+use crate::error::{Error, Result};
+use crate::organization::OrganizationSnapshot;
+
+/// The finalizer that removes a connection's MemberAccounts before it goes.
+pub const FINALIZER: &str = "orgconnect.dev/cleanup";
+/// The field manager of every write the operator makes.
+pub const FIELD_MANAGER: &str = "orgconnect";
+/// How many MemberAccounts are written at once.
+const WRITE_CONCURRENCY: usize = 16;
+/// How soon a denied or failed AssumeRole is tried again: the fix happens in IAM, which
+/// the operator cannot watch.
+const RECHECK_DENIED: Duration = Duration::from_secs(120);
+
+/// Entry point for the controller: adds the finalizer, then applies or cleans up.
+pub async fn reconcile(connection: Arc<AwsOrgConnection>, ctx: Arc<Context>) -> Result<Action> {
+    Diagnostics::add(&ctx.diagnostics.connection_reconciles, 1);
+    let namespace = connection
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let api: Api<AwsOrgConnection> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, FINALIZER, connection, |event| async {
+        match event {
+            Finalizer::Apply(connection) => apply(connection, ctx.clone()).await,
+            Finalizer::Cleanup(connection) => cleanup(connection, ctx.clone()).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// Retries a failed reconcile after a pause; never a hot loop.
+pub fn error_policy(connection: Arc<AwsOrgConnection>, error: &Error, ctx: Arc<Context>) -> Action {
+    Diagnostics::add(&ctx.diagnostics.connection_failures, 1);
+    warn!(
+        connection = %connection.name_any(),
+        namespace = connection.namespace().unwrap_or_default(),
+        error = %error,
+        kind = error.label(),
+        "reconcile failed; retrying"
+    );
+    Action::requeue(Duration::from_secs(15) + jitter(Duration::from_secs(5)))
+}
+
+fn jitter(max: Duration) -> Duration {
+    use rand::Rng;
+    let max_ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX).max(1);
+    Duration::from_millis(rand::rng().random_range(0..max_ms))
+}
+
+fn key(connection: &AwsOrgConnection) -> String {
+    format!(
+        "{}/{}",
+        connection.namespace().unwrap_or_default(),
+        connection.name_any()
+    )
+}
+
+/// One reconcile's view: the object, the status being built, and the time.
+struct Pass<'a> {
+    connection: &'a AwsOrgConnection,
+    ctx: &'a Context,
+    api: Api<AwsOrgConnection>,
+    status: AwsOrgConnectionStatus,
+    now: Timestamp,
+}
+
+impl Pass<'_> {
+    fn generation(&self) -> Option<i64> {
+        self.connection.metadata.generation
+    }
+
+    fn set(&mut self, type_: ConditionType, (status, reason, message): Verdict) {
+        let generation = self.generation();
+        self.set_with_generation(type_, (status, reason, message), generation);
+    }
+
+    fn set_with_generation(
+        &mut self,
+        type_: ConditionType,
+        (status, reason, message): Verdict,
+        generation: Option<i64>,
+    ) {
+        set_condition(
+            &mut self.status.conditions,
+            Condition::new(type_, status, reason, message, generation, self.now),
+        );
+    }
+
+    fn condition(&self, type_: ConditionType) -> Option<&Condition> {
+        find_condition(&self.status.conditions, type_)
+    }
+
+    /// Writes the status (server-side apply) if it differs from what the object has.
+    async fn write_status(&self) -> Result<bool> {
+        let current = self.connection.status.clone().unwrap_or_default();
+        if current == self.status {
+            return Ok(false);
+        }
+        let patch = serde_json::json!({
+            "apiVersion": "orgconnect.dev/v1alpha1",
+            "kind": "AwsOrgConnection",
+            "status": self.status,
+        });
+        self.api
+            .patch_status(
+                &self.connection.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+        Diagnostics::add(&self.ctx.diagnostics.status_writes, 1);
+        Ok(true)
+    }
+
+    /// Summarises, writes status when changed, publishes Events for transitions.
+    async fn finish(mut self, action: Action) -> Result<Action> {
+        let members = self.ctx.members_of(self.connection);
+        let counts = count_phases(&members);
+        let verdict = members_connected(&counts, &self.connection.name_any());
+        self.status.accounts = Some(counts);
+        self.set(ConditionType::MembersConnected, verdict);
+        let summary = ready(&self.status.conditions);
+        self.set(ConditionType::Ready, summary);
+        self.status.observed_generation = self.generation();
+
+        let before = self
+            .connection
+            .status
+            .as_ref()
+            .map(|s| s.conditions.clone())
+            .unwrap_or_default();
+        if self.write_status().await? {
+            for condition in transitions(&before, &self.status.conditions) {
+                if condition.type_ == ConditionType::MembersConnected
+                    && condition.status == ConditionStatus::Unknown
+                {
+                    continue;
+                }
+                let type_ = if condition.status == ConditionStatus::False {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                };
+                let note = format!("{}: {}", condition.type_, condition.message);
+                self.ctx
+                    .event(self.connection, type_, &condition.reason, note)
+                    .await;
+            }
+        }
+        Ok(action)
+    }
+}
+
+async fn apply(connection: Arc<AwsOrgConnection>, ctx: Arc<Context>) -> Result<Action> {
+    debug!(connection = %key(&connection), "reconciling");
+    ctx.members_ready().await;
+    debug!(connection = %key(&connection), "member cache ready");
+    let namespace = connection
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let mut pass = Pass {
+        connection: &connection,
+        ctx: &ctx,
+        api: Api::namespaced(ctx.client.clone(), &namespace),
+        status: connection.status.clone().unwrap_or_default(),
+        now: Timestamp::now(),
+    };
+
+    let Some(external_id) = external_id(&mut pass).await? else {
+        return pass.finish(Action::await_change()).await;
+    };
+    let session = match authenticate(&mut pass, &namespace, external_id).await? {
+        Authentication::Ready(session) => session,
+        Authentication::Stop(action) => return pass.finish(action).await,
+    };
+    let action = discover_when_due(&mut pass, &session).await?;
+    pass.finish(action).await
+}
+
+/// Settles the ExternalId; a generated one is written to status before it is first used,
+/// so it survives a crash and never changes. `None` when the operator refuses the spec's.
+async fn external_id(pass: &mut Pass<'_>) -> Result<Option<String>> {
+    let spec = pass.connection.spec.external_id.as_deref();
+    let current = pass
+        .status
+        .external_id
+        .as_deref()
+        .zip(pass.status.external_id_source);
+    match decide_external_id(
+        spec,
+        current,
+        pass.ctx.settings.require_generated_external_id,
+    ) {
+        ExternalIdDecision::Use(id, source) => {
+            pass.status.external_id = Some(id.clone());
+            pass.status.external_id_source = Some(source);
+            Ok(Some(id))
+        }
+        ExternalIdDecision::Generate => {
+            let id = generate_external_id();
+            pass.status.external_id = Some(id.clone());
+            pass.status.external_id_source = Some(ExternalIdSource::Generated);
+            pass.write_status().await?;
+            debug!(connection = %key(pass.connection), "generated the ExternalId");
+            Ok(Some(id))
+        }
+        ExternalIdDecision::Refused => {
+            pass.set(
+                ConditionType::Authenticated,
+                (
+                    ConditionStatus::False,
+                    "ExternalIdNotAllowed",
+                    "this operator requires ExternalIds it generates itself; remove \
+                     spec.externalId and put status.externalId in the role's trust policy"
+                        .to_owned(),
+                ),
+            );
+            Ok(None)
+        }
+    }
+}
+
+enum Authentication {
+    Ready(Box<ManagingSession>),
+    Stop(Action),
+}
+
+async fn base_credentials(
+    pass: &Pass<'_>,
+    namespace: &str,
+) -> Result<Result<BaseCredentials, CredentialProblem>> {
+    let reference = match secret_name(&pass.connection.spec.credentials, namespace) {
+        Ok(None) => return Ok(Ok(BaseCredentials::DefaultChain)),
+        Ok(Some(reference)) => reference,
+        Err(problem) => return Ok(Err(problem)),
+    };
+    let secrets: Api<Secret> = Api::namespaced(pass.ctx.client.clone(), namespace);
+    match secrets.get_opt(&reference.name).await? {
+        None => Ok(Err(CredentialProblem::SecretNotFound {
+            name: reference.name.clone(),
+        })),
+        Some(secret) => Ok(keys_from_secret(&secret, reference)),
+    }
+}
+
+/// Assumes the managing role (from the cache when possible) and sets `Authenticated`.
+async fn authenticate(
+    pass: &mut Pass<'_>,
+    namespace: &str,
+    external_id: String,
+) -> Result<Authentication> {
+    let spec = &pass.connection.spec;
+    let role_arn: RoleArn = match spec.role_arn.parse() {
+        Ok(arn) => arn,
+        Err(err) => {
+            let err: crate::aws::arn::InvalidRoleArn = err;
+            pass.set(
+                ConditionType::Authenticated,
+                (ConditionStatus::False, "InvalidRoleArn", err.to_string()),
+            );
+            return Ok(Authentication::Stop(Action::await_change()));
+        }
+    };
+    let region_partition = partition_of_region(&spec.region);
+    if role_arn.partition != region_partition {
+        pass.set(
+            ConditionType::Authenticated,
+            (
+                ConditionStatus::False,
+                "PartitionMismatch",
+                format!(
+                    "roleArn is in partition {} but region {} is in partition {region_partition}; \
+                     set a region of the role's partition",
+                    role_arn.partition, spec.region
+                ),
+            ),
+        );
+        return Ok(Authentication::Stop(Action::await_change()));
+    }
+    let base = match base_credentials(pass, namespace).await? {
+        Ok(base) => base,
+        Err(problem) => {
+            pass.set(
+                ConditionType::Authenticated,
+                (ConditionStatus::False, problem.reason(), problem.message()),
+            );
+            // The Secret watch brings the connection back when the Secret changes.
+            return Ok(Authentication::Stop(Action::await_change()));
+        }
+    };
+    let request = AssumeRequest {
+        session_name: session_name(namespace, &pass.connection.name_any()),
+        role_arn: role_arn.clone(),
+        external_id: external_id.clone(),
+        region: spec.region.clone(),
+        base,
+    };
+    match pass
+        .ctx
+        .sessions
+        .session(&key(pass.connection), &request)
+        .await
+    {
+        Ok(session) => {
+            if session.fresh {
+                info!(connection = %key(pass.connection), role = %role_arn, "assumed the managing role");
+            }
+            pass.set(
+                ConditionType::Authenticated,
+                (
+                    ConditionStatus::True,
+                    "RoleAssumed",
+                    format!(
+                        "assumed {role_arn} with the connection's ExternalId as session {}",
+                        request.session_name
+                    ),
+                ),
+            );
+            Ok(Authentication::Ready(Box::new(session)))
+        }
+        Err(AssumeFailure { failure, .. }) if failure.kind.is_transient() => Err(failure.into()),
+        Err(AssumeFailure { failure, principal }) => {
+            let (reason, message) =
+                assume_failure_message(&failure, principal.as_deref(), &role_arn, &external_id);
+            pass.set(
+                ConditionType::Authenticated,
+                (ConditionStatus::False, reason, message),
+            );
+            Ok(Authentication::Stop(Action::requeue(
+                RECHECK_DENIED + jitter(Duration::from_secs(30)),
+            )))
+        }
+    }
+}
+
+/// The reason and message for a refused AssumeRole, with the trust statement the role
+/// needs when access was denied.
+fn assume_failure_message(
+    failure: &AwsFailure,
+    principal: Option<&str>,
+    role_arn: &RoleArn,
+    external_id: &str,
+) -> (&'static str, String) {
+    match failure.kind {
+        FailureKind::AccessDenied => {
+            let caller = principal.unwrap_or("the operator's AWS identity");
+            let trusted = principal.map_or_else(
+                || {
+                    format!(
+                        "arn:{}:iam::<operator account>:role/<operator role>",
+                        role_arn.partition
+                    )
+                },
+                trust_principal,
+            );
+            let statement = serde_json::json!({
+                "Effect": "Allow",
+                "Principal": { "AWS": trusted },
+                "Action": "sts:AssumeRole",
+                "Condition": { "StringEquals": { "sts:ExternalId": external_id } },
+            });
+            (
+                "AssumeRoleDenied",
+                format!(
+                    "access denied: {caller} may not assume {role_arn} with ExternalId {external_id}. \
+                     The role's trust policy must contain this statement: {statement}"
+                ),
+            )
+        }
+        FailureKind::InvalidCredentials => (
+            "InvalidBaseCredentials",
+            format!("the base credentials were rejected by AWS: {failure}"),
+        ),
+        _ => ("AssumeRoleFailed", failure.to_string()),
+    }
+}
+
+/// Whether a discovery should run now.
+fn discovery_due(pass: &Pass<'_>, interval: Duration) -> bool {
+    let generation = pass.generation();
+    if let Some(retry) = pass.ctx.discovery_retry(&key(pass.connection))
+        && retry.generation == generation
+    {
+        return pass.now >= retry.not_before;
+    }
+    let discovered = pass.condition(ConditionType::Discovered);
+    if discovered.is_none_or(|c| c.observed_generation != generation) {
+        return true;
+    }
+    match &pass.status.last_discovery_time {
+        None => true,
+        Some(Time(last)) => last
+            .checked_add(interval)
+            .map_or(true, |next| pass.now >= next),
+    }
+}
+
+/// How long until the next discovery is due, plus jitter so connections spread out.
+fn until_next_discovery(pass: &Pass<'_>, interval: Duration) -> Duration {
+    let next = pass
+        .status
+        .last_discovery_time
+        .as_ref()
+        .and_then(|Time(last)| last.checked_add(interval).ok());
+    let remaining = next
+        .and_then(|next| Duration::try_from(next.duration_since(pass.now)).ok())
+        .unwrap_or(interval);
+    remaining.min(interval) + jitter(interval / 10)
+}
+
+async fn discover_when_due(pass: &mut Pass<'_>, session: &ManagingSession) -> Result<Action> {
+    let interval = parse_duration(&pass.connection.spec.discovery_interval)
+        .unwrap_or(Duration::from_secs(3600))
+        .max(Duration::from_secs(60));
+    if !discovery_due(pass, interval) {
+        if let Some(retry) = pass.ctx.discovery_retry(&key(pass.connection)) {
+            let wait = retry.not_before.duration_since(pass.now);
+            return Ok(Action::requeue(
+                Duration::try_from(wait)
+                    .unwrap_or_default()
+                    .max(Duration::from_secs(1)),
+            ));
+        }
+        return Ok(Action::requeue(until_next_discovery(pass, interval)));
+    }
+    Diagnostics::add(&pass.ctx.diagnostics.discoveries, 1);
+    let client = aws_sdk_organizations::Client::new(&session.config);
+    let role_account = pass
+        .connection
+        .spec
+        .role_arn
+        .parse::<RoleArn>()
+        .map(|arn| arn.account_id)
+        .unwrap_or_default();
+    match discover(&client, pass.ctx.settings.discovery_concurrency).await {
+        Ok(org) if org.managing_account_id != role_account => {
+            pass.ctx.discovery_succeeded(&key(pass.connection));
+            pass.set(
+                ConditionType::Discovered,
+                (
+                    ConditionStatus::False,
+                    "NotManagementAccount",
+                    format!(
+                        "account {role_account} is a member of organization {}, whose managing \
+                         account is {}; roleArn must name a role in the managing account",
+                        org.id, org.managing_account_id
+                    ),
+                ),
+            );
+            Ok(Action::requeue(interval))
+        }
+        Ok(org) => {
+            pass.ctx.discovery_succeeded(&key(pass.connection));
+            apply_discovery(pass, &org).await?;
+            Ok(Action::requeue(until_next_discovery(pass, interval)))
+        }
+        Err(failure) => Ok(discovery_failed(pass, failure).await),
+    }
+}
+
+/// Records a discovery that did not complete. Nothing is deleted; a connection that was
+/// discovered before stays `Discovered=True`, marked `Stale`.
+async fn discovery_failed(pass: &mut Pass<'_>, failure: AwsFailure) -> Action {
+    let delay = pass
+        .ctx
+        .discovery_failed(&key(pass.connection), pass.generation(), pass.now);
+    warn!(connection = %key(pass.connection), error = %failure, retry_in = ?delay, "discovery failed");
+    let verdict: Verdict = match failure.kind {
+        FailureKind::OrganizationsNotInUse => (
+            ConditionStatus::False,
+            "OrganizationsNotInUse",
+            "AWS Organizations is not enabled for the managing account: create an organization \
+             in it, or point roleArn at the managing account of an existing one"
+                .to_owned(),
+        ),
+        FailureKind::AccessDenied => (
+            ConditionStatus::False,
+            "DiscoveryDenied",
+            format!(
+                "the managing role may not list the organization ({failure}); roleArn must be in \
+                 the organization's management account and allow organizations:Describe* and \
+                 organizations:List*"
+            ),
+        ),
+        kind if kind.is_transient() => {
+            let previous = pass.condition(ConditionType::Discovered).cloned();
+            let note = format!(
+                "the discovery at {} did not complete ({failure}); nothing was deleted; retrying in {}s",
+                pass.now,
+                delay.as_secs()
+            );
+            pass.ctx
+                .event(
+                    pass.connection,
+                    EventType::Warning,
+                    "DiscoveryIncomplete",
+                    note.clone(),
+                )
+                .await;
+            match previous {
+                Some(previous) if previous.status == ConditionStatus::True => {
+                    let since = pass
+                        .status
+                        .last_discovery_time
+                        .as_ref()
+                        .map(|t| t.0.to_string())
+                        .unwrap_or_default();
+                    pass.set_with_generation(
+                        ConditionType::Discovered,
+                        (
+                            ConditionStatus::True,
+                            "Stale",
+                            format!("{note}; MemberAccounts are as of the discovery at {since}"),
+                        ),
+                        previous.observed_generation,
+                    );
+                }
+                _ => pass.set_with_generation(
+                    ConditionType::Discovered,
+                    (ConditionStatus::Unknown, "DiscoveryIncomplete", note),
+                    None,
+                ),
+            }
+            return Action::requeue(delay);
+        }
+        _ => (
+            ConditionStatus::False,
+            "DiscoveryFailed",
+            failure.to_string(),
+        ),
+    };
+    pass.set(ConditionType::Discovered, verdict);
+    Action::requeue(delay)
+}
+
+/// Writes the MemberAccounts a complete discovery calls for, and the organization status.
+async fn apply_discovery(pass: &mut Pass<'_>, org: &OrganizationSnapshot) -> Result<()> {
+    let spec = &pass.connection.spec;
+    pass.status.organization = Some(OrganizationInfo {
+        id: org.id.clone(),
+        root_id: Some(org.root_id.clone()),
+        managing_account_id: org.managing_account_id.clone(),
+        feature_set: org.feature_set.clone(),
+    });
+    let unknown = org.unknown_units(&spec.account_selector);
+    if !unknown.is_empty() {
+        pass.set(
+            ConditionType::Discovered,
+            (
+                ConditionStatus::False,
+                "UnknownOrganizationalUnit",
+                format!(
+                    "accountSelector.includeOrganizationalUnits names {} that organization {} does \
+                     not have; MemberAccounts were left as they are",
+                    unknown.join(", "),
+                    org.id
+                ),
+            ),
+        );
+        return Ok(());
+    }
+    let selected = org.select(&spec.account_selector);
+    let desired = selected
+        .iter()
+        .map(|account| desired_member(pass.connection, org, account))
+        .collect();
+    let existing = pass.ctx.members_of(pass.connection);
+    let MemberPlan {
+        apply,
+        delete,
+        unchanged,
+    } = plan(desired, &existing);
+    let (applied, deleted) = (apply.len(), delete.len());
+    write_members(pass.ctx, pass.connection, apply, delete).await?;
+    if applied + deleted > 0 {
+        info!(connection = %key(pass.connection), applied, deleted, unchanged, "MemberAccounts updated");
+        pass.ctx
+            .event(
+                pass.connection,
+                EventType::Normal,
+                "MembersUpdated",
+                format!("{applied} MemberAccounts created or updated, {deleted} removed, {unchanged} unchanged"),
+            )
+            .await;
+    }
+    pass.status.last_discovery_time = Some(Time(pass.now));
+    pass.set(
+        ConditionType::Discovered,
+        (
+            ConditionStatus::True,
+            "Discovered",
+            format!(
+                "organization {} has {} accounts in {} organizational units; {} selected",
+                org.id,
+                org.accounts.len(),
+                org.units.len(),
+                selected.len()
+            ),
+        ),
+    );
+    Ok(())
+}
+
+async fn write_members(
+    ctx: &Context,
+    connection: &AwsOrgConnection,
+    apply: Vec<crate::api::MemberAccount>,
+    delete: Vec<String>,
+) -> Result<()> {
+    let namespace = connection.namespace().unwrap_or_default();
+    let api: Api<crate::api::MemberAccount> = Api::namespaced(ctx.client.clone(), &namespace);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let writes = apply.len() + delete.len();
+    futures::stream::iter(apply)
+        .map(|member| {
+            let api = api.clone();
+            let params = params.clone();
+            async move {
+                let mut body =
+                    serde_json::to_value(&member).map_err(|source| Error::Serialize {
+                        what: "MemberAccount",
+                        source,
+                    })?;
+                if let Some(object) = body.as_object_mut() {
+                    object.remove("status");
+                }
+                api.patch(&member.name_any(), &params, &Patch::Apply(&body))
+                    .await?;
+                Ok::<_, Error>(())
+            }
+        })
+        .buffer_unordered(WRITE_CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await?;
+    futures::stream::iter(delete)
+        .map(|name| {
+            let api = api.clone();
+            async move {
+                match api.delete(&name, &DeleteParams::default()).await {
+                    Ok(_) => Ok(()),
+                    Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+                    Err(err) => Err(Error::from(err)),
+                }
+            }
+        })
+        .buffer_unordered(WRITE_CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Diagnostics::add(&ctx.diagnostics.member_writes, writes as u64);
+    Ok(())
+}
+
+/// Revoking: removes the connection's MemberAccounts and forgets its session.
+async fn cleanup(connection: Arc<AwsOrgConnection>, ctx: Arc<Context>) -> Result<Action> {
+    let namespace = connection.namespace().unwrap_or_default();
+    let api: Api<crate::api::MemberAccount> = Api::namespaced(ctx.client.clone(), &namespace);
+    let name = connection.name_any();
+    let listed = api
+        .list_metadata(&ListParams::default().labels(&connection_selector(&name)))
+        .await?;
+    let names: Vec<String> = listed.items.iter().map(|m| m.name_any()).collect();
+    let removed = names.len();
+    write_members(&ctx, &connection, Vec::new(), names).await?;
+    ctx.sessions.forget(&key(&connection));
+    ctx.discovery_succeeded(&key(&connection));
+    info!(connection = %key(&connection), removed, "connection deleted; MemberAccounts removed");
+    ctx.event(
+        connection.as_ref(),
+        EventType::Normal,
+        "Revoked",
+        format!(
+            "removed {removed} MemberAccounts; on the AWS side, delete the managing-account role \
+             (its CloudFormation stack) to revoke the operator's access"
+        ),
+    )
+    .await;
+    Ok(Action::await_change())
+}

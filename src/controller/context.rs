@@ -1,0 +1,192 @@
+//! What every reconcile shares: clients, caches, settings, and diagnostics.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::Store;
+use kube::{Client, Resource, ResourceExt};
+
+use crate::api::{AwsOrgConnection, MemberAccount};
+use crate::aws::session::SessionCache;
+
+/// Operator-wide settings, from the command line.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Watch only this namespace; all namespaces when `None`.
+    pub namespace: Option<String>,
+    /// Reconcile only connections matching this label selector.
+    pub label_selector: Option<String>,
+    /// Refuse `spec.externalId`: every connection presents an ExternalId the operator
+    /// generated, so one tenant cannot present another tenant's id.
+    pub require_generated_external_id: bool,
+    /// How many Organizations listing calls one discovery makes at once.
+    pub discovery_concurrency: usize,
+    /// The name Events are reported under (the pod's name in a cluster).
+    pub instance: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            label_selector: None,
+            require_generated_external_id: false,
+            discovery_concurrency: 8,
+            instance: "orgconnect".to_owned(),
+        }
+    }
+}
+
+/// Counters a test or `/metrics` can read.
+#[derive(Debug, Default)]
+pub struct Diagnostics {
+    pub connection_reconciles: AtomicU64,
+    pub connection_failures: AtomicU64,
+    pub discoveries: AtomicU64,
+    pub status_writes: AtomicU64,
+    pub member_writes: AtomicU64,
+}
+
+impl Diagnostics {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// When a connection's failed discovery may be tried again.
+#[derive(Clone, Copy, Debug)]
+pub struct DiscoveryRetry {
+    /// The generation the failed attempt was for.
+    pub generation: Option<i64>,
+    pub failures: u32,
+    pub not_before: Timestamp,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub settings: Settings,
+    pub sessions: SessionCache,
+    /// Every MemberAccount the operator watches.
+    pub members: Store<MemberAccount>,
+    pub recorder: Recorder,
+    pub diagnostics: Arc<Diagnostics>,
+    /// Turns true once `members` holds the first complete listing.
+    members_ready: tokio::sync::watch::Receiver<bool>,
+    retries: Mutex<HashMap<String, DiscoveryRetry>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        settings: Settings,
+        sessions: SessionCache,
+        members: Store<MemberAccount>,
+        diagnostics: Arc<Diagnostics>,
+    ) -> Self {
+        // `Store::wait_until_ready` wakes only the last of several concurrent waiters, so
+        // one task waits on it and tells every reconcile through a watch channel.
+        let (ready_tx, members_ready) = tokio::sync::watch::channel(false);
+        let store = members.clone();
+        tokio::spawn(async move {
+            if store.wait_until_ready().await.is_ok() {
+                let _ = ready_tx.send(true);
+            }
+        });
+        let reporter = Reporter {
+            controller: "orgconnect".into(),
+            instance: Some(settings.instance.clone()),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            settings,
+            sessions,
+            members,
+            diagnostics,
+            members_ready,
+            retries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Waits until the MemberAccount cache holds a complete listing.
+    pub async fn members_ready(&self) {
+        let mut ready = self.members_ready.clone();
+        let _ = ready.wait_for(|ready| *ready).await;
+    }
+
+    /// The MemberAccounts of `connection`, from the watch cache.
+    pub fn members_of(&self, connection: &AwsOrgConnection) -> Vec<Arc<MemberAccount>> {
+        let namespace = connection.namespace();
+        let name = connection.name_any();
+        self.members
+            .state()
+            .into_iter()
+            .filter(|m| m.namespace() == namespace && m.spec.connection == name)
+            .collect()
+    }
+
+    fn retries(&self) -> std::sync::MutexGuard<'_, HashMap<String, DiscoveryRetry>> {
+        self.retries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn discovery_retry(&self, key: &str) -> Option<DiscoveryRetry> {
+        self.retries().get(key).copied()
+    }
+
+    /// Records a failed discovery; the next try waits 30 s, doubling up to 10 min.
+    pub fn discovery_failed(&self, key: &str, generation: Option<i64>, now: Timestamp) -> Duration {
+        let mut retries = self.retries();
+        let failures = retries.get(key).map_or(0, |r| r.failures).saturating_add(1);
+        let delay = Duration::from_secs((30u64 << failures.min(5).saturating_sub(1)).min(600));
+        let not_before = now.checked_add(delay).unwrap_or(now);
+        retries.insert(
+            key.to_owned(),
+            DiscoveryRetry {
+                generation,
+                failures,
+                not_before,
+            },
+        );
+        delay
+    }
+
+    pub fn discovery_succeeded(&self, key: &str) {
+        self.retries().remove(key);
+    }
+
+    /// Publishes an Event about `object`; a failure to publish is logged, not fatal.
+    pub async fn event<K>(&self, object: &K, type_: EventType, reason: &str, note: String)
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        let mut note = note;
+        if note.len() > 1024 {
+            let mut cut = 1021;
+            while !note.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            note.truncate(cut);
+            note.push_str("...");
+        }
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: "Reconcile".to_owned(),
+            secondary: None,
+        };
+        if let Err(err) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::warn!(error = %err, reason, "could not publish an Event");
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! The MemberAccounts a connection should own, decided from a discovery: pure functions
+//! that build the desired objects and compare them with what exists.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::ObjectMeta;
+use kube::{Resource, ResourceExt};
+
+use crate::api::AwsOrgConnection;
+use crate::api::member_account::{MemberAccount, MemberAccountSpec, OrganizationalUnitRef};
+use crate::organization::{Account, OrganizationSnapshot};
+
+/// Label naming the connection a MemberAccount belongs to.
+pub const CONNECTION_LABEL: &str = "orgconnect.dev/connection";
+/// Label holding the account id.
+pub const ACCOUNT_LABEL: &str = "orgconnect.dev/account-id";
+/// Label holding the id of the account's parent OU (or root).
+pub const OU_LABEL: &str = "orgconnect.dev/ou-id";
+
+fn short_hash(value: &str) -> String {
+    let mut hasher = DefaultHasher::new();
+    value.hash(&mut hasher);
+    format!("{:08x}", hasher.finish() as u32)
+}
+
+/// `value` as a label value: itself when it fits in 63 characters, else a prefix and a
+/// hash of the whole, so distinct names stay distinct.
+pub fn label_value(value: &str) -> String {
+    if value.len() <= 63 {
+        return value.to_owned();
+    }
+    let prefix: String = value.chars().take(54).collect();
+    let prefix = prefix.trim_end_matches(['-', '.', '_']);
+    format!("{prefix}-{}", short_hash(value))
+}
+
+/// `<connection>-<accountId>`, shortened with a hash when the connection's name is too
+/// long for the 253-character limit.
+pub fn member_name(connection: &str, account_id: &str) -> String {
+    let name = format!("{connection}-{account_id}");
+    if name.len() <= 253 {
+        return name;
+    }
+    let keep = 253 - account_id.len() - 1 - 9;
+    let prefix: String = connection.chars().take(keep).collect();
+    let prefix = prefix.trim_end_matches(['-', '.']);
+    format!("{prefix}-{}-{account_id}", short_hash(connection))
+}
+
+/// The label selector matching a connection's MemberAccounts.
+pub fn connection_selector(connection: &str) -> String {
+    format!("{CONNECTION_LABEL}={}", label_value(connection))
+}
+
+fn owner_reference(connection: &AwsOrgConnection) -> Option<OwnerReference> {
+    connection.controller_owner_ref(&())
+}
+
+/// The MemberAccount for `account`, holding only the fields the operator owns; `paused`
+/// and `roleName` are left out so server-side apply never touches a user's choice.
+pub fn desired_member(
+    connection: &AwsOrgConnection,
+    org: &OrganizationSnapshot,
+    account: &Account,
+) -> MemberAccount {
+    let connection_name = connection.name_any();
+    let labels = BTreeMap::from([
+        (CONNECTION_LABEL.to_owned(), label_value(&connection_name)),
+        (ACCOUNT_LABEL.to_owned(), account.id.clone()),
+        (OU_LABEL.to_owned(), label_value(&account.parent_id)),
+    ]);
+    MemberAccount {
+        metadata: ObjectMeta {
+            name: Some(member_name(&connection_name, &account.id)),
+            namespace: connection.namespace(),
+            labels: Some(labels),
+            owner_references: owner_reference(connection).map(|r| vec![r]),
+            ..ObjectMeta::default()
+        },
+        spec: MemberAccountSpec {
+            connection: connection_name,
+            account_id: account.id.clone(),
+            name: account.name.clone(),
+            email: account.email.clone(),
+            organizational_unit: Some(OrganizationalUnitRef {
+                id: account.parent_id.clone(),
+                path: org.path_of(&account.parent_id),
+            }),
+            joined_method: account.joined_method,
+            aws_status: account.status,
+            paused: None,
+            role_name: None,
+        },
+        status: None,
+    }
+}
+
+/// Whether `existing` already carries everything the operator would apply.
+pub fn up_to_date(existing: &MemberAccount, desired: &MemberAccount) -> bool {
+    let labels_match = desired
+        .labels()
+        .iter()
+        .all(|(key, value)| existing.labels().get(key) == Some(value));
+    let owner_match = desired.owner_references().iter().all(|owner| {
+        existing
+            .owner_references()
+            .iter()
+            .any(|o| o.uid == owner.uid)
+    });
+    let (have, want) = (&existing.spec, &desired.spec);
+    labels_match
+        && owner_match
+        && have.connection == want.connection
+        && have.account_id == want.account_id
+        && have.name == want.name
+        && have.email == want.email
+        && have.organizational_unit == want.organizational_unit
+        && have.joined_method == want.joined_method
+        && have.aws_status == want.aws_status
+}
+
+/// What to write after a complete discovery.
+#[derive(Debug, Default)]
+pub struct MemberPlan {
+    /// Objects to create or update (server-side apply).
+    pub apply: Vec<MemberAccount>,
+    /// Names of MemberAccounts whose accounts left the organization or the selection.
+    pub delete: Vec<String>,
+    /// Objects already up to date.
+    pub unchanged: usize,
+}
+
+/// Compares the desired MemberAccounts with the connection's existing ones.
+pub fn plan(desired: Vec<MemberAccount>, existing: &[std::sync::Arc<MemberAccount>]) -> MemberPlan {
+    let by_account: HashMap<&str, &MemberAccount> = existing
+        .iter()
+        .map(|m| (m.spec.account_id.as_str(), m.as_ref()))
+        .collect();
+    let wanted: std::collections::HashSet<String> =
+        desired.iter().map(|m| m.spec.account_id.clone()).collect();
+    let mut plan = MemberPlan::default();
+    for member in desired {
+        match by_account.get(member.spec.account_id.as_str()) {
+            Some(current) if up_to_date(current, &member) => plan.unchanged += 1,
+            _ => plan.apply.push(member),
+        }
+    }
+    plan.delete = existing
+        .iter()
+        .filter(|m| !wanted.contains(&m.spec.account_id))
+        .map(|m| m.name_any())
+        .collect();
+    plan.delete.sort();
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::api::member_account::AwsAccountStatus;
+    use crate::organization::Unit;
+
+    fn connection() -> AwsOrgConnection {
+        let mut connection = AwsOrgConnection::new(
+            "acme",
+            serde_json::from_value(serde_json::json!({
+                "roleArn": "arn:aws:iam::111111111111:role/orgconnect"
+            }))
+            .expect("spec"),
+        );
+        connection.metadata.namespace = Some("team".into());
+        connection.metadata.uid = Some("uid-1".into());
+        connection
+    }
+
+    fn org() -> OrganizationSnapshot {
+        OrganizationSnapshot {
+            id: "o-1".into(),
+            managing_account_id: "111111111111".into(),
+            feature_set: "ALL".into(),
+            root_id: "r-1".into(),
+            units: BTreeMap::from([(
+                "ou-1".into(),
+                Unit {
+                    name: "Prod".into(),
+                    parent_id: "r-1".into(),
+                },
+            )]),
+            accounts: vec![account("222222222222", "ou-1")],
+        }
+    }
+
+    fn account(id: &str, parent: &str) -> Account {
+        Account {
+            id: id.into(),
+            name: format!("n{id}"),
+            email: format!("{id}@example.org"),
+            status: Some(AwsAccountStatus::Active),
+            joined_method: None,
+            parent_id: parent.into(),
+        }
+    }
+
+    #[test]
+    fn names_and_labels_fit_kubernetes_limits() {
+        assert_eq!(member_name("acme", "222222222222"), "acme-222222222222");
+        let long = "c".repeat(253);
+        let name = member_name(&long, "222222222222");
+        assert!(name.len() <= 253, "{}", name.len());
+        assert!(name.ends_with("-222222222222"));
+        assert_ne!(name, member_name(&"c".repeat(252), "222222222222"));
+        assert_eq!(label_value("acme"), "acme");
+        assert!(label_value(&long).len() <= 63);
+    }
+
+    #[test]
+    fn desired_member_carries_the_ou_path_labels_and_owner() {
+        let member = desired_member(&connection(), &org(), &account("222222222222", "ou-1"));
+        assert_eq!(member.name_any(), "acme-222222222222");
+        assert_eq!(member.namespace().as_deref(), Some("team"));
+        assert_eq!(
+            member
+                .spec
+                .organizational_unit
+                .as_ref()
+                .map(|ou| ou.path.as_str()),
+            Some("Root/Prod")
+        );
+        assert_eq!(
+            member.labels().get(OU_LABEL).map(String::as_str),
+            Some("ou-1")
+        );
+        assert_eq!(member.owner_references()[0].uid, "uid-1");
+        let applied = serde_json::to_value(&member).expect("serializes");
+        assert!(
+            applied["spec"].get("paused").is_none(),
+            "user fields are never applied"
+        );
+        assert!(applied["spec"].get("roleName").is_none());
+    }
+
+    #[test]
+    fn plan_applies_changes_only_and_deletes_accounts_that_left() {
+        let connection = connection();
+        let org = org();
+        let same = desired_member(&connection, &org, &account("222222222222", "ou-1"));
+        let mut user_paused = same.clone();
+        user_paused.spec.paused = Some(true);
+        let moved = desired_member(&connection, &org, &account("333333333333", "r-1"));
+        let gone = desired_member(&connection, &org, &account("444444444444", "r-1"));
+        let existing = vec![Arc::new(user_paused), Arc::new(moved), Arc::new(gone)];
+        let desired = vec![
+            same,
+            desired_member(&connection, &org, &account("333333333333", "ou-1")),
+            desired_member(&connection, &org, &account("555555555555", "ou-1")),
+        ];
+        let plan = plan(desired, &existing);
+        assert_eq!(
+            plan.unchanged, 1,
+            "a user's paused flag is not a difference"
+        );
+        let applied: Vec<_> = plan
+            .apply
+            .iter()
+            .map(|m| m.spec.account_id.as_str())
+            .collect();
+        assert_eq!(applied, ["333333333333", "555555555555"]);
+        assert_eq!(plan.delete, ["acme-444444444444"]);
+    }
+}

@@ -1,0 +1,136 @@
+//! The controllers: one reconciler a kind, the shared context, and the wiring that
+//! watches the API server and feeds them.
+
+mod connection;
+mod connection_status;
+mod context;
+mod credentials;
+pub mod members;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::reflector::{self, ObjectRef, reflector};
+use kube::runtime::watcher::{self, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use tracing::{debug, info};
+
+use crate::api::connection::CredentialSource;
+use crate::api::{AwsOrgConnection, MemberAccount};
+use crate::aws::session::SessionCache;
+
+pub use connection::{FIELD_MANAGER, FINALIZER};
+pub use context::{Diagnostics, Settings};
+
+/// The operator: its controllers, ready to run.
+pub struct Operator {
+    client: Client,
+    aws: SdkConfig,
+    settings: Settings,
+    diagnostics: Arc<Diagnostics>,
+}
+
+impl Operator {
+    /// `aws` is the operator's own AWS configuration: default credential chain, endpoint,
+    /// retries (see [`crate::aws::sdk_config_from_env`]).
+    pub fn new(client: Client, aws: SdkConfig, settings: Settings) -> Self {
+        Self {
+            client,
+            aws,
+            settings,
+            diagnostics: Arc::new(Diagnostics::default()),
+        }
+    }
+
+    /// Counters of what the controllers did.
+    pub fn diagnostics(&self) -> Arc<Diagnostics> {
+        self.diagnostics.clone()
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        match &self.settings.namespace {
+            Some(namespace) => Api::namespaced(self.client.clone(), namespace),
+            None => Api::all(self.client.clone()),
+        }
+    }
+
+    /// Runs until `shutdown` resolves, then finishes the reconciles in flight.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+        let connections_config = match &self.settings.label_selector {
+            Some(selector) => watcher::Config::default().labels(selector),
+            None => watcher::Config::default(),
+        };
+        let (members, members_writer) = reflector::store::<MemberAccount>();
+        let member_events = reflector(
+            members_writer,
+            watcher(
+                self.api::<MemberAccount>(),
+                watcher::Config::default().labels(members::CONNECTION_LABEL),
+            ),
+        )
+        .default_backoff()
+        .touched_objects();
+        // Only Secret metadata is watched: key material is read when needed, never cached.
+        let secret_events = watcher(
+            self.api::<PartialObjectMeta<Secret>>(),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .touched_objects();
+
+        let context = Arc::new(context::Context::new(
+            self.client.clone(),
+            self.settings.clone(),
+            SessionCache::new(self.aws.clone()),
+            members,
+            self.diagnostics.clone(),
+        ));
+        let controller = Controller::new(self.api::<AwsOrgConnection>(), connections_config)
+            .with_config(ControllerConfig::default().concurrency(16));
+        let connections = controller.store();
+        info!(
+            namespace = self.settings.namespace.as_deref().unwrap_or("*"),
+            selector = self.settings.label_selector.as_deref().unwrap_or(""),
+            "orgconnect controllers starting"
+        );
+        controller
+            .owns_stream(member_events)
+            .watches_stream(secret_events, move |secret| {
+                let namespace = secret.namespace();
+                let name = secret.name_any();
+                connections
+                    .state()
+                    .into_iter()
+                    .filter(|c| c.namespace() == namespace)
+                    .filter(|c| {
+                        c.spec.credentials.source == CredentialSource::Secret
+                            && c.spec
+                                .credentials
+                                .secret_ref
+                                .as_ref()
+                                .is_some_and(|r| r.name == name)
+                    })
+                    .map(|c| ObjectRef::from_obj(c.as_ref()))
+                    .collect::<Vec<_>>()
+            })
+            .graceful_shutdown_on(shutdown)
+            .run(connection::reconcile, connection::error_policy, context)
+            .for_each(|result| async move {
+                match result {
+                    Ok((object, _)) => debug!(connection = %object, "reconciled"),
+                    Err(err) => debug!(error = %err, "reconcile did not complete"),
+                }
+            })
+            .await;
+        info!("orgconnect controllers stopped");
+    }
+}

@@ -1,0 +1,220 @@
+//! What discovery found in an AWS Organization, and the pure questions asked of it: where
+//! an account sits (`Root/Prod/Payments`) and which accounts a selector keeps.
+
+use std::collections::{BTreeMap, HashSet};
+
+use crate::api::connection::AccountSelector;
+use crate::api::member_account::{AwsAccountStatus, JoinedMethod};
+
+/// An organizational unit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unit {
+    pub name: String,
+    /// The parent OU or root id.
+    pub parent_id: String,
+}
+
+/// An account as Organizations reports it, with the parent it sits under.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub status: Option<AwsAccountStatus>,
+    pub joined_method: Option<JoinedMethod>,
+    /// The parent OU or root id.
+    pub parent_id: String,
+}
+
+/// A complete listing of an organization: every page of every call succeeded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrganizationSnapshot {
+    pub id: String,
+    pub managing_account_id: String,
+    pub feature_set: String,
+    pub root_id: String,
+    /// Every OU, by id.
+    pub units: BTreeMap<String, Unit>,
+    /// Every account, the managing account included.
+    pub accounts: Vec<Account>,
+}
+
+impl OrganizationSnapshot {
+    /// The names from the root down to `parent_id`, e.g. `Root/Prod/Payments`. An unknown
+    /// id (an OU created while discovery ran) ends the path with its id.
+    pub fn path_of(&self, parent_id: &str) -> String {
+        let mut names = Vec::new();
+        let mut current = parent_id;
+        let mut seen = HashSet::new();
+        while current != self.root_id {
+            if !seen.insert(current) {
+                break;
+            }
+            match self.units.get(current) {
+                Some(unit) => {
+                    names.push(unit.name.as_str());
+                    current = &unit.parent_id;
+                }
+                None => {
+                    names.push(current);
+                    break;
+                }
+            }
+        }
+        names.push("Root");
+        names.reverse();
+        names.join("/")
+    }
+
+    /// Whether `parent_id` is `ancestor` or lies beneath it.
+    pub fn is_within(&self, parent_id: &str, ancestor: &str) -> bool {
+        let mut current = parent_id;
+        let mut seen = HashSet::new();
+        loop {
+            if current == ancestor {
+                return true;
+            }
+            if current == self.root_id || !seen.insert(current) {
+                return false;
+            }
+            match self.units.get(current) {
+                Some(unit) => current = &unit.parent_id,
+                None => return false,
+            }
+        }
+    }
+
+    /// The accounts `selector` keeps, in listing order.
+    pub fn select<'a>(&'a self, selector: &AccountSelector) -> Vec<&'a Account> {
+        let excluded: HashSet<&str> = selector
+            .exclude_accounts
+            .iter()
+            .map(String::as_str)
+            .collect();
+        self.accounts
+            .iter()
+            .filter(|account| !excluded.contains(account.id.as_str()))
+            .filter(|account| {
+                selector.include_organizational_units.is_empty()
+                    || selector
+                        .include_organizational_units
+                        .iter()
+                        .any(|ou| self.is_within(&account.parent_id, ou))
+            })
+            .collect()
+    }
+
+    /// Selector entries naming OUs or roots this organization does not have.
+    pub fn unknown_units<'a>(&self, selector: &'a AccountSelector) -> Vec<&'a str> {
+        selector
+            .include_organizational_units
+            .iter()
+            .map(String::as_str)
+            .filter(|id| *id != self.root_id && !self.units.contains_key(*id))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(id: &str, parent_id: &str) -> Account {
+        Account {
+            id: id.to_owned(),
+            name: format!("name-{id}"),
+            email: format!("{id}@example.org"),
+            status: Some(AwsAccountStatus::Active),
+            joined_method: Some(JoinedMethod::Created),
+            parent_id: parent_id.to_owned(),
+        }
+    }
+
+    fn unit(name: &str, parent_id: &str) -> Unit {
+        Unit {
+            name: name.to_owned(),
+            parent_id: parent_id.to_owned(),
+        }
+    }
+
+    /// Root ─ Prod ─ Payments, Root ─ Sandbox.
+    fn org() -> OrganizationSnapshot {
+        OrganizationSnapshot {
+            id: "o-abc".into(),
+            managing_account_id: "111111111111".into(),
+            feature_set: "ALL".into(),
+            root_id: "r-root".into(),
+            units: BTreeMap::from([
+                ("ou-prod".into(), unit("Prod", "r-root")),
+                ("ou-pay".into(), unit("Payments", "ou-prod")),
+                ("ou-sand".into(), unit("Sandbox", "r-root")),
+            ]),
+            accounts: vec![
+                account("111111111111", "r-root"),
+                account("222222222222", "ou-prod"),
+                account("333333333333", "ou-pay"),
+                account("444444444444", "ou-sand"),
+            ],
+        }
+    }
+
+    fn ids(accounts: Vec<&Account>) -> Vec<&str> {
+        accounts.into_iter().map(|a| a.id.as_str()).collect()
+    }
+
+    #[test]
+    fn paths_name_every_level_from_the_root() {
+        let org = org();
+        assert_eq!(org.path_of("r-root"), "Root");
+        assert_eq!(org.path_of("ou-prod"), "Root/Prod");
+        assert_eq!(org.path_of("ou-pay"), "Root/Prod/Payments");
+        assert_eq!(org.path_of("ou-new"), "Root/ou-new");
+    }
+
+    #[test]
+    fn paths_survive_a_cycle() {
+        let mut org = org();
+        org.units.insert("ou-a".into(), unit("A", "ou-b"));
+        org.units.insert("ou-b".into(), unit("B", "ou-a"));
+        assert_eq!(org.path_of("ou-a"), "Root/B/A");
+        assert!(!org.is_within("ou-a", "ou-prod"));
+    }
+
+    #[test]
+    fn empty_selector_keeps_everything() {
+        assert_eq!(org().select(&AccountSelector::default()).len(), 4);
+    }
+
+    #[test]
+    fn include_keeps_accounts_at_any_depth_below_the_unit() {
+        let selector = AccountSelector {
+            include_organizational_units: vec!["ou-prod".into()],
+            exclude_accounts: vec![],
+        };
+        assert_eq!(
+            ids(org().select(&selector)),
+            ["222222222222", "333333333333"]
+        );
+    }
+
+    #[test]
+    fn exclude_wins_over_include() {
+        let selector = AccountSelector {
+            include_organizational_units: vec!["ou-prod".into(), "ou-sand".into()],
+            exclude_accounts: vec!["333333333333".into()],
+        };
+        assert_eq!(
+            ids(org().select(&selector)),
+            ["222222222222", "444444444444"]
+        );
+    }
+
+    #[test]
+    fn names_selector_units_the_organization_lacks() {
+        let selector = AccountSelector {
+            include_organizational_units: vec!["r-root".into(), "ou-gone".into()],
+            exclude_accounts: vec![],
+        };
+        assert_eq!(org().unknown_units(&selector), ["ou-gone"]);
+    }
+}

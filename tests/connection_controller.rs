@@ -1,0 +1,687 @@
+//! The AwsOrgConnection reconciler on the test bed: a real API server, moto behind the
+//! fault proxy, and the operator's controllers running in this process.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use orgconnect::api::connection::ExternalIdSource;
+use orgconnect::api::{
+    AwsOrgConnection, ConditionStatus, ConditionType, MemberAccount, find_condition,
+};
+use orgconnect::controller::Diagnostics;
+use orgconnect::controller::members::{ACCOUNT_LABEL, CONNECTION_LABEL, OU_LABEL};
+use support::aws::AwsBed;
+use support::fault_proxy::Trust;
+use support::kube::TestNamespace;
+use support::operator::{
+    apply_connection, apply_connection_with_labels, create_key_secret, has_condition, in_namespace,
+    managing_role, members, patch_spec, start, wait_condition, wait_connection, wait_members,
+};
+use support::org::{OrgSpec, OuSpec, seed};
+use support::{eventually, unique_suffix};
+
+use ConditionStatus::{False, True};
+use ConditionType::{Authenticated, Discovered, Ready};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovers_250_accounts_into_member_accounts_with_their_ou_paths() {
+    let bed = AwsBed::new().await;
+    let org = seed(&bed.sdk_config(), &OrgSpec::generated(245, 3, 2, 5)).await;
+    let ns = TestNamespace::new("discover").await;
+    let _operator = start(
+        ns.client.clone(),
+        bed.operator_config(bed.credentials.clone()),
+        in_namespace(&ns.name),
+    );
+    bed.proxy.reset_stats();
+
+    let connections: Api<AwsOrgConnection> = ns.api();
+    apply_connection(
+        &connections,
+        "acme",
+        serde_json::json!({ "roleArn": managing_role(&org.managing_account_id) }),
+    )
+    .await;
+    let connection = wait_condition(&connections, "acme", Discovered, True, "Discovered").await;
+
+    let status = connection.status.expect("status");
+    let organization = status.organization.expect("organization");
+    assert_eq!(organization.id, org.id);
+    assert_eq!(organization.managing_account_id, org.managing_account_id);
+    assert_eq!(organization.feature_set, "ALL");
+    let external_id = status.external_id.expect("generated ExternalId");
+    assert!(external_id.len() >= 32, "{external_id}");
+    assert_eq!(status.external_id_source, Some(ExternalIdSource::Generated));
+
+    let member_api: Api<MemberAccount> = ns.api();
+    let listed = wait_members(&member_api, 251).await;
+    let expected: BTreeMap<_, _> = org.accounts.iter().map(|a| (a.id.clone(), a)).collect();
+    for member in &listed {
+        let seeded = expected
+            .get(&member.spec.account_id)
+            .unwrap_or_else(|| panic!("unexpected account {}", member.spec.account_id));
+        assert_eq!(member.name_any(), format!("acme-{}", seeded.id));
+        let ou = member.spec.organizational_unit.as_ref().expect("OU");
+        assert_eq!(ou.path, seeded.path, "path of {}", seeded.id);
+        assert_eq!(ou.id, seeded.parent_id);
+        let labels = member.labels();
+        assert_eq!(
+            labels.get(CONNECTION_LABEL).map(String::as_str),
+            Some("acme")
+        );
+        assert_eq!(labels.get(ACCOUNT_LABEL), Some(&seeded.id));
+        assert_eq!(labels.get(OU_LABEL), Some(&seeded.parent_id));
+        assert_eq!(member.owner_references()[0].name, "acme");
+        if seeded.suspended {
+            assert_eq!(
+                member.spec.aws_status,
+                Some(orgconnect::api::member_account::AwsAccountStatus::Suspended)
+            );
+        }
+    }
+    let deepest = listed
+        .iter()
+        .filter_map(|m| m.spec.organizational_unit.as_ref())
+        .map(|ou| ou.path.matches('/').count())
+        .max();
+    assert_eq!(deepest, Some(3), "accounts sit three OUs deep");
+
+    let connection = wait_connection(
+        &connections,
+        "acme",
+        "counts of 251 accounts",
+        Duration::from_secs(30),
+        |c| {
+            c.status
+                .as_ref()
+                .and_then(|s| s.accounts.as_ref())
+                .is_some_and(|a| a.total == 251)
+        },
+    )
+    .await;
+    let counts = connection.status.and_then(|s| s.accounts).expect("counts");
+    assert_eq!(counts.pending, 251, "no account has been probed yet");
+    assert_eq!(bed.proxy.calls("AssumeRole"), 1);
+    assert_eq!(
+        bed.proxy.calls("ListAccounts"),
+        13,
+        "251 accounts at 20 a page"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_reconciles_assume_the_managing_role_once_and_write_nothing() {
+    let bed = AwsBed::new().await;
+    let org = seed(
+        &bed.sdk_config(),
+        &OrgSpec {
+            root_accounts: 3,
+            ous: vec![],
+        },
+    )
+    .await;
+    let ns = TestNamespace::new("quiet").await;
+    let operator = start(
+        ns.client.clone(),
+        bed.operator_config(bed.credentials.clone()),
+        in_namespace(&ns.name),
+    );
+    let connections: Api<AwsOrgConnection> = ns.api();
+    apply_connection(
+        &connections,
+        "acme",
+        serde_json::json!({ "roleArn": managing_role(&org.managing_account_id) }),
+    )
+    .await;
+    wait_condition(&connections, "acme", Discovered, True, "Discovered").await;
+    wait_connection(
+        &connections,
+        "acme",
+        "4 accounts counted",
+        Duration::from_secs(30),
+        |c| {
+            c.status
+                .as_ref()
+                .and_then(|s| s.accounts.as_ref())
+                .is_some_and(|a| a.total == 4)
+        },
+    )
+    .await;
+    // Let the last status write's own watch event be reconciled before counting.
+    let diagnostics = &operator.diagnostics;
+    let settled = eventually(
+        "the operator to go quiet",
+        Duration::from_secs(30),
+        || async {
+            let before = Diagnostics::get(&diagnostics.connection_reconciles);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            (Diagnostics::get(&diagnostics.connection_reconciles) == before).then_some(before)
+        },
+    )
+    .await;
+    let writes_before =
+        Diagnostics::get(&diagnostics.status_writes) + Diagnostics::get(&diagnostics.member_writes);
+
+    for i in 0..10 {
+        let patch = serde_json::json!({ "metadata": { "annotations": { "test.orgconnect.dev/nudge": i.to_string() } } });
+        connections
+            .patch("acme", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("annotate");
+        let target = settled + i + 1;
+        eventually(
+            "a reconcile per change",
+            Duration::from_secs(30),
+            || async {
+                (Diagnostics::get(&diagnostics.connection_reconciles) >= target).then_some(())
+            },
+        )
+        .await;
+    }
+    assert_eq!(
+        bed.proxy.calls("AssumeRole"),
+        1,
+        "the managing-role session is cached"
+    );
+    let writes_after =
+        Diagnostics::get(&diagnostics.status_writes) + Diagnostics::get(&diagnostics.member_writes);
+    assert_eq!(
+        writes_after, writes_before,
+        "nothing changed, so nothing was written"
+    );
+    assert_eq!(
+        Diagnostics::get(&diagnostics.discoveries),
+        1,
+        "discovery waits for its interval"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_external_id_is_denied_with_the_trust_statement_and_recovers_when_fixed() {
+    let bed = AwsBed::new().await;
+    let org = seed(
+        &bed.sdk_config(),
+        &OrgSpec {
+            root_accounts: 2,
+            ous: vec![],
+        },
+    )
+    .await;
+    let right = format!("right-{}", unique_suffix());
+    bed.proxy.trust(
+        &org.managing_account_id,
+        Trust {
+            principals: vec![],
+            external_id: Some(right.clone()),
+        },
+    );
+    let ns = TestNamespace::new("extid").await;
+    let _operator = start(
+        ns.client.clone(),
+        bed.operator_config(bed.credentials.clone()),
+        in_namespace(&ns.name),
+    );
+    let connections: Api<AwsOrgConnection> = ns.api();
+    let role = managing_role(&org.managing_account_id);
+    apply_connection(
+        &connections,
+        "acme",
+        serde_json::json!({ "roleArn": role, "externalId": "a-wrong-id" }),
+    )
+    .await;
+
+    let denied = wait_condition(
+        &connections,
+        "acme",
+        Authenticated,
+        False,
+        "AssumeRoleDenied",
+    )
+    .await;
+    let status = denied.status.clone().expect("status");
+    let message = &find_condition(&status.conditions, Authenticated)
+        .expect("condition")
+        .message;
+    assert!(message.contains("access denied"), "{message}");
+    assert!(message.contains(&role), "names the role: {message}");
+    assert!(
+        message.contains("a-wrong-id"),
+        "names the ExternalId: {message}"
+    );
+    assert!(
+        message.contains(r#""sts:ExternalId":"a-wrong-id""#),
+        "shows the trust statement: {message}"
+    );
+    assert!(
+        message.contains(r#""Action":"sts:AssumeRole""#),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("arn:aws:sts::{}:", bed.managing_account_id)),
+        "names the principal: {message}"
+    );
+    assert!(has_condition(&denied, Ready, False, "NotConnected"));
+    assert!(
+        members(&ns.api()).await.is_empty(),
+        "nothing is discovered while denied"
+    );
+    let events: Api<k8s_openapi::api::events::v1::Event> = ns.api();
+    eventually(
+        "a Warning Event for the denial",
+        Duration::from_secs(30),
+        || async {
+            let listed = events.list(&Default::default()).await.ok()?.items;
+            listed
+                .iter()
+                .any(|e| {
+                    e.type_.as_deref() == Some("Warning")
+                        && e.reason.as_deref() == Some("AssumeRoleDenied")
+                })
+                .then_some(())
+        },
+    )
+    .await;
+
+    patch_spec(
+        &connections,
+        "acme",
+        serde_json::json!({ "externalId": right }),
+    )
+    .await;
+    wait_condition(&connections, "acme", Authenticated, True, "RoleAssumed").await;
+    wait_condition(&connections, "acme", Ready, True, "Connected").await;
+    wait_members(&ns.api(), 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_chosen_external_ids_are_refused_when_the_operator_requires_generated_ones() {
+    let bed = AwsBed::new().await;
+    let ns = TestNamespace::new("strict").await;
+    let mut settings = in_namespace(&ns.name);
+    settings.require_generated_external_id = true;
+    let _operator = start(
+        ns.client.clone(),
+        bed.operator_config(bed.credentials.clone()),
+        settings,
+    );
+    let connections: Api<AwsOrgConnection> = ns.api();
+    let role = managing_role(&bed.managing_account_id);
+    apply_connection(
+        &connections,
+        "tenant",
+        serde_json::json!({ "roleArn": role, "externalId": "someone-elses-id" }),
+    )
+    .await;
+    let refused = wait_condition(
+        &connections,
+        "tenant",
+        Authenticated,
+        False,
+        "ExternalIdNotAllowed",
+    )
+    .await;
+    assert_ne!(
+        refused.status.and_then(|s| s.external_id).as_deref(),
+        Some("someone-elses-id"),
+        "a refused id is never presented"
+    );
+    assert_eq!(bed.proxy.calls("AssumeRole"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_credentials_are_used_once_the_secret_appears() {
+    let bed = AwsBed::new().await;
+    let org = seed(
+        &bed.sdk_config(),
+        &OrgSpec {
+            root_accounts: 1,
+            ous: vec![],
+        },
+    )
+    .await;
+    // Only the Secret's keys may assume the role; the operator's own identity may not.
+    bed.proxy.trust(
+        &org.managing_account_id,
+        Trust {
+            principals: vec![bed.credentials.access_key_id().to_owned()],
+            external_id: None,
+        },
+    );
+    let ns = TestNamespace::new("secret").await;
+    let _operator = start(
+        ns.client.clone(),
+        bed.operator_config(bed.unmapped_credentials()),
+        in_namespace(&ns.name),
+    );
+    let connections: Api<AwsOrgConnection> = ns.api();
+    apply_connection(
+        &connections,
+        "acme",
+        serde_json::json!({
+            "roleArn": managing_role(&org.managing_account_id),
+            "credentials": { "source": "Secret", "secretRef": { "name": "aws-keys" } },
+        }),
+    )
+    .await;
+    let missing =
+        wait_condition(&connections, "acme", Authenticated, False, "SecretNotFound").await;
+    let status = missing.status.expect("status");
+    let message = &find_condition(&status.conditions, Authenticated)
+        .expect("condition")
+        .message;
+    assert!(message.contains("aws-keys"), "{message}");
+
+    create_key_secret(&ns.api::<Secret>(), "aws-keys", &bed.credentials).await;
+    wait_condition(&connections, "acme", Authenticated, True, "RoleAssumed").await;
+    wait_condition(&connections, "acme", Discovered, True, "Discovered").await;
+    assert_eq!(bed.proxy.injected("AssumeRole"), 0);
+
+    let other = serde_json::json!({
+        "roleArn": managing_role(&org.managing_account_id),
+        "credentials": { "source": "Secret", "secretRef": { "name": "aws-keys", "namespace": "kube-system" } },
+    });
+    apply_connection(&connections, "elsewhere", other).await;
+    wait_condition(
+        &connections,
+        "elsewhere",
+        Authenticated,
+        False,
+        "SecretNamespaceRefused",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_page_deletes_nothing_and_a_complete_discovery_removes_departed_accounts() {
+    let bed = AwsBed::new().await;
+    // 60 accounts: ListAccounts needs three pages of 20.
+    let spec = OrgSpec {
+        root_accounts: 9,
+        ous: vec![
+            OuSpec::new("Prod").accounts(25),
+            OuSpec::new("Dev").accounts(25),
+        ],
+    };
+    let org = seed(&bed.sdk_config(), &spec).await;
+    assert_eq!(org.accounts.len(), 60);
+    let ns = TestNamespace::new("departed").await;
+    let _operator = start(
+        ns.client.clone(),
+        bed.operator_config(bed.credentials.clone()),
+        in_namespace(&ns.name),
+    );
+    let connections: Api<AwsOrgConnection> = ns.api();
+    let member_api: Api<MemberAccount> = ns.api();
+    apply_connection(
+        &connections,
+        "acme",
+        serde_json::json!({ "roleArn": managing_role(&org.managing_account_id), "discoveryInterval": "1h" }),
+    )
+    .await;
+    wait_condition(&connections, "acme", Discovered, True, "Discovered").await;
+    wait_members(&member_api, 60).await;
+
+    let departed = org.member_accounts().next().expect("a member").id.clone();
+    aws_sdk_organizations::Client::new(&bed.sdk_config())
+        .remove_account_from_organization()
+        .account_id(&departed)
+        .send()
+        .await
+        .expect("RemoveAccountFromOrganization");
+
+    // Page 3 of ListAccounts (and all its retries) answers 503.
+    bed.proxy.fail_from_call("ListAccounts", 3);
+    patch_spec(
+        &connections,
+        "acme",
+        serde_json::json!({ "discoveryInterval": "2h" }),
+    )
+    .await;
+    let stale = wait_condition(&connections, "acme", Discovered, True, "Stale").await;
+    assert!(bed.proxy.injected("ListAccounts") >= 1);
+    let message = &find_condition(
+        &stale.status.as_ref().expect("status").conditions,
+        Discovered,
+    )
+    .expect("condition")
+    .message;
+    assert!(message.contains("nothing was deleted"), "{message}");
+    assert!(
+        has_condition(&stale, Ready, True, "Connected"),
+        "a stale discovery is not an outage"
+    );
+    let kept = members(&member_api).await;
+    assert_eq!(kept.len(), 60, "a failed discovery deletes nothing");
+    assert!(kept.iter().any(|m| m.spec.account_id == departed));
+
+    bed.proxy.clear_faults();
+    patch_spec(
+        &connections,
+        "acme",
+        serde_json::json!({ "discoveryInterval": "3h" }),
+    )
+    .await;
+    let remaining = wait_members(&member_api, 59).await;
+    assert!(
+        remaining.iter().all(|m| m.spec.account_id != departed),
+        "the departed account is gone"
+    );
+    let connection = wait_condition(&connections, "acme", Discovered, True, "Discovered").await;
+    let discovered = find_condition(
+        &connection.status.as_ref().expect("status").conditions,
+        Discovered,
+    )
+    .expect("condition")
+    .clone();
+    assert_eq!(
+        discovered.observed_generation,
+        connection.metadata.generation
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_percent_throttling_still_discovers_everything_without_a_flip() {
+    let bed = AwsBed::new().await;
+    let org = seed(&bed.sdk_config(), &OrgSpec::generated(59, 2, 2, 0)).await;
+    for operation in [
+        "DescribeOrganization",
+        "ListRoots",
+        "ListOrganizationalUnitsForParent",
+        "ListChildren",
+        "ListAccounts",
+    ] {
+        bed.proxy.throttle(operation, 0.3);
+    }
+    let ns = TestNamespace::new("throttled").await;
+    let connections: Api<AwsOrgConnection> = ns.api();
+    // Record every status the API server ever holds for the connection.
+    let history = {
+        let connections = connections.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut stream = watcher(connections, watcher::Config::default())
+                .applied_objects()
+                .boxed();
+            while let Some(Ok(connection)) = stream.next().await {
+                let done = has_condition(&connection, Discovered, True, "Discovered")
+                    && connection
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.accounts.as_ref())
+                        .is_some_and(|a| a.total == 60);
+                seen.push(connection.status.map(|s| s.conditions).unwrap_or_default());
+                if done {
+                    break;
+                }
+            }
+            seen
+        })
+    };
+    let _operator = start(
+        ns.client.clone(),
+        bed.operator_config(bed.credentials.clone()),
+        in_namespace(&ns.name),
+    );
+    apply_connection(
+        &connections,
+        "acme",
+        serde_json::json!({ "roleArn": managing_role(&org.managing_account_id) }),
+    )
+    .await;
+    let history = tokio::time::timeout(Duration::from_secs(120), history)
+        .await
+        .expect("discovery completes under throttling")
+        .expect("watch task");
+    wait_members(&ns.api(), 60).await;
+    assert!(
+        bed.proxy.injected("ListAccounts") >= 1,
+        "throttling was injected"
+    );
+    assert!(
+        bed.proxy.injected("ListChildren") >= 1,
+        "throttling was injected"
+    );
+    for conditions in &history {
+        for condition in conditions {
+            if matches!(condition.type_, Authenticated | Discovered | Ready) {
+                assert_eq!(
+                    condition.status, True,
+                    "no false status under throttling: {condition:?}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_connections_in_two_namespaces_stay_isolated() {
+    let bed = AwsBed::new().await;
+    let first = seed(
+        &bed.sdk_config(),
+        &OrgSpec {
+            root_accounts: 3,
+            ous: vec![],
+        },
+    )
+    .await;
+    let (_, second_credentials) = bed.add_principal();
+    let second = seed(
+        &bed.sdk_config_with(second_credentials),
+        &OrgSpec {
+            root_accounts: 1,
+            ous: vec![OuSpec::new("Sandbox").accounts(4)],
+        },
+    )
+    .await;
+    assert_ne!(first.id, second.id);
+
+    let team_a = TestNamespace::new("team-a").await;
+    let team_b = TestNamespace::new("team-b").await;
+    // One operator for the whole cluster, scoped by a label to this test's connections.
+    let label = format!("run-{}", unique_suffix());
+    let settings = orgconnect::controller::Settings {
+        label_selector: Some(format!("test.orgconnect.dev/run={label}")),
+        instance: label.clone(),
+        ..orgconnect::controller::Settings::default()
+    };
+    let _operator = start(
+        team_a.client.clone(),
+        bed.operator_config(bed.credentials.clone()),
+        settings,
+    );
+    let labels = serde_json::json!({ "test.orgconnect.dev/run": label });
+    for (ns, org) in [(&team_a, &first), (&team_b, &second)] {
+        apply_connection_with_labels(
+            &ns.api(),
+            "org",
+            serde_json::json!({ "roleArn": managing_role(&org.managing_account_id) }),
+            labels.clone(),
+        )
+        .await;
+    }
+    for (ns, org) in [(&team_a, &first), (&team_b, &second)] {
+        let connection = wait_condition(&ns.api(), "org", Discovered, True, "Discovered").await;
+        let status = connection.status.expect("status");
+        assert_eq!(status.organization.map(|o| o.id), Some(org.id.clone()));
+        let listed = wait_members(&ns.api(), org.accounts.len()).await;
+        let listed: BTreeSet<_> = listed.into_iter().map(|m| m.spec.account_id).collect();
+        let seeded: BTreeSet<_> = org.accounts.iter().map(|a| a.id.clone()).collect();
+        assert_eq!(
+            listed, seeded,
+            "each namespace holds its own organization's accounts"
+        );
+    }
+    let (a, b) = (
+        wait_condition(&team_a.api(), "org", Ready, True, "Connected").await,
+        wait_condition(&team_b.api(), "org", Ready, True, "Connected").await,
+    );
+    assert_ne!(
+        a.status.and_then(|s| s.external_id),
+        b.status.and_then(|s| s.external_id),
+        "each connection has its own ExternalId"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_connection_removes_its_member_accounts() {
+    let bed = AwsBed::new().await;
+    let org = seed(
+        &bed.sdk_config(),
+        &OrgSpec {
+            root_accounts: 4,
+            ous: vec![],
+        },
+    )
+    .await;
+    let ns = TestNamespace::new("revoke").await;
+    let _operator = start(
+        ns.client.clone(),
+        bed.operator_config(bed.credentials.clone()),
+        in_namespace(&ns.name),
+    );
+    let connections: Api<AwsOrgConnection> = ns.api();
+    let member_api: Api<MemberAccount> = ns.api();
+    apply_connection(
+        &connections,
+        "acme",
+        serde_json::json!({ "roleArn": managing_role(&org.managing_account_id) }),
+    )
+    .await;
+    let connection = wait_condition(&connections, "acme", Discovered, True, "Discovered").await;
+    assert!(
+        connection
+            .finalizers()
+            .iter()
+            .any(|f| f == orgconnect::controller::FINALIZER)
+    );
+    wait_members(&member_api, 5).await;
+
+    connections
+        .delete("acme", &DeleteParams::default())
+        .await
+        .expect("delete connection");
+    eventually(
+        "the connection to be gone",
+        Duration::from_secs(60),
+        || async {
+            connections
+                .get_opt("acme")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        members(&member_api).await.is_empty(),
+        "MemberAccounts were removed"
+    );
+}
