@@ -201,6 +201,96 @@ async fn ten_reconciles_assume_the_managing_role_once_and_write_nothing() {
         1,
         "discovery waits for its interval"
     );
+
+    // Counts follow the MemberAccounts' phases as their statuses change.
+    let member_api: Api<MemberAccount> = ns.api();
+    let one = org.member_accounts().next().expect("a member").id.clone();
+    let status = serde_json::json!({
+        "apiVersion": "orgconnect.dev/v1alpha1", "kind": "MemberAccount",
+        "status": { "phase": "Connected" },
+    });
+    member_api
+        .patch_status(
+            &format!("acme-{one}"),
+            &PatchParams::apply("test-prober").force(),
+            &Patch::Apply(&status),
+        )
+        .await
+        .expect("set a member's phase");
+    wait_connection(
+        &connections,
+        "acme",
+        "one account counted Connected",
+        Duration::from_secs(30),
+        |c| {
+            c.status
+                .as_ref()
+                .and_then(|s| s.accounts.as_ref())
+                .is_some_and(|a| a.connected == 1 && a.pending == 3)
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_account_role_or_an_account_without_an_organization_is_not_discovered() {
+    let bed = AwsBed::new().await;
+    let org = seed(
+        &bed.sdk_config(),
+        &OrgSpec {
+            root_accounts: 2,
+            ous: vec![],
+        },
+    )
+    .await;
+    let ns = TestNamespace::new("not-managing").await;
+    let _operator = start(
+        ns.client.clone(),
+        bed.operator_config(bed.credentials.clone()),
+        in_namespace(&ns.name),
+    );
+    let connections: Api<AwsOrgConnection> = ns.api();
+
+    let member = org.member_accounts().next().expect("a member").id.clone();
+    apply_connection(
+        &connections,
+        "member",
+        serde_json::json!({ "roleArn": managing_role(&member) }),
+    )
+    .await;
+    let refused = wait_condition(
+        &connections,
+        "member",
+        Discovered,
+        False,
+        "NotManagementAccount",
+    )
+    .await;
+    let status = refused.status.expect("status");
+    let message = &find_condition(&status.conditions, Discovered)
+        .expect("condition")
+        .message;
+    assert!(
+        message.contains(&org.managing_account_id),
+        "names the managing account: {message}"
+    );
+
+    let (lonely_account, _) = bed.add_principal();
+    apply_connection(
+        &connections,
+        "lonely",
+        serde_json::json!({ "roleArn": managing_role(&lonely_account) }),
+    )
+    .await;
+    wait_condition(
+        &connections,
+        "lonely",
+        Discovered,
+        False,
+        "OrganizationsNotInUse",
+    )
+    .await;
+    assert!(members(&ns.api()).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -428,7 +518,20 @@ async fn a_failed_page_deletes_nothing_and_a_complete_discovery_removes_departed
     wait_condition(&connections, "acme", Discovered, True, "Discovered").await;
     wait_members(&member_api, 60).await;
 
-    let departed = org.member_accounts().next().expect("a member").id.clone();
+    // A user pauses one account and renames another's copy; rediscovery keeps the pause
+    // and restores what AWS says.
+    let mut accounts = org.member_accounts();
+    let departed = accounts.next().expect("a member").id.clone();
+    let paused = accounts.next().expect("a member").id.clone();
+    let user_patch = serde_json::json!({ "spec": { "paused": true, "roleName": "CustomAudit", "name": "renamed" } });
+    member_api
+        .patch(
+            &format!("acme-{paused}"),
+            &PatchParams::default(),
+            &Patch::Merge(&user_patch),
+        )
+        .await
+        .expect("a user edits a MemberAccount");
     aws_sdk_organizations::Client::new(&bed.sdk_config())
         .remove_account_from_organization()
         .account_id(&departed)
@@ -472,6 +575,26 @@ async fn a_failed_page_deletes_nothing_and_a_complete_discovery_removes_departed
     assert!(
         remaining.iter().all(|m| m.spec.account_id != departed),
         "the departed account is gone"
+    );
+    let edited = member_api
+        .get(&format!("acme-{paused}"))
+        .await
+        .expect("paused member");
+    assert_eq!(edited.spec.paused, Some(true), "the user's pause is kept");
+    assert_eq!(
+        edited.spec.role_name.as_deref(),
+        Some("CustomAudit"),
+        "the user's role is kept"
+    );
+    let seeded_name = &org
+        .accounts
+        .iter()
+        .find(|a| a.id == paused)
+        .expect("seeded")
+        .name;
+    assert_eq!(
+        &edited.spec.name, seeded_name,
+        "operator-owned fields follow AWS"
     );
     let connection = wait_condition(&connections, "acme", Discovered, True, "Discovered").await;
     let discovered = find_condition(

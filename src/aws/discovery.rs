@@ -18,12 +18,18 @@ pub const ACCOUNTS_PAGE_SIZE: i32 = 20;
 /// AWS's largest page for the per-parent listings.
 const CHILDREN_PAGE_SIZE: i32 = 20;
 
-/// Lists the organization `client` can see; `concurrency` bounds the per-OU calls in
-/// flight.
-pub async fn discover(
-    client: &Client,
-    concurrency: usize,
-) -> Result<OrganizationSnapshot, AwsFailure> {
+/// What DescribeOrganization says, before anything is listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrganizationHeader {
+    pub id: String,
+    pub managing_account_id: String,
+    pub feature_set: String,
+}
+
+/// DescribeOrganization: any account of an organization may call it, so it tells whether
+/// the caller is the managing account before the listing calls, which only that account
+/// may make.
+pub async fn describe_organization(client: &Client) -> Result<OrganizationHeader, AwsFailure> {
     let organization = client
         .describe_organization()
         .send()
@@ -36,6 +42,26 @@ pub async fn discover(
             code: None,
             message: "the response described no organization".to_owned(),
         })?;
+    Ok(OrganizationHeader {
+        id: organization.id().unwrap_or_default().to_owned(),
+        managing_account_id: organization
+            .master_account_id()
+            .unwrap_or_default()
+            .to_owned(),
+        feature_set: organization
+            .feature_set()
+            .map(|f| f.as_str().to_owned())
+            .unwrap_or_default(),
+    })
+}
+
+/// Lists the whole organization described by `header`; `concurrency` bounds the per-OU
+/// calls in flight.
+pub async fn list_organization(
+    client: &Client,
+    header: OrganizationHeader,
+    concurrency: usize,
+) -> Result<OrganizationSnapshot, AwsFailure> {
     let roots = client
         .list_roots()
         .send()
@@ -53,15 +79,9 @@ pub async fn discover(
     let accounts = list_accounts(client, &root_id, &parents).await?;
 
     Ok(OrganizationSnapshot {
-        id: organization.id().unwrap_or_default().to_owned(),
-        managing_account_id: organization
-            .master_account_id()
-            .unwrap_or_default()
-            .to_owned(),
-        feature_set: organization
-            .feature_set()
-            .map(|f| f.as_str().to_owned())
-            .unwrap_or_default(),
+        id: header.id,
+        managing_account_id: header.managing_account_id,
+        feature_set: header.feature_set,
         root_id,
         units,
         accounts,

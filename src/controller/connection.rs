@@ -30,7 +30,7 @@ use crate::api::connection::{
     AwsOrgConnection, AwsOrgConnectionStatus, ExternalIdSource, OrganizationInfo,
 };
 use crate::aws::arn::{RoleArn, partition_of_region, trust_principal};
-use crate::aws::discovery::discover;
+use crate::aws::discovery::{describe_organization, list_organization};
 use crate::aws::session::{
     AssumeFailure, AssumeRequest, BaseCredentials, ManagingSession, session_name,
 };
@@ -470,23 +470,27 @@ async fn discover_when_due(pass: &mut Pass<'_>, session: &ManagingSession) -> Re
         .parse::<RoleArn>()
         .map(|arn| arn.account_id)
         .unwrap_or_default();
-    match discover(&client, pass.ctx.settings.discovery_concurrency).await {
-        Ok(org) if org.managing_account_id != role_account => {
-            pass.ctx.discovery_succeeded(&key(pass.connection));
-            pass.set(
-                ConditionType::Discovered,
-                (
-                    ConditionStatus::False,
-                    "NotManagementAccount",
-                    format!(
-                        "account {role_account} is a member of organization {}, whose managing \
-                         account is {}; roleArn must name a role in the managing account",
-                        org.id, org.managing_account_id
-                    ),
+    let header = match describe_organization(&client).await {
+        Ok(header) => header,
+        Err(failure) => return Ok(discovery_failed(pass, failure).await),
+    };
+    if header.managing_account_id != role_account {
+        pass.ctx.discovery_succeeded(&key(pass.connection));
+        pass.set(
+            ConditionType::Discovered,
+            (
+                ConditionStatus::False,
+                "NotManagementAccount",
+                format!(
+                    "account {role_account} is a member of organization {}, whose managing \
+                     account is {}; roleArn must name a role in the managing account",
+                    header.id, header.managing_account_id
                 ),
-            );
-            Ok(Action::requeue(interval))
-        }
+            ),
+        );
+        return Ok(Action::requeue(interval));
+    }
+    match list_organization(&client, header, pass.ctx.settings.discovery_concurrency).await {
         Ok(org) => {
             pass.ctx.discovery_succeeded(&key(pass.connection));
             apply_discovery(pass, &org).await?;
