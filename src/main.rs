@@ -37,6 +37,10 @@ struct RunArgs {
     /// Organizations listing calls in flight per discovery.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     discovery_concurrency: u16,
+    /// Member probes in flight across all connections (each connection is also bounded by
+    /// its memberAccess.concurrency).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    probe_concurrency: u16,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Json, env = "ORGCONNECT_LOG_FORMAT")]
     log_format: LogFormat,
@@ -93,6 +97,7 @@ fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
             label_selector: args.selector,
             require_generated_external_id: args.require_generated_external_id,
             discovery_concurrency: usize::from(args.discovery_concurrency),
+            probe_concurrency: usize::from(args.probe_concurrency),
             instance: std::env::var("POD_NAME")
                 .or_else(|_| std::env::var("HOSTNAME"))
                 .unwrap_or_else(|_| "orgconnect".to_owned()),

@@ -9,7 +9,9 @@ use orgconnect::api::{AwsOrgConnection, ConditionStatus, ConditionType};
 use support::aws::AwsBed;
 use support::fault_proxy::FaultProxy;
 use support::kube::TestNamespace;
-use support::operator::{apply_connection, in_namespace, managing_role, start, wait_condition};
+use support::operator::{
+    apply_connection, in_namespace, managing_assumes, managing_role, start, wait_condition,
+};
 use support::org::{OrgSpec, seed};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,7 +60,7 @@ async fn aws_calls_go_through_the_configured_http_proxy() {
     .await;
 
     assert_eq!(
-        forwarder.calls("AssumeRole"),
+        managing_assumes(&forwarder, &org.managing_account_id),
         1,
         "AssumeRole went through the proxy"
     );

@@ -1,6 +1,5 @@
 //! `MemberAccount`: one account of a connected organization, written by the operator.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -102,6 +101,10 @@ pub struct OrganizationalUnitRef {
     pub path: String,
 }
 
+/// Set this annotation to `now` to probe the account at once; the operator removes it
+/// after the probe.
+pub const PROBE_ANNOTATION: &str = "orgconnect.dev/probe";
+
 /// How an account joined its organization (AWS's `JoinedMethod`).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -146,10 +149,6 @@ pub struct MemberAccountStatus {
     /// For a Blocked account, the concrete fix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remediation: Option<String>,
-
-    /// When the account was last probed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_probe_time: Option<Time>,
 
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -4,6 +4,7 @@ pub mod arn;
 pub mod discovery;
 pub mod error;
 mod http;
+pub mod probe;
 pub mod session;
 
 pub use error::{AwsFailure, FailureKind};

@@ -81,8 +81,13 @@ pub struct ManagingSession {
     /// SDK configuration acting as the managing role.
     pub config: SdkConfig,
     pub expires: SystemTime,
+    /// Identifies what the session was made from (role, ExternalId, base credentials).
+    pub fingerprint: u64,
     /// Whether this call assumed the role (false: served from the cache).
     pub fresh: bool,
+    /// Whether the session differs in what it was made from from the one before it (or
+    /// there was none): members should be probed again.
+    pub changed: bool,
 }
 
 #[derive(Clone)]
@@ -135,16 +140,20 @@ impl SessionCache {
     ) -> Result<ManagingSession, AssumeFailure> {
         let fingerprint = request.fingerprint();
         let now = SystemTime::now();
-        if let Some(cached) = self.lock().get(key).cloned()
+        let previous = self.lock().get(key).cloned();
+        if let Some(cached) = &previous
             && cached.fingerprint == fingerprint
             && cached.expires > now + RENEW_BEFORE_EXPIRY
         {
             return Ok(ManagingSession {
-                config: cached.config,
+                config: cached.config.clone(),
                 expires: cached.expires,
+                fingerprint,
                 fresh: false,
+                changed: false,
             });
         }
+        let changed = previous.is_none_or(|p| p.fingerprint != fingerprint);
 
         let base = self.base_config(request);
         let sts = aws_sdk_sts::Client::new(&base);
@@ -204,7 +213,22 @@ impl SessionCache {
         Ok(ManagingSession {
             config,
             expires,
+            fingerprint,
             fresh: true,
+            changed,
+        })
+    }
+
+    /// The cached session of connection `key` while it has time left; member probes use
+    /// it and never assume the managing role themselves.
+    pub fn current(&self, key: &str) -> Option<ManagingSession> {
+        let cached = self.lock().get(key).cloned()?;
+        (cached.expires > SystemTime::now() + RENEW_BEFORE_EXPIRY / 2).then(|| ManagingSession {
+            config: cached.config,
+            expires: cached.expires,
+            fingerprint: cached.fingerprint,
+            fresh: false,
+            changed: false,
         })
     }
 

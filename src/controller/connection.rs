@@ -211,8 +211,20 @@ async fn apply(connection: Arc<AwsOrgConnection>, ctx: Arc<Context>) -> Result<A
         Authentication::Ready(session) => session,
         Authentication::Stop(action) => return pass.finish(action).await,
     };
-    let action = discover_when_due(&mut pass, &session).await?;
-    pass.finish(action).await
+    if session.changed || pass.status.observed_generation != pass.generation() {
+        // New credentials or a new spec: every member is probed again at once.
+        ctx.request_probes(&connection);
+    }
+    let next_discovery = discover_when_due(&mut pass, &session).await?;
+    // Come back before the session needs renewing, so member probes always have one.
+    let renew = session
+        .expires
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default()
+        .saturating_sub(Duration::from_secs(4 * 60))
+        .max(Duration::from_secs(30));
+    pass.finish(Action::requeue(next_discovery.min(renew)))
+        .await
 }
 
 /// Settles the ExternalId; a generated one is written to status before it is first used,
@@ -446,20 +458,18 @@ fn until_next_discovery(pass: &Pass<'_>, interval: Duration) -> Duration {
     remaining.min(interval) + jitter(interval / 10)
 }
 
-async fn discover_when_due(pass: &mut Pass<'_>, session: &ManagingSession) -> Result<Action> {
+async fn discover_when_due(pass: &mut Pass<'_>, session: &ManagingSession) -> Result<Duration> {
     let interval = parse_duration(&pass.connection.spec.discovery_interval)
         .unwrap_or(Duration::from_secs(3600))
         .max(Duration::from_secs(60));
     if !discovery_due(pass, interval) {
         if let Some(retry) = pass.ctx.discovery_retry(&key(pass.connection)) {
             let wait = retry.not_before.duration_since(pass.now);
-            return Ok(Action::requeue(
-                Duration::try_from(wait)
-                    .unwrap_or_default()
-                    .max(Duration::from_secs(1)),
-            ));
+            return Ok(Duration::try_from(wait)
+                .unwrap_or_default()
+                .max(Duration::from_secs(1)));
         }
-        return Ok(Action::requeue(until_next_discovery(pass, interval)));
+        return Ok(until_next_discovery(pass, interval));
     }
     Diagnostics::add(&pass.ctx.diagnostics.discoveries, 1);
     let client = aws_sdk_organizations::Client::new(&session.config);
@@ -488,13 +498,13 @@ async fn discover_when_due(pass: &mut Pass<'_>, session: &ManagingSession) -> Re
                 ),
             ),
         );
-        return Ok(Action::requeue(interval));
+        return Ok(interval);
     }
     match list_organization(&client, header, pass.ctx.settings.discovery_concurrency).await {
         Ok(org) => {
             pass.ctx.discovery_succeeded(&key(pass.connection));
             apply_discovery(pass, &org).await?;
-            Ok(Action::requeue(until_next_discovery(pass, interval)))
+            Ok(until_next_discovery(pass, interval))
         }
         Err(failure) => Ok(discovery_failed(pass, failure).await),
     }
@@ -502,7 +512,7 @@ async fn discover_when_due(pass: &mut Pass<'_>, session: &ManagingSession) -> Re
 
 /// Records a discovery that did not complete. Nothing is deleted; a connection that was
 /// discovered before stays `Discovered=True`, marked `Stale`.
-async fn discovery_failed(pass: &mut Pass<'_>, failure: AwsFailure) -> Action {
+async fn discovery_failed(pass: &mut Pass<'_>, failure: AwsFailure) -> Duration {
     let delay = pass
         .ctx
         .discovery_failed(&key(pass.connection), pass.generation(), pass.now);
@@ -563,7 +573,7 @@ async fn discovery_failed(pass: &mut Pass<'_>, failure: AwsFailure) -> Action {
                     None,
                 ),
             }
-            return Action::requeue(delay);
+            return delay;
         }
         _ => (
             ConditionStatus::False,
@@ -572,7 +582,7 @@ async fn discovery_failed(pass: &mut Pass<'_>, failure: AwsFailure) -> Action {
         ),
     };
     pass.set(ConditionType::Discovered, verdict);
-    Action::requeue(delay)
+    delay
 }
 
 /// Writes the MemberAccounts a complete discovery calls for, and the organization status.

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::api::{AwsOrgConnection, MemberAccount};
 use crate::aws::session::SessionCache;
@@ -25,6 +26,9 @@ pub struct Settings {
     pub require_generated_external_id: bool,
     /// How many Organizations listing calls one discovery makes at once.
     pub discovery_concurrency: usize,
+    /// How many member probes run at once across all connections, so a large
+    /// organization neither floods STS nor starves other connections.
+    pub probe_concurrency: usize,
     /// The name Events are reported under (the pod's name in a cluster).
     pub instance: String,
 }
@@ -36,9 +40,20 @@ impl Default for Settings {
             label_selector: None,
             require_generated_external_id: false,
             discovery_concurrency: 8,
+            probe_concurrency: 64,
             instance: "orgconnect".to_owned(),
         }
     }
+}
+
+fn settings_probe_limit(settings: &Settings) -> usize {
+    settings.probe_concurrency.max(1)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Counters a test or `/metrics` can read.
@@ -49,6 +64,9 @@ pub struct Diagnostics {
     pub discoveries: AtomicU64,
     pub status_writes: AtomicU64,
     pub member_writes: AtomicU64,
+    pub member_reconciles: AtomicU64,
+    pub probes: AtomicU64,
+    pub member_status_writes: AtomicU64,
 }
 
 impl Diagnostics {
@@ -70,6 +88,17 @@ pub struct DiscoveryRetry {
     pub not_before: Timestamp,
 }
 
+/// When a member was last probed, from what, and when it is due again.
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeRecord {
+    /// Fingerprint of what the probe depended on: the connection's generation and
+    /// session, the member's generation.
+    pub inputs: u64,
+    pub next: Timestamp,
+    /// Consecutive probes that did not complete (throttled, 5xx).
+    pub failures: u32,
+}
+
 pub struct Context {
     pub client: Client,
     pub settings: Settings,
@@ -78,9 +107,16 @@ pub struct Context {
     pub members: Store<MemberAccount>,
     pub recorder: Recorder,
     pub diagnostics: Arc<Diagnostics>,
+    /// Every AwsOrgConnection the operator reconciles.
+    pub connections: Store<AwsOrgConnection>,
+    /// Asks the member controller to probe these MemberAccounts.
+    probe_requests: tokio::sync::mpsc::UnboundedSender<ObjectRef<MemberAccount>>,
     /// Turns true once `members` holds the first complete listing.
     members_ready: tokio::sync::watch::Receiver<bool>,
     retries: Mutex<HashMap<String, DiscoveryRetry>>,
+    probes: Mutex<HashMap<String, ProbeRecord>>,
+    connection_limits: Mutex<HashMap<String, (usize, Arc<Semaphore>)>>,
+    global_probes: Arc<Semaphore>,
 }
 
 impl Context {
@@ -89,6 +125,8 @@ impl Context {
         settings: Settings,
         sessions: SessionCache,
         members: Store<MemberAccount>,
+        connections: Store<AwsOrgConnection>,
+        probe_requests: tokio::sync::mpsc::UnboundedSender<ObjectRef<MemberAccount>>,
         diagnostics: Arc<Diagnostics>,
     ) -> Self {
         // `Store::wait_until_ready` wakes only the last of several concurrent waiters, so
@@ -107,12 +145,17 @@ impl Context {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            settings,
             sessions,
             members,
             diagnostics,
+            connections,
+            probe_requests,
             members_ready,
             retries: Mutex::new(HashMap::new()),
+            probes: Mutex::new(HashMap::new()),
+            connection_limits: Mutex::new(HashMap::new()),
+            global_probes: Arc::new(Semaphore::new(settings_probe_limit(&settings))),
+            settings,
         }
     }
 
@@ -131,6 +174,57 @@ impl Context {
             .into_iter()
             .filter(|m| m.namespace() == namespace && m.spec.connection == name)
             .collect()
+    }
+
+    /// The connection a MemberAccount belongs to, from the watch cache.
+    pub fn connection_of(&self, member: &MemberAccount) -> Option<Arc<AwsOrgConnection>> {
+        let namespace = member.namespace()?;
+        self.connections
+            .get(&ObjectRef::new(&member.spec.connection).within(&namespace))
+    }
+
+    /// Asks for every MemberAccount of `connection` to be probed at once.
+    pub fn request_probes(&self, connection: &AwsOrgConnection) {
+        for member in self.members_of(connection) {
+            let _ = self
+                .probe_requests
+                .send(ObjectRef::from_obj(member.as_ref()));
+        }
+    }
+
+    pub fn probe_record(&self, key: &str) -> Option<ProbeRecord> {
+        lock(&self.probes).get(key).copied()
+    }
+
+    pub fn set_probe_record(&self, key: &str, record: ProbeRecord) {
+        lock(&self.probes).insert(key.to_owned(), record);
+    }
+
+    pub fn forget_probe(&self, key: &str) {
+        lock(&self.probes).remove(key);
+    }
+
+    /// Waits for a probe slot of `connection` (its `memberAccess.concurrency`) and one of
+    /// the operator-wide limit.
+    pub async fn probe_permits(
+        &self,
+        connection: &str,
+        limit: usize,
+    ) -> Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
+        let limit = limit.max(1);
+        let semaphore = {
+            let mut limits = lock(&self.connection_limits);
+            let entry = limits
+                .entry(connection.to_owned())
+                .or_insert_with(|| (limit, Arc::new(Semaphore::new(limit))));
+            if entry.0 != limit {
+                *entry = (limit, Arc::new(Semaphore::new(limit)));
+            }
+            entry.1.clone()
+        };
+        let own = semaphore.acquire_owned().await.ok()?;
+        let global = self.global_probes.clone().acquire_owned().await.ok()?;
+        Some((own, global))
     }
 
     fn retries(&self) -> std::sync::MutexGuard<'_, HashMap<String, DiscoveryRetry>> {

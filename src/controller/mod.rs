@@ -5,13 +5,15 @@ mod connection;
 mod connection_status;
 mod context;
 mod credentials;
+mod member;
 pub mod members;
+mod probe_status;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
@@ -87,27 +89,32 @@ impl Operator {
         .default_backoff()
         .touched_objects();
 
+        let controller = Controller::new(self.api::<AwsOrgConnection>(), connections_config)
+            .with_config(ControllerConfig::default().concurrency(16));
+        let connections = controller.store();
+        let (probe_tx, mut probe_rx) = tokio::sync::mpsc::unbounded_channel();
         let context = Arc::new(context::Context::new(
             self.client.clone(),
             self.settings.clone(),
             SessionCache::new(self.aws.clone()),
             members,
+            connections.clone(),
+            probe_tx,
             self.diagnostics.clone(),
         ));
-        let controller = Controller::new(self.api::<AwsOrgConnection>(), connections_config)
-            .with_config(ControllerConfig::default().concurrency(16));
-        let connections = controller.store();
         info!(
             namespace = self.settings.namespace.as_deref().unwrap_or("*"),
             selector = self.settings.label_selector.as_deref().unwrap_or(""),
             "orgconnect controllers starting"
         );
-        controller
+        let shutdown = shutdown.shared();
+        let secret_connections = connections.clone();
+        let connection_controller = controller
             .owns_stream(member_events)
             .watches_stream(secret_events, move |secret| {
                 let namespace = secret.namespace();
                 let name = secret.name_any();
-                connections
+                secret_connections
                     .state()
                     .into_iter()
                     .filter(|c| c.namespace() == namespace)
@@ -122,15 +129,39 @@ impl Operator {
                     .map(|c| ObjectRef::from_obj(c.as_ref()))
                     .collect::<Vec<_>>()
             })
-            .graceful_shutdown_on(shutdown)
-            .run(connection::reconcile, connection::error_policy, context)
+            .graceful_shutdown_on(shutdown.clone())
+            .run(
+                connection::reconcile,
+                connection::error_policy,
+                context.clone(),
+            )
             .for_each(|result| async move {
                 match result {
                     Ok((object, _)) => debug!(connection = %object, "reconciled"),
                     Err(err) => debug!(error = %err, "reconcile did not complete"),
                 }
-            })
-            .await;
+            });
+
+        // Probe requests from the connection reconciler (new credentials, new spec).
+        let probe_requests = futures::stream::poll_fn(move |cx| probe_rx.poll_recv(cx));
+        let member_controller =
+            Controller::new(
+                self.api::<MemberAccount>(),
+                watcher::Config::default().labels(members::CONNECTION_LABEL),
+            )
+            .with_config(ControllerConfig::default().concurrency(
+                u16::try_from(self.settings.probe_concurrency.max(1)).unwrap_or(u16::MAX),
+            ))
+            .reconcile_on(probe_requests)
+            .graceful_shutdown_on(shutdown)
+            .run(member::reconcile, member::error_policy, context)
+            .for_each(|result| async move {
+                match result {
+                    Ok((object, _)) => debug!(member = %object, "reconciled"),
+                    Err(err) => debug!(error = %err, "member reconcile did not complete"),
+                }
+            });
+        futures::join!(connection_controller, member_controller);
         info!("orgconnect controllers stopped");
     }
 }

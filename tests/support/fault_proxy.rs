@@ -69,6 +69,8 @@ struct Faults {
     trust: HashMap<String, Trust>,
     /// Operation -> (calls seen, the first call number that fails with 503).
     fail_from: HashMap<String, (u64, u64)>,
+    /// Accounts that ListAccounts reports as having joined by invitation.
+    invited: HashSet<String>,
     /// Operation name (`ListAccounts`, `AssumeRole`, ...) or `*` -> throttling rate.
     throttled: HashMap<String, RateFault>,
     /// Operation name or `*` -> rate of 503 responses.
@@ -82,6 +84,8 @@ struct Stats {
     calls: HashMap<String, u64>,
     /// Calls the proxy failed on purpose, by operation.
     injected: HashMap<String, u64>,
+    /// Every role ARN an AssumeRole call asked for, in order.
+    assumed_roles: Vec<String>,
 }
 
 struct Shared {
@@ -184,6 +188,23 @@ impl FaultProxy {
             .insert(operation.to_owned(), RateFault::new(rate));
     }
 
+    /// ListAccounts reports these accounts with `JoinedMethod: INVITED` (moto reports
+    /// every account as CREATED).
+    pub fn report_invited<I, S>(&self, account_ids: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        lock(&self.shared.faults)
+            .invited
+            .extend(account_ids.into_iter().map(Into::into));
+    }
+
+    /// The role ARNs AssumeRole calls asked for so far.
+    pub fn assumed_roles(&self) -> Vec<String> {
+        lock(&self.shared.stats).assumed_roles.clone()
+    }
+
     /// Every call waits this long before it is forwarded.
     pub fn latency(&self, latency: Duration) {
         lock(&self.shared.faults).latency = latency;
@@ -257,6 +278,8 @@ struct Call {
     target_account: Option<String>,
     /// For AssumeRole: the ExternalId presented.
     external_id: Option<String>,
+    /// For AssumeRole: the role ARN asked for.
+    role_arn: Option<String>,
 }
 
 fn form_value(body: &str, key: &str) -> Option<String> {
@@ -315,6 +338,7 @@ fn classify(request: &hyper::http::request::Parts, body: &[u8]) -> Call {
             access_key_id,
             target_account: None,
             external_id: None,
+            role_arn: None,
         };
     }
     let body = String::from_utf8_lossy(body);
@@ -330,6 +354,7 @@ fn classify(request: &hyper::http::request::Parts, body: &[u8]) -> Call {
         access_key_id,
         target_account,
         external_id: form_value(&body, "ExternalId"),
+        role_arn: form_value(&body, "RoleArn"),
     }
 }
 
@@ -472,6 +497,9 @@ async fn handle(
     {
         let mut stats = lock(&shared.stats);
         *stats.calls.entry(call.operation.clone()).or_default() += 1;
+        if let Some(role) = &call.role_arn {
+            stats.assumed_roles.push(role.clone());
+        }
         if fault.is_some() {
             *stats.injected.entry(call.operation.clone()).or_default() += 1;
         }
@@ -514,13 +542,40 @@ async fn handle(
             ));
         }
     };
-    let (parts, body) = response.into_parts();
-    let body = body
+    let (mut parts, body) = response.into_parts();
+    let mut body = body
         .collect()
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    if call.operation == "ListAccounts" {
+        let invited = lock(&shared.faults).invited.clone();
+        if !invited.is_empty() {
+            body = mark_invited(&body, &invited);
+            parts.headers.remove("content-length");
+        }
+    }
     Ok(Response::from_parts(parts, Full::new(body)))
+}
+
+/// Rewrites a ListAccounts answer so the given accounts joined by invitation.
+fn mark_invited(body: &Bytes, invited: &HashSet<String>) -> Bytes {
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return body.clone();
+    };
+    if let Some(accounts) = value.get_mut("Accounts").and_then(|a| a.as_array_mut()) {
+        for account in accounts {
+            let id = account
+                .get("Id")
+                .and_then(|i| i.as_str())
+                .unwrap_or_default()
+                .to_owned();
+            if invited.contains(&id) {
+                account["JoinedMethod"] = serde_json::Value::from("INVITED");
+            }
+        }
+    }
+    Bytes::from(value.to_string())
 }
 
 #[cfg(test)]

@@ -206,3 +206,9 @@ pub async fn create_key_secret(
 pub fn managing_role(account_id: &str) -> String {
     format!("arn:aws:iam::{account_id}:role/orgconnect")
 }
+
+/// How many AssumeRole calls `proxy` saw for the managing role in `account_id`.
+pub fn managing_assumes(proxy: &super::fault_proxy::FaultProxy, account_id: &str) -> usize {
+    let role = managing_role(account_id);
+    proxy.assumed_roles().iter().filter(|r| **r == role).count()
+}

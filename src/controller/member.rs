@@ -1,0 +1,296 @@
+//! The MemberAccount reconciler: probe the account through its member role when due, and
+//! write its phase, `Connected` condition and remediation only when they changed.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use tracing::{debug, warn};
+
+use super::connection::FIELD_MANAGER;
+use super::context::{Context, Diagnostics, ProbeRecord};
+use super::probe_status::{
+    Attempt, MemberVerdict, ProbeOutcome, not_probed, verdict, waiting_for_connection,
+};
+use crate::api::AwsOrgConnection;
+use crate::api::condition::{Condition, ConditionType, set_condition};
+use crate::api::member_account::{
+    MemberAccount, MemberAccountStatus, MemberPhase, PROBE_ANNOTATION,
+};
+use crate::aws::FailureKind;
+use crate::aws::arn::RoleArn;
+use crate::aws::probe::{probe_member, whoami};
+use crate::aws::session::session_name;
+use crate::duration::parse_duration;
+use crate::error::{Error, Result};
+
+/// How soon a member whose connection has no session yet looks again.
+const WAIT_FOR_CONNECTION: Duration = Duration::from_secs(30);
+
+fn jitter(max: Duration) -> Duration {
+    use rand::Rng;
+    let max_ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX).max(1);
+    Duration::from_millis(rand::rng().random_range(0..max_ms))
+}
+
+fn member_key(member: &MemberAccount) -> String {
+    format!(
+        "{}/{}",
+        member.namespace().unwrap_or_default(),
+        member.name_any()
+    )
+}
+
+fn connection_key(connection: &AwsOrgConnection) -> String {
+    format!(
+        "{}/{}",
+        connection.namespace().unwrap_or_default(),
+        connection.name_any()
+    )
+}
+
+/// Retries a failed reconcile after a pause.
+pub fn error_policy(member: Arc<MemberAccount>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(member = %member_key(&member), error = %error, "member reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(15) + jitter(Duration::from_secs(5)))
+}
+
+pub async fn reconcile(member: Arc<MemberAccount>, ctx: Arc<Context>) -> Result<Action> {
+    Diagnostics::add(&ctx.diagnostics.member_reconciles, 1);
+    let Some(connection) = ctx.connection_of(&member) else {
+        // Not (yet) in the cache, or not this operator's: a connection event brings it back.
+        return Ok(Action::requeue(Duration::from_secs(60)));
+    };
+    let requested = member
+        .annotations()
+        .get(PROBE_ANNOTATION)
+        .is_some_and(|value| value == "now");
+    let previous = member.status.as_ref().and_then(|s| s.phase);
+
+    let (verdict, action) = if let Some(skipped) = not_probed(&member.spec) {
+        ctx.forget_probe(&member_key(&member));
+        (skipped, Action::await_change())
+    } else {
+        match ctx.sessions.current(&connection_key(&connection)) {
+            None => (
+                waiting_for_connection(previous),
+                Action::requeue(WAIT_FOR_CONNECTION),
+            ),
+            Some(session) => {
+                let inputs = probe_inputs(&connection, &member, session.fingerprint);
+                let now = Timestamp::now();
+                let record = ctx.probe_record(&member_key(&member));
+                let due = requested || record.is_none_or(|r| r.inputs != inputs || now >= r.next);
+                if !due {
+                    let wait = record
+                        .map(|r| Duration::try_from(r.next.duration_since(now)).unwrap_or_default())
+                        .unwrap_or_default();
+                    return Ok(Action::requeue(wait.max(Duration::from_secs(1))));
+                }
+                probe(
+                    &ctx,
+                    &connection,
+                    &member,
+                    &session.config,
+                    previous,
+                    inputs,
+                    record,
+                )
+                .await
+            }
+        }
+    };
+
+    write_status(&ctx, &member, verdict).await?;
+    if requested {
+        clear_probe_annotation(&ctx, &member).await?;
+    }
+    Ok(action)
+}
+
+/// What a probe depends on; when it changes, the member is probed again at once.
+fn probe_inputs(connection: &AwsOrgConnection, member: &MemberAccount, session: u64) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    (
+        connection.metadata.generation,
+        session,
+        member.metadata.generation,
+        &member.spec.role_name,
+        member.spec.paused,
+    )
+        .hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Probes the account, bounded by the connection's and the operator's concurrency.
+async fn probe(
+    ctx: &Context,
+    connection: &AwsOrgConnection,
+    member: &MemberAccount,
+    managing: &aws_config::SdkConfig,
+    previous: Option<MemberPhase>,
+    inputs: u64,
+    record: Option<ProbeRecord>,
+) -> (MemberVerdict, Action) {
+    let spec = &connection.spec;
+    let Ok(managing_arn) = spec.role_arn.parse::<RoleArn>() else {
+        return (
+            waiting_for_connection(previous),
+            Action::requeue(WAIT_FOR_CONNECTION),
+        );
+    };
+    let role_name = member
+        .spec
+        .role_name
+        .clone()
+        .unwrap_or_else(|| spec.member_access.role_name.clone());
+    let role_arn = managing_arn.sibling(&member.spec.account_id, &role_name);
+    let managing_account = connection
+        .status
+        .as_ref()
+        .and_then(|s| s.organization.as_ref())
+        .map(|o| o.managing_account_id.as_str())
+        .unwrap_or(managing_arn.account_id.as_str());
+    let limit = usize::try_from(spec.member_access.concurrency).unwrap_or(1);
+    let Some(_permits) = ctx.probe_permits(&connection_key(connection), limit).await else {
+        return (
+            waiting_for_connection(previous),
+            Action::requeue(WAIT_FOR_CONNECTION),
+        );
+    };
+
+    Diagnostics::add(&ctx.diagnostics.probes, 1);
+    let outcome = if member.spec.account_id == managing_account {
+        match whoami(managing).await {
+            Ok(_) => ProbeOutcome::ReachedManaging,
+            Err(failure) => ProbeOutcome::Failed(failure),
+        }
+    } else {
+        let session = session_name(
+            &connection.namespace().unwrap_or_default(),
+            &connection.name_any(),
+        );
+        match probe_member(
+            managing,
+            &role_arn,
+            spec.member_access.external_id.as_deref(),
+            &session,
+        )
+        .await
+        {
+            Ok(success) => ProbeOutcome::Reached {
+                account_id: success.account_id,
+            },
+            Err(failure) => ProbeOutcome::Failed(failure),
+        }
+    };
+    debug!(member = %member_key(member), outcome = ?outcome, "probed");
+
+    let now = Timestamp::now();
+    // Anything but an answer (reached, or denied) is retried with backoff.
+    let transient =
+        matches!(&outcome, ProbeOutcome::Failed(f) if f.kind != FailureKind::AccessDenied);
+    let (failures, wait) = if transient {
+        let failures = record.map_or(0, |r| r.failures).saturating_add(1);
+        let backoff = Duration::from_secs((10u64 << failures.min(5).saturating_sub(1)).min(300));
+        (failures, backoff + jitter(backoff / 5))
+    } else {
+        let interval = parse_duration(&spec.member_access.probe_interval)
+            .unwrap_or(Duration::from_secs(1800))
+            .max(Duration::from_secs(60));
+        (0, interval + jitter(interval / 10))
+    };
+    ctx.set_probe_record(
+        &member_key(member),
+        ProbeRecord {
+            inputs,
+            next: now.checked_add(wait).unwrap_or(now),
+            failures,
+        },
+    );
+    let attempt = Attempt {
+        account_id: &member.spec.account_id,
+        role_arn: &role_arn.to_string(),
+        role_name: &role_name,
+        managing_role_arn: &spec.role_arn,
+    };
+    (
+        verdict(&member.spec, previous, &attempt, outcome),
+        Action::requeue(wait),
+    )
+}
+
+/// Writes the verdict when it differs from the status, with an Event when the phase moved.
+async fn write_status(ctx: &Context, member: &MemberAccount, verdict: MemberVerdict) -> Result<()> {
+    let current = member.status.clone().unwrap_or_default();
+    let mut status = MemberAccountStatus {
+        phase: Some(verdict.phase),
+        remediation: verdict.remediation,
+        observed_generation: member.metadata.generation,
+        conditions: current.conditions.clone(),
+    };
+    let (condition_status, reason, message) = verdict.connected;
+    set_condition(
+        &mut status.conditions,
+        Condition::new(
+            ConditionType::Connected,
+            condition_status,
+            reason,
+            message.clone(),
+            member.metadata.generation,
+            Timestamp::now(),
+        ),
+    );
+    if status == current {
+        return Ok(());
+    }
+    let namespace = member
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let api: Api<MemberAccount> = Api::namespaced(ctx.client.clone(), &namespace);
+    let patch = serde_json::json!({
+        "apiVersion": "orgconnect.dev/v1alpha1",
+        "kind": "MemberAccount",
+        "status": status,
+    });
+    api.patch_status(
+        &member.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Diagnostics::add(&ctx.diagnostics.member_status_writes, 1);
+    if current.phase != status.phase {
+        let (type_, event_reason) = match verdict.phase {
+            MemberPhase::Blocked => (EventType::Warning, "Blocked"),
+            MemberPhase::Connected => (EventType::Normal, "Connected"),
+            MemberPhase::Suspended => (EventType::Normal, "Suspended"),
+            MemberPhase::Paused => (EventType::Normal, "Paused"),
+            MemberPhase::Pending => (EventType::Normal, "Pending"),
+        };
+        ctx.event(member, type_, event_reason, format!("{reason}: {message}"))
+            .await;
+    }
+    Ok(())
+}
+
+/// Removes `orgconnect.dev/probe=now` once the probe it asked for is done.
+async fn clear_probe_annotation(ctx: &Context, member: &MemberAccount) -> Result<()> {
+    let namespace = member
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let api: Api<MemberAccount> = Api::namespaced(ctx.client.clone(), &namespace);
+    let patch = serde_json::json!({ "metadata": { "annotations": { PROBE_ANNOTATION: null } } });
+    api.patch(
+        &member.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
+}

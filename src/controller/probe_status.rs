@@ -1,0 +1,334 @@
+//! Pure decisions about a MemberAccount: whether it is probed, and what a probe's
+//! outcome means for its phase, its `Connected` condition and its remediation.
+
+use crate::api::condition::ConditionStatus;
+use crate::api::member_account::{AwsAccountStatus, JoinedMethod, MemberAccountSpec, MemberPhase};
+use crate::aws::{AwsFailure, FailureKind};
+
+use super::connection_status::Verdict;
+
+/// The phase, `Connected` condition and remediation a MemberAccount should show.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemberVerdict {
+    pub phase: MemberPhase,
+    pub connected: Verdict,
+    pub remediation: Option<String>,
+}
+
+/// What a probe tried.
+#[derive(Clone, Debug)]
+pub struct Attempt<'a> {
+    pub account_id: &'a str,
+    /// The member role assumed.
+    pub role_arn: &'a str,
+    pub role_name: &'a str,
+    /// The managing role the probe started from.
+    pub managing_role_arn: &'a str,
+}
+
+/// How a probe ended.
+#[derive(Clone, Debug)]
+pub enum ProbeOutcome {
+    /// GetCallerIdentity named this account.
+    Reached {
+        account_id: String,
+    },
+    /// The managing account, reached with the managing-role session itself.
+    ReachedManaging,
+    Failed(AwsFailure),
+}
+
+/// Accounts that are not probed at all: suspended or closing in AWS, or paused by a user.
+pub fn not_probed(spec: &MemberAccountSpec) -> Option<MemberVerdict> {
+    if let Some(status @ (AwsAccountStatus::Suspended | AwsAccountStatus::PendingClosure)) =
+        spec.aws_status
+    {
+        let state = if status == AwsAccountStatus::Suspended {
+            "SUSPENDED"
+        } else {
+            "PENDING_CLOSURE"
+        };
+        return Some(MemberVerdict {
+            phase: MemberPhase::Suspended,
+            connected: (
+                ConditionStatus::False,
+                "AccountSuspended",
+                format!("the account is {state} in AWS Organizations; it is not probed"),
+            ),
+            remediation: None,
+        });
+    }
+    if spec.paused == Some(true) {
+        return Some(MemberVerdict {
+            phase: MemberPhase::Paused,
+            connected: (
+                ConditionStatus::Unknown,
+                "Paused",
+                "spec.paused is true: the account is not probed and sync Jobs leave it out"
+                    .to_owned(),
+            ),
+            remediation: None,
+        });
+    }
+    None
+}
+
+/// The verdict while the connection has no managing-role session to probe from.
+pub fn waiting_for_connection(previous: Option<MemberPhase>) -> MemberVerdict {
+    MemberVerdict {
+        phase: previous.unwrap_or(MemberPhase::Pending),
+        connected: (
+            ConditionStatus::Unknown,
+            "ConnectionNotReady",
+            "the connection has no managing-role session yet; see its Authenticated condition"
+                .to_owned(),
+        ),
+        remediation: None,
+    }
+}
+
+/// The fix for a Blocked account.
+pub fn remediation(attempt: &Attempt<'_>) -> String {
+    format!(
+        "Create the role {role} in account {account}, trusting the managing role {managing}. \
+         To fix every account at once, including accounts that join later, deploy it from the \
+         managing account with a service-managed CloudFormation StackSet: deployment target the \
+         organization root, automatic deployment enabled, and a template whose role trusts \
+         {managing}. Then annotate this MemberAccount orgconnect.dev/probe=now to check again.",
+        role = attempt.role_name,
+        account = attempt.account_id,
+        managing = attempt.managing_role_arn,
+    )
+}
+
+/// What a probe's outcome means. Throttling and transient failures keep the previous
+/// phase: an account never turns Blocked because AWS was slow.
+pub fn verdict(
+    spec: &MemberAccountSpec,
+    previous: Option<MemberPhase>,
+    attempt: &Attempt<'_>,
+    outcome: ProbeOutcome,
+) -> MemberVerdict {
+    match outcome {
+        ProbeOutcome::ReachedManaging => MemberVerdict {
+            phase: MemberPhase::Connected,
+            connected: (
+                ConditionStatus::True,
+                "ManagingAccount",
+                format!(
+                    "this is the managing account, reached with the managing role {} itself",
+                    attempt.managing_role_arn
+                ),
+            ),
+            remediation: None,
+        },
+        ProbeOutcome::Reached { account_id } if account_id == attempt.account_id => MemberVerdict {
+            phase: MemberPhase::Connected,
+            connected: (
+                ConditionStatus::True,
+                "RoleAssumed",
+                format!(
+                    "assumed {} from the managing role; GetCallerIdentity named account {account_id}",
+                    attempt.role_arn
+                ),
+            ),
+            remediation: None,
+        },
+        ProbeOutcome::Reached { account_id } => MemberVerdict {
+            phase: MemberPhase::Blocked,
+            connected: (
+                ConditionStatus::False,
+                "WrongAccount",
+                format!(
+                    "assuming {} answered as account {account_id}, not {}",
+                    attempt.role_arn, attempt.account_id
+                ),
+            ),
+            remediation: Some(remediation(attempt)),
+        },
+        ProbeOutcome::Failed(failure) => match failure.kind {
+            FailureKind::AccessDenied if spec.joined_method == Some(JoinedMethod::Invited) => {
+                MemberVerdict {
+                    phase: MemberPhase::Blocked,
+                    connected: (
+                        ConditionStatus::False,
+                        "RoleMissingForInvitedAccount",
+                        format!(
+                            "account {} joined the organization by invitation, so it has no {} unless \
+                         someone created it; the managing role {} was denied assuming {} ({failure})",
+                            attempt.account_id,
+                            attempt.role_name,
+                            attempt.managing_role_arn,
+                            attempt.role_arn
+                        ),
+                    ),
+                    remediation: Some(remediation(attempt)),
+                }
+            }
+            FailureKind::AccessDenied => MemberVerdict {
+                phase: MemberPhase::Blocked,
+                connected: (
+                    ConditionStatus::False,
+                    "AssumeRoleDenied",
+                    format!(
+                        "the managing role {} was denied assuming {} ({failure})",
+                        attempt.managing_role_arn, attempt.role_arn
+                    ),
+                ),
+                remediation: Some(remediation(attempt)),
+            },
+            FailureKind::Throttled => MemberVerdict {
+                phase: previous.unwrap_or(MemberPhase::Pending),
+                connected: (
+                    ConditionStatus::Unknown,
+                    "Throttled",
+                    "AWS throttled the probe; the previous phase is kept and the probe is retried \
+                     with backoff"
+                        .to_owned(),
+                ),
+                remediation: None,
+            },
+            _ => MemberVerdict {
+                phase: previous.unwrap_or(MemberPhase::Pending),
+                connected: (
+                    ConditionStatus::Unknown,
+                    "ProbeFailed",
+                    format!(
+                        "the probe did not complete ({failure}); the previous phase is kept and the probe is retried"
+                    ),
+                ),
+                remediation: None,
+            },
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(
+        joined: Option<JoinedMethod>,
+        status: Option<AwsAccountStatus>,
+        paused: Option<bool>,
+    ) -> MemberAccountSpec {
+        MemberAccountSpec {
+            connection: "acme".into(),
+            account_id: "222222222222".into(),
+            name: "n".into(),
+            email: "e".into(),
+            organizational_unit: None,
+            joined_method: joined,
+            aws_status: status,
+            paused,
+            role_name: None,
+        }
+    }
+
+    fn attempt() -> Attempt<'static> {
+        Attempt {
+            account_id: "222222222222",
+            role_arn: "arn:aws:iam::222222222222:role/OrganizationAccountAccessRole",
+            role_name: "OrganizationAccountAccessRole",
+            managing_role_arn: "arn:aws:iam::111111111111:role/orgconnect",
+        }
+    }
+
+    fn failure(kind: FailureKind) -> ProbeOutcome {
+        ProbeOutcome::Failed(AwsFailure {
+            operation: "AssumeRole",
+            kind,
+            code: Some("X".into()),
+            message: "m".into(),
+        })
+    }
+
+    #[test]
+    fn suspended_and_paused_accounts_are_not_probed() {
+        let suspended =
+            not_probed(&spec(None, Some(AwsAccountStatus::PendingClosure), None)).expect("skipped");
+        assert_eq!(suspended.phase, MemberPhase::Suspended);
+        assert_eq!(suspended.connected.1, "AccountSuspended");
+        let paused =
+            not_probed(&spec(None, Some(AwsAccountStatus::Active), Some(true))).expect("skipped");
+        assert_eq!(paused.phase, MemberPhase::Paused);
+        assert!(not_probed(&spec(None, Some(AwsAccountStatus::Active), Some(false))).is_none());
+    }
+
+    #[test]
+    fn denied_accounts_are_blocked_with_the_fix() {
+        let created = verdict(
+            &spec(Some(JoinedMethod::Created), None, None),
+            None,
+            &attempt(),
+            failure(FailureKind::AccessDenied),
+        );
+        assert_eq!(created.phase, MemberPhase::Blocked);
+        assert_eq!(created.connected.1, "AssumeRoleDenied");
+        let fix = created.remediation.expect("remediation");
+        assert!(
+            fix.contains("StackSet") && fix.contains("automatic deployment"),
+            "{fix}"
+        );
+        assert!(fix.contains("arn:aws:iam::111111111111:role/orgconnect"));
+        let invited = verdict(
+            &spec(Some(JoinedMethod::Invited), None, None),
+            None,
+            &attempt(),
+            failure(FailureKind::AccessDenied),
+        );
+        assert_eq!(invited.connected.1, "RoleMissingForInvitedAccount");
+        assert!(invited.connected.2.contains("invitation"));
+    }
+
+    #[test]
+    fn slow_aws_never_blocks_a_connected_account() {
+        for kind in [FailureKind::Throttled, FailureKind::Transient] {
+            let kept = verdict(
+                &spec(None, None, None),
+                Some(MemberPhase::Connected),
+                &attempt(),
+                failure(kind),
+            );
+            assert_eq!(kept.phase, MemberPhase::Connected);
+            assert_eq!(kept.connected.0, ConditionStatus::Unknown);
+            assert!(kept.remediation.is_none());
+        }
+        let first = verdict(
+            &spec(None, None, None),
+            None,
+            &attempt(),
+            failure(FailureKind::Throttled),
+        );
+        assert_eq!(
+            (first.phase, first.connected.1),
+            (MemberPhase::Pending, "Throttled")
+        );
+    }
+
+    #[test]
+    fn reaching_the_account_connects_it_and_another_account_blocks_it() {
+        let reached = ProbeOutcome::Reached {
+            account_id: "222222222222".into(),
+        };
+        assert_eq!(
+            verdict(&spec(None, None, None), None, &attempt(), reached).phase,
+            MemberPhase::Connected
+        );
+        let elsewhere = ProbeOutcome::Reached {
+            account_id: "999999999999".into(),
+        };
+        let wrong = verdict(&spec(None, None, None), None, &attempt(), elsewhere);
+        assert_eq!(
+            (wrong.phase, wrong.connected.1),
+            (MemberPhase::Blocked, "WrongAccount")
+        );
+        let managing = verdict(
+            &spec(None, None, None),
+            None,
+            &attempt(),
+            ProbeOutcome::ReachedManaging,
+        );
+        assert_eq!(managing.connected.1, "ManagingAccount");
+    }
+}

@@ -1,0 +1,394 @@
+//! The MemberAccount reconciler on the test bed: every account probed through its member
+//! role, Blocked ones named with their reason and fix, and nothing written when nothing
+//! changed.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use orgconnect::api::member_account::{MemberPhase, PROBE_ANNOTATION};
+use orgconnect::api::{
+    AwsOrgConnection, ConditionStatus, ConditionType, MemberAccount, find_condition,
+};
+use orgconnect::controller::Diagnostics;
+use support::aws::AwsBed;
+use support::eventually;
+use support::kube::TestNamespace;
+use support::operator::{
+    apply_connection, in_namespace, managing_role, members, patch_spec, start, wait_connection,
+};
+use support::org::{OrgSpec, OuSpec, seed};
+
+fn phase(member: &MemberAccount) -> Option<MemberPhase> {
+    member.status.as_ref().and_then(|s| s.phase)
+}
+
+fn connected_reason(member: &MemberAccount) -> Option<String> {
+    member
+        .status
+        .as_ref()
+        .and_then(|s| find_condition(&s.conditions, ConditionType::Connected))
+        .map(|c| c.reason.clone())
+}
+
+/// Waits until every MemberAccount satisfies `check`, returning them by account id.
+async fn wait_all(
+    api: &Api<MemberAccount>,
+    count: usize,
+    what: &str,
+    check: impl Fn(&MemberAccount) -> bool,
+) -> BTreeMap<String, MemberAccount> {
+    let check = &check;
+    eventually(what, Duration::from_secs(90), || async move {
+        let listed = members(api).await;
+        (listed.len() == count && listed.iter().all(check)).then(|| {
+            listed
+                .into_iter()
+                .map(|m| (m.spec.account_id.clone(), m))
+                .collect()
+        })
+    })
+    .await
+}
+
+async fn annotate_probe_now(api: &Api<MemberAccount>, name: &str) {
+    let patch = serde_json::json!({ "metadata": { "annotations": { PROBE_ANNOTATION: "now" } } });
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("annotate probe=now");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_accounts_are_named_with_the_fix_and_quiet_cycles_write_nothing() {
+    let bed = AwsBed::new().await;
+    // 50 accounts with the managing one; one suspended.
+    let spec = OrgSpec {
+        root_accounts: 4,
+        ous: vec![
+            OuSpec::new("Prod")
+                .accounts(20)
+                .child(OuSpec::new("Payments").accounts(10)),
+            OuSpec::new("Dev").accounts(14).suspended(1),
+        ],
+    };
+    let org = seed(&bed.sdk_config(), &spec).await;
+    assert_eq!(org.accounts.len(), 50);
+    let suspended = org
+        .accounts
+        .iter()
+        .find(|a| a.suspended)
+        .expect("suspended")
+        .id
+        .clone();
+    let blocked: BTreeSet<String> = org
+        .member_accounts()
+        .filter(|a| !a.suspended)
+        .take(5)
+        .map(|a| a.id.clone())
+        .collect();
+    bed.proxy.deny_assume_role(blocked.iter().cloned());
+
+    let ns = TestNamespace::new("probes").await;
+    let operator = start(
+        ns.client.clone(),
+        bed.operator_config(bed.credentials.clone()),
+        in_namespace(&ns.name),
+    );
+    let connections: Api<AwsOrgConnection> = ns.api();
+    let member_api: Api<MemberAccount> = ns.api();
+    apply_connection(
+        &connections,
+        "acme",
+        serde_json::json!({ "roleArn": managing_role(&org.managing_account_id) }),
+    )
+    .await;
+
+    let settled = wait_all(&member_api, 50, "every account has a final phase", |m| {
+        matches!(
+            phase(m),
+            Some(MemberPhase::Connected | MemberPhase::Blocked | MemberPhase::Suspended)
+        )
+    })
+    .await;
+    for (id, member) in &settled {
+        let expected = if blocked.contains(id) {
+            MemberPhase::Blocked
+        } else if *id == suspended {
+            MemberPhase::Suspended
+        } else {
+            MemberPhase::Connected
+        };
+        assert_eq!(phase(member), Some(expected), "account {id}");
+    }
+    for id in &blocked {
+        let member = &settled[id];
+        assert_eq!(
+            connected_reason(member).as_deref(),
+            Some("AssumeRoleDenied")
+        );
+        let fix = member
+            .status
+            .as_ref()
+            .and_then(|s| s.remediation.clone())
+            .expect("remediation");
+        assert!(fix.contains("StackSet") && fix.contains(id), "{fix}");
+    }
+    assert_eq!(
+        connected_reason(&settled[&org.managing_account_id]).as_deref(),
+        Some("ManagingAccount")
+    );
+    assert_eq!(
+        connected_reason(&settled[&suspended]).as_deref(),
+        Some("AccountSuspended")
+    );
+    assert!(
+        bed.proxy
+            .assumed_roles()
+            .iter()
+            .all(|role| !role.contains(&suspended)),
+        "a suspended account is never probed"
+    );
+    wait_connection(
+        &connections,
+        "acme",
+        "counts of 44 connected, 5 blocked, 1 suspended",
+        Duration::from_secs(30),
+        |c| {
+            c.status
+                .as_ref()
+                .and_then(|s| s.accounts.as_ref())
+                .is_some_and(|a| (a.total, a.connected, a.blocked, a.suspended) == (50, 44, 5, 1))
+        },
+    )
+    .await;
+    let connection = connections.get("acme").await.expect("connection");
+    let members_connected = find_condition(
+        &connection.status.expect("status").conditions,
+        ConditionType::MembersConnected,
+    )
+    .expect("condition")
+    .clone();
+    assert_eq!(
+        (members_connected.status, members_connected.reason.as_str()),
+        (ConditionStatus::False, "AccountsBlocked")
+    );
+
+    // A second cycle with nothing changed writes no MemberAccount.
+    let versions: BTreeMap<String, Option<String>> = members(&member_api)
+        .await
+        .iter()
+        .map(|m| (m.name_any(), m.resource_version()))
+        .collect();
+    let probes_before = Diagnostics::get(&operator.diagnostics.probes);
+    patch_spec(
+        &connections,
+        "acme",
+        serde_json::json!({ "memberAccess": { "probeInterval": "31m" } }),
+    )
+    .await;
+    eventually(
+        "a second probe of every probed account",
+        Duration::from_secs(60),
+        || async {
+            (Diagnostics::get(&operator.diagnostics.probes) >= probes_before + 49).then_some(())
+        },
+    )
+    .await;
+    let after: BTreeMap<String, Option<String>> = members(&member_api)
+        .await
+        .iter()
+        .map(|m| (m.name_any(), m.resource_version()))
+        .collect();
+    assert_eq!(after, versions, "a quiet cycle writes nothing");
+
+    // A throttling storm on STS leaves every Connected account Connected.
+    bed.proxy.throttle("AssumeRole", 1.0);
+    bed.proxy.throttle("GetCallerIdentity", 1.0);
+    patch_spec(
+        &connections,
+        "acme",
+        serde_json::json!({ "memberAccess": { "probeInterval": "32m" } }),
+    )
+    .await;
+    let stormed = wait_all(&member_api, 50, "every probe throttled", |m| {
+        phase(m) == Some(MemberPhase::Suspended)
+            || blocked.contains(&m.spec.account_id)
+            || connected_reason(m).as_deref() == Some("Throttled")
+    })
+    .await;
+    for (id, member) in &stormed {
+        let expected = settled[id].status.as_ref().and_then(|s| s.phase);
+        assert_eq!(
+            phase(member),
+            expected,
+            "account {id} kept its phase under throttling"
+        );
+    }
+    bed.proxy.clear_faults();
+
+    // Unblock, ask for a probe now: all Connected, and the annotation is cleared.
+    for id in &blocked {
+        annotate_probe_now(&member_api, &format!("acme-{id}")).await;
+    }
+    // The throttled accounts come back on their own after their backoff.
+    let healed = wait_all(&member_api, 50, "every account Connected", |m| {
+        matches!(
+            phase(m),
+            Some(MemberPhase::Connected | MemberPhase::Suspended)
+        ) && connected_reason(m).as_deref() != Some("Throttled")
+    })
+    .await;
+    for id in &blocked {
+        assert!(
+            !healed[id].annotations().contains_key(PROBE_ANNOTATION),
+            "probe=now is cleared"
+        );
+        assert!(
+            healed[id]
+                .status
+                .as_ref()
+                .is_some_and(|s| s.remediation.is_none())
+        );
+    }
+    wait_connection(
+        &connections,
+        "acme",
+        "counts of 49 connected",
+        Duration::from_secs(30),
+        |c| {
+            c.status
+                .as_ref()
+                .and_then(|s| s.accounts.as_ref())
+                .is_some_and(|a| (a.connected, a.blocked) == (49, 0))
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invited_paused_and_custom_role_accounts() {
+    let bed = AwsBed::new().await;
+    let org = seed(
+        &bed.sdk_config(),
+        &OrgSpec {
+            root_accounts: 4,
+            ous: vec![],
+        },
+    )
+    .await;
+    let mut ids = org.member_accounts().map(|a| a.id.clone());
+    let (invited, paused, custom) = (
+        ids.next().expect("account"),
+        ids.next().expect("account"),
+        ids.next().expect("account"),
+    );
+    // An invited account has no OrganizationAccountAccessRole.
+    bed.proxy.report_invited([invited.clone()]);
+    bed.proxy.deny_assume_role([invited.clone()]);
+
+    let ns = TestNamespace::new("member-kinds").await;
+    let _operator = start(
+        ns.client.clone(),
+        bed.operator_config(bed.credentials.clone()),
+        in_namespace(&ns.name),
+    );
+    let connections: Api<AwsOrgConnection> = ns.api();
+    let member_api: Api<MemberAccount> = ns.api();
+    apply_connection(
+        &connections,
+        "acme",
+        serde_json::json!({ "roleArn": managing_role(&org.managing_account_id) }),
+    )
+    .await;
+    let settled = wait_all(&member_api, 5, "every account probed", |m| {
+        matches!(
+            phase(m),
+            Some(MemberPhase::Connected | MemberPhase::Blocked)
+        )
+    })
+    .await;
+    let member = &settled[&invited];
+    assert_eq!(phase(member), Some(MemberPhase::Blocked));
+    assert_eq!(
+        connected_reason(member).as_deref(),
+        Some("RoleMissingForInvitedAccount")
+    );
+
+    // A user pauses one account and gives another its own role.
+    let patch = serde_json::json!({ "spec": { "paused": true } });
+    member_api
+        .patch(
+            &format!("acme-{paused}"),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .expect("pause");
+    let patch = serde_json::json!({ "spec": { "roleName": "AuditRole" } });
+    member_api
+        .patch(
+            &format!("acme-{custom}"),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .expect("custom role");
+    let custom_arn = format!("arn:aws:iam::{custom}:role/AuditRole");
+    eventually(
+        "the custom role to be assumed",
+        Duration::from_secs(30),
+        || async {
+            bed.proxy
+                .assumed_roles()
+                .contains(&custom_arn)
+                .then_some(())
+        },
+    )
+    .await;
+    let audits: Vec<String> = bed
+        .proxy
+        .assumed_roles()
+        .into_iter()
+        .filter(|role| role.ends_with("role/AuditRole"))
+        .collect();
+    assert!(
+        audits.iter().all(|role| role == &custom_arn),
+        "AuditRole only for its account: {audits:?}"
+    );
+    let paused_member = wait_all(&member_api, 5, "the paused account Paused", |m| {
+        m.spec.account_id != paused || phase(m) == Some(MemberPhase::Paused)
+    })
+    .await;
+    assert_eq!(
+        connected_reason(&paused_member[&paused]).as_deref(),
+        Some("Paused")
+    );
+    let probes_of_paused = bed
+        .proxy
+        .assumed_roles()
+        .iter()
+        .filter(|r| r.contains(&paused))
+        .count();
+    annotate_probe_now(&member_api, &format!("acme-{paused}")).await;
+    eventually(
+        "probe=now cleared on the paused account",
+        Duration::from_secs(30),
+        || async {
+            let member = member_api.get(&format!("acme-{paused}")).await.ok()?;
+            (!member.annotations().contains_key(PROBE_ANNOTATION)).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        bed.proxy
+            .assumed_roles()
+            .iter()
+            .filter(|r| r.contains(&paused))
+            .count(),
+        probes_of_paused,
+        "a paused account is not probed"
+    );
+}
