@@ -2,8 +2,10 @@
 
 pub mod api;
 pub mod aws;
+pub mod check;
 pub mod controller;
 pub mod crds;
 pub mod duration;
 pub mod error;
 pub mod organization;
+pub mod tree;

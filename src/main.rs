@@ -20,6 +20,63 @@ enum Command {
     Run(RunArgs),
     /// Print the CustomResourceDefinitions as YAML (apply with `kubectl apply -f -`).
     Crds,
+    /// Draw a connection's organization: Root, OUs and accounts with phase and reason.
+    Tree(TreeArgs),
+    /// Test a connection from a terminal, without a cluster: assume the role, describe
+    /// and list the organization, probe member accounts. Exits 0 only if all pass.
+    Check(CheckArgs),
+}
+
+#[derive(clap::Args)]
+struct TreeArgs {
+    /// The AwsOrgConnection.
+    connection: String,
+    /// Its namespace (default: the kubeconfig context's).
+    #[arg(short, long)]
+    namespace: Option<String>,
+    #[arg(short, long, value_enum, default_value_t = TreeFormat::Text)]
+    output: TreeFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TreeFormat {
+    Text,
+    Mermaid,
+    Dot,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// The managing-account role to assume.
+    #[arg(long)]
+    role_arn: String,
+    /// The ExternalId to present.
+    #[arg(long)]
+    external_id: Option<String>,
+    /// The role assumed in member accounts.
+    #[arg(long, default_value = "OrganizationAccountAccessRole")]
+    member_role: String,
+    /// The ExternalId presented to member roles, if they require one.
+    #[arg(long)]
+    member_external_id: Option<String>,
+    /// How many member accounts to probe.
+    #[arg(long, default_value_t = 5, conflicts_with = "all")]
+    sample: usize,
+    /// Probe every member account.
+    #[arg(long)]
+    all: bool,
+    /// Region of the STS endpoint (default: AWS_REGION, else us-east-1).
+    #[arg(long)]
+    region: Option<String>,
+    #[arg(short, long, value_enum, default_value_t = CheckFormat::Text)]
+    output: CheckFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CheckFormat {
+    Text,
+    Json,
 }
 
 #[derive(clap::Args)]
@@ -57,6 +114,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Crds => print_crds(),
         Command::Run(args) => run(args),
+        Command::Tree(args) => tree(args),
+        Command::Check(args) => match check(args) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(err) => Err(err),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -71,6 +134,76 @@ fn print_crds() -> Result<(), Box<dyn std::error::Error>> {
     let yaml = orgconnect::crds::to_yaml()?;
     std::io::stdout().lock().write_all(yaml.as_bytes())?;
     Ok(())
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
+fn tree(args: TreeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    use kube::api::{Api, ListParams};
+    use orgconnect::api::{AwsOrgConnection, MemberAccount};
+    use std::io::IsTerminal;
+
+    runtime()?.block_on(async {
+        let client = kube::Client::try_default().await?;
+        let namespace = args
+            .namespace
+            .unwrap_or_else(|| client.default_namespace().to_owned());
+        let connections: Api<AwsOrgConnection> = Api::namespaced(client.clone(), &namespace);
+        let connection = connections
+            .get_opt(&args.connection)
+            .await?
+            .ok_or_else(|| format!("AwsOrgConnection {namespace}/{} not found", args.connection))?;
+        let members: Api<MemberAccount> = Api::namespaced(client, &namespace);
+        let selector = orgconnect::controller::members::connection_selector(&args.connection);
+        let listed: Vec<MemberAccount> = members
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items
+            .into_iter()
+            .filter(|m| m.spec.connection == args.connection)
+            .collect();
+        let tree = orgconnect::tree::build(&connection, &listed);
+        let out = match args.output {
+            TreeFormat::Text => {
+                orgconnect::tree::render_text(&tree, std::io::stdout().is_terminal())
+            }
+            TreeFormat::Mermaid => orgconnect::tree::render_mermaid(&tree),
+            TreeFormat::Dot => orgconnect::tree::render_dot(&tree),
+            TreeFormat::Json => serde_json::to_string_pretty(&tree)? + "\n",
+        };
+        std::io::stdout().lock().write_all(out.as_bytes())?;
+        Ok(())
+    })
+}
+
+/// Returns whether every step passed.
+fn check(args: CheckArgs) -> Result<bool, Box<dyn std::error::Error>> {
+    runtime()?.block_on(async {
+        let base = orgconnect::aws::sdk_config_from_env().await;
+        let region = args
+            .region
+            .or_else(|| base.region().map(|r| r.to_string()))
+            .unwrap_or_else(|| "us-east-1".to_owned());
+        let request = orgconnect::check::CheckRequest {
+            role_arn: args.role_arn,
+            external_id: args.external_id,
+            member_role: args.member_role,
+            member_external_id: args.member_external_id,
+            sample: (!args.all).then_some(args.sample),
+            region,
+        };
+        let report = orgconnect::check::run(base, &request).await;
+        let out = match args.output {
+            CheckFormat::Text => report.to_text(),
+            CheckFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
+        };
+        std::io::stdout().lock().write_all(out.as_bytes())?;
+        Ok(report.ok)
+    })
 }
 
 fn init_logging(format: LogFormat) {

@@ -109,6 +109,33 @@ pub fn trust_principal(caller_arn: &str) -> String {
     caller_arn.to_owned()
 }
 
+/// The trust-policy statement that lets `principal` (the caller's ARN, when known)
+/// assume a role, with the ExternalId condition when one is presented.
+pub fn trust_statement(
+    principal: Option<&str>,
+    role: &RoleArn,
+    external_id: Option<&str>,
+) -> serde_json::Value {
+    let trusted = principal.map_or_else(
+        || {
+            format!(
+                "arn:{}:iam::<operator account>:role/<operator role>",
+                role.partition
+            )
+        },
+        trust_principal,
+    );
+    let mut statement = serde_json::json!({
+        "Effect": "Allow",
+        "Principal": { "AWS": trusted },
+        "Action": "sts:AssumeRole",
+    });
+    if let Some(id) = external_id.filter(|id| !id.is_empty()) {
+        statement["Condition"] = serde_json::json!({ "StringEquals": { "sts:ExternalId": id } });
+    }
+    statement
+}
+
 /// The partition a region belongs to.
 pub fn partition_of_region(region: &str) -> &'static str {
     if region.starts_with("cn-") {

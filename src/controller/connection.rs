@@ -29,7 +29,7 @@ use crate::api::condition::{
 use crate::api::connection::{
     AwsOrgConnection, AwsOrgConnectionStatus, ExternalIdSource, OrganizationInfo,
 };
-use crate::aws::arn::{RoleArn, partition_of_region, trust_principal};
+use crate::aws::arn::{RoleArn, partition_of_region, trust_statement};
 use crate::aws::discovery::{describe_organization, list_organization};
 use crate::aws::session::{
     AssumeFailure, AssumeRequest, BaseCredentials, ManagingSession, session_name,
@@ -394,21 +394,7 @@ fn assume_failure_message(
     match failure.kind {
         FailureKind::AccessDenied => {
             let caller = principal.unwrap_or("the operator's AWS identity");
-            let trusted = principal.map_or_else(
-                || {
-                    format!(
-                        "arn:{}:iam::<operator account>:role/<operator role>",
-                        role_arn.partition
-                    )
-                },
-                trust_principal,
-            );
-            let statement = serde_json::json!({
-                "Effect": "Allow",
-                "Principal": { "AWS": trusted },
-                "Action": "sts:AssumeRole",
-                "Condition": { "StringEquals": { "sts:ExternalId": external_id } },
-            });
+            let statement = trust_statement(principal, role_arn, Some(external_id));
             (
                 "AssumeRoleDenied",
                 format!(

@@ -1,0 +1,231 @@
+//! `orgconnect check`: the "Test connection" button from a terminal, before anything is
+//! applied and without a cluster. With the caller's own AWS credentials it assumes the
+//! managing role, describes and lists the organization, and probes member accounts,
+//! reporting each step with the fix when it fails.
+
+use aws_config::SdkConfig;
+use serde::Serialize;
+
+use crate::api::member_account::AwsAccountStatus;
+use crate::aws::FailureKind;
+use crate::aws::arn::{RoleArn, trust_statement};
+use crate::aws::discovery::{describe_organization, list_organization};
+use crate::aws::probe::{probe_member, whoami};
+use crate::aws::session::{AssumeRequest, BaseCredentials, SessionCache};
+
+/// What to check.
+#[derive(Clone, Debug)]
+pub struct CheckRequest {
+    pub role_arn: String,
+    pub external_id: Option<String>,
+    pub member_role: String,
+    pub member_external_id: Option<String>,
+    /// How many member accounts to probe; `None` probes all.
+    pub sample: Option<usize>,
+    pub region: String,
+}
+
+/// One step's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct Step {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+/// Every step, and whether all passed.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub ok: bool,
+    pub steps: Vec<Step>,
+}
+
+impl Report {
+    fn push(&mut self, name: &str, ok: bool, detail: String, fix: Option<String>) {
+        self.ok &= ok;
+        self.steps.push(Step {
+            name: name.to_owned(),
+            ok,
+            detail,
+            fix,
+        });
+    }
+
+    /// One line per step, with the fix indented beneath a failed one.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for step in &self.steps {
+            let mark = if step.ok { "PASS" } else { "FAIL" };
+            out.push_str(&format!("{mark}  {}: {}\n", step.name, step.detail));
+            if let Some(fix) = &step.fix {
+                out.push_str(&format!("      fix: {fix}\n"));
+            }
+        }
+        out.push_str(if self.ok {
+            "the connection works\n"
+        } else {
+            "the connection does not work yet; apply the fixes above\n"
+        });
+        out
+    }
+}
+
+/// Runs every step it can; a failed step stops the ones that depend on it.
+pub async fn run(base: SdkConfig, request: &CheckRequest) -> Report {
+    let mut report = Report {
+        ok: true,
+        steps: Vec::new(),
+    };
+    let role: RoleArn = match request.role_arn.parse() {
+        Ok(role) => role,
+        Err(err) => {
+            report.push("role ARN", false, format!("{err}"), None);
+            return report;
+        }
+    };
+    let sessions = SessionCache::new(base);
+    let assume = AssumeRequest {
+        role_arn: role.clone(),
+        external_id: request.external_id.clone().unwrap_or_default(),
+        session_name: "orgconnect-check".to_owned(),
+        region: request.region.clone(),
+        base: BaseCredentials::DefaultChain,
+    };
+    let session = match sessions.session("check", &assume).await {
+        Ok(session) => {
+            report.push("assume role", true, format!("assumed {role}"), None);
+            session
+        }
+        Err(failure) => {
+            let fix = (failure.failure.kind == FailureKind::AccessDenied).then(|| {
+                format!(
+                    "the role's trust policy must contain this statement: {}",
+                    trust_statement(
+                        failure.principal.as_deref(),
+                        &role,
+                        request.external_id.as_deref()
+                    )
+                )
+            });
+            let caller = failure.principal.as_deref().unwrap_or("the caller");
+            report.push(
+                "assume role",
+                false,
+                format!("{caller} could not assume {role}: {}", failure.failure),
+                fix,
+            );
+            return report;
+        }
+    };
+    let organizations = aws_sdk_organizations::Client::new(&session.config);
+    let header = match describe_organization(&organizations).await {
+        Ok(header) if header.managing_account_id != role.account_id => {
+            report.push(
+                "describe organization",
+                false,
+                format!(
+                    "account {} is a member of organization {}, not its managing account {}",
+                    role.account_id, header.id, header.managing_account_id
+                ),
+                Some("use a role in the organization's managing account".to_owned()),
+            );
+            return report;
+        }
+        Ok(header) => {
+            report.push(
+                "describe organization",
+                true,
+                format!(
+                    "organization {} (feature set {})",
+                    header.id, header.feature_set
+                ),
+                None,
+            );
+            header
+        }
+        Err(failure) => {
+            report.push("describe organization", false, failure.to_string(), None);
+            return report;
+        }
+    };
+    let org = match list_organization(&organizations, header, 8).await {
+        Ok(org) => {
+            report.push(
+                "list organization",
+                true,
+                format!(
+                    "{} organizational units, {} accounts",
+                    org.units.len(),
+                    org.accounts.len()
+                ),
+                None,
+            );
+            org
+        }
+        Err(failure) => {
+            report.push(
+                "list organization",
+                false,
+                failure.to_string(),
+                Some("the role needs organizations:Describe* and organizations:List*".to_owned()),
+            );
+            return report;
+        }
+    };
+
+    let candidates: Vec<_> = org
+        .accounts
+        .iter()
+        .filter(|a| a.status.is_none_or(|s| s == AwsAccountStatus::Active))
+        .collect();
+    let take = request
+        .sample
+        .unwrap_or(candidates.len())
+        .min(candidates.len());
+    let mut blocked = Vec::new();
+    for account in candidates.into_iter().take(take) {
+        let result = if account.id == org.managing_account_id {
+            whoami(&session.config).await.map(|_| ())
+        } else {
+            let member_role = role.sibling(&account.id, &request.member_role);
+            probe_member(
+                &session.config,
+                &member_role,
+                request.member_external_id.as_deref(),
+                "orgconnect-check",
+            )
+            .await
+            .map(|_| ())
+        };
+        if let Err(failure) = result {
+            blocked.push(format!("{} ({}): {}", account.id, account.name, failure));
+        }
+    }
+    if blocked.is_empty() {
+        report.push(
+            "probe members",
+            true,
+            format!(
+                "{take} of {} accounts reached through {}",
+                org.accounts.len(),
+                request.member_role
+            ),
+            None,
+        );
+    } else {
+        report.push(
+            "probe members",
+            false,
+            format!("{} of {take} probed accounts are blocked: {}", blocked.len(), blocked.join("; ")),
+            Some(format!(
+                "create {} in each blocked account trusting {role}; for every account at once, deploy \
+                 it with a service-managed StackSet targeting the organization root with automatic \
+                 deployment enabled",
+                request.member_role
+            )),
+        );
+    }
+    report
+}
