@@ -8,4 +8,5 @@ pub mod crds;
 pub mod duration;
 pub mod error;
 pub mod organization;
+pub mod schedule;
 pub mod tree;

@@ -147,6 +147,9 @@ fn default_failed_history() -> i32 {
     1
 }
 
+/// Set this annotation to `now` to start a run at once; the operator removes it.
+pub const RUN_ANNOTATION: &str = "orgconnect.dev/run";
+
 /// A reference to an AwsOrgConnection in the same namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 pub struct ConnectionRef {
@@ -213,6 +216,10 @@ pub struct SyncScheduleStatus {
     /// When the last successful run finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_successful_time: Option<Time>,
+    /// When the last successful run started: the next incremental run's
+    /// `ORGCONNECT_SINCE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_start_time: Option<Time>,
     /// Names of the Jobs still running.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub active: Vec<String>,

@@ -8,6 +8,8 @@ mod credentials;
 mod member;
 pub mod members;
 mod probe_status;
+pub mod sync_config;
+pub mod sync_plan;
 
 use std::future::Future;
 use std::sync::Arc;
