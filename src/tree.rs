@@ -280,10 +280,9 @@ fn dot_unit(unit: &UnitNode, id: &str, out: &mut String, next: &mut usize) {
         } else {
             ""
         };
-        let label = dot_label(&format!(
-            "{}\\n{}\\n{}",
-            account.name, account.id, account.phase
-        ));
+        let label = [&account.name, &account.id, &account.phase]
+            .map(|part| dot_label(part))
+            .join("\\n");
         let _ = writeln!(out, "  {node} [label=\"{label}\"{color}];");
         let _ = writeln!(out, "  {id} -> {node};");
     }
