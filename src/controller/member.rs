@@ -63,8 +63,9 @@ pub fn error_policy(member: Arc<MemberAccount>, error: &Error, _ctx: Arc<Context
 pub async fn reconcile(member: Arc<MemberAccount>, ctx: Arc<Context>) -> Result<Action> {
     Diagnostics::add(&ctx.diagnostics.member_reconciles, 1);
     let Some(connection) = ctx.connection_of(&member) else {
-        // Not (yet) in the cache, or not this operator's: a connection event brings it back.
-        return Ok(Action::requeue(Duration::from_secs(60)));
+        // Not (yet) in the cache, or not this operator's: the connection's first session
+        // asks for its members to be probed.
+        return Ok(Action::await_change());
     };
     let requested = member
         .annotations()

@@ -8,6 +8,7 @@ mod credentials;
 mod member;
 pub mod members;
 mod probe_status;
+mod sync;
 pub mod sync_config;
 pub mod sync_plan;
 
@@ -26,8 +27,9 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{debug, info};
 
 use crate::api::connection::CredentialSource;
-use crate::api::{AwsOrgConnection, MemberAccount};
+use crate::api::{AwsOrgConnection, MemberAccount, SyncSchedule};
 use crate::aws::session::SessionCache;
+use k8s_openapi::api::batch::v1::Job;
 
 pub use connection::{FIELD_MANAGER, FINALIZER};
 pub use context::{Diagnostics, Settings};
@@ -73,6 +75,7 @@ impl Operator {
             Some(selector) => watcher::Config::default().labels(selector),
             None => watcher::Config::default(),
         };
+        let connections_config_for_schedules = connections_config.clone();
         let (members, members_writer) = reflector::store::<MemberAccount>();
         let member_events = reflector(
             members_writer,
@@ -110,6 +113,8 @@ impl Operator {
             "orgconnect controllers starting"
         );
         let shutdown = shutdown.shared();
+        let sync_shutdown = shutdown.clone();
+        let sync_context = context.clone();
         let secret_connections = connections.clone();
         let connection_controller = controller
             .owns_stream(member_events)
@@ -163,7 +168,23 @@ impl Operator {
                     Err(err) => debug!(error = %err, "member reconcile did not complete"),
                 }
             });
-        futures::join!(connection_controller, member_controller);
+        let sync_controller =
+            Controller::new(self.api::<SyncSchedule>(), connections_config_for_schedules)
+                .owns(
+                    self.api::<Job>(),
+                    watcher::Config::default().labels(sync::SCHEDULE_LABEL),
+                )
+                .graceful_shutdown_on(sync_shutdown)
+                .run(sync::reconcile, sync::error_policy, sync_context)
+                .for_each(|result| async move {
+                    match result {
+                        Ok((object, _)) => debug!(schedule = %object, "reconciled"),
+                        Err(err) => {
+                            debug!(error = %err, "sync schedule reconcile did not complete")
+                        }
+                    }
+                });
+        futures::join!(connection_controller, member_controller, sync_controller);
         info!("orgconnect controllers stopped");
     }
 }

@@ -1,0 +1,734 @@
+//! The SyncSchedule reconciler: fetch the schedule's Jobs, let the pure planner decide,
+//! then start, replace or prune Jobs and write status, and come back at the next slot.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, EnvVar, EnvVarSource, PodTemplateSpec, SecretKeySelector,
+    ServiceAccount, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use kube::api::{
+    Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams, PropagationPolicy,
+};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+use tracing::{info, warn};
+
+use super::connection::FIELD_MANAGER;
+use super::context::Context;
+use super::members::label_value;
+use super::sync_config::{ConfigInput, JobIdentity, RunAccount, accounts_json, aws_config};
+use super::sync_plan::{JobState, JobView, PlanInput, decide, prune, run_mode};
+use crate::api::AwsOrgConnection;
+use crate::api::condition::{Condition, ConditionStatus, ConditionType, set_condition};
+use crate::api::connection::CredentialSource;
+use crate::api::member_account::MemberPhase;
+use crate::api::sync_schedule::{
+    RUN_ANNOTATION, RunMode, RunOutcome, RunSummary, SyncSchedule, SyncScheduleStatus,
+};
+use crate::aws::arn::RoleArn;
+use crate::duration::parse_duration;
+use crate::error::{Error, Result};
+use crate::schedule::Schedule;
+
+/// Label on every Job and ConfigMap of a schedule.
+pub const SCHEDULE_LABEL: &str = "orgconnect.dev/sync-schedule";
+const MODE_ANNOTATION: &str = "orgconnect.dev/mode";
+const ACCOUNTS_ANNOTATION: &str = "orgconnect.dev/accounts";
+const MOUNT_PATH: &str = "/etc/orgconnect";
+const IRSA_ROLE_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+const IRSA_TOKEN_FILE: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
+
+pub fn error_policy(schedule: Arc<SyncSchedule>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(schedule = %schedule.name_any(), error = %error, "sync schedule reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(15))
+}
+
+fn to_time(ts: Timestamp) -> Time {
+    Time(ts)
+}
+
+fn job_view(job: &Job) -> Option<JobView> {
+    let created = job.metadata.creation_timestamp.as_ref()?.0;
+    let status = job.status.as_ref();
+    let condition = |type_: &str| {
+        status
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == type_ && c.status == "True"))
+    };
+    let (state, finished) = if let Some(c) = condition("Complete") {
+        (
+            JobState::Succeeded,
+            c.last_transition_time.as_ref().map(|t| t.0),
+        )
+    } else if let Some(c) = condition("Failed") {
+        (
+            JobState::Failed,
+            c.last_transition_time.as_ref().map(|t| t.0),
+        )
+    } else {
+        (JobState::Active, None)
+    };
+    Some(JobView {
+        name: job.name_any(),
+        state,
+        created,
+        finished: finished.or(status.and_then(|s| s.completion_time.as_ref()).map(|t| t.0)),
+    })
+}
+
+pub async fn reconcile(schedule: Arc<SyncSchedule>, ctx: Arc<Context>) -> Result<Action> {
+    let namespace = schedule
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let name = schedule.name_any();
+    let now = Timestamp::now();
+    let generation = schedule.metadata.generation;
+    let current = schedule.status.clone().unwrap_or_default();
+    let mut status = current.clone();
+    let schedules: Api<SyncSchedule> = Api::namespaced(ctx.client.clone(), &namespace);
+    let run_now = schedule
+        .annotations()
+        .get(RUN_ANNOTATION)
+        .is_some_and(|v| v == "now");
+    let set = |status: &mut SyncScheduleStatus, type_, verdict: (ConditionStatus, &str, String)| {
+        set_condition(
+            &mut status.conditions,
+            Condition::new(type_, verdict.0, verdict.1, verdict.2, generation, now),
+        );
+    };
+
+    let parsed = Schedule::parse(&schedule.spec.schedule, schedule.spec.time_zone.as_deref());
+    let cron = match parsed {
+        Ok(cron) => cron,
+        Err(err) => {
+            let message = err.to_string();
+            set(
+                &mut status,
+                ConditionType::Scheduled,
+                (ConditionStatus::False, "InvalidSchedule", message.clone()),
+            );
+            set(
+                &mut status,
+                ConditionType::Ready,
+                (ConditionStatus::False, "InvalidSchedule", message),
+            );
+            status.next_schedule_time = None;
+            status.observed_generation = generation;
+            write_status(&ctx, &schedules, &schedule, &current, status).await?;
+            return Ok(Action::await_change());
+        }
+    };
+
+    let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
+    let selector = format!("{SCHEDULE_LABEL}={}", label_value(&name));
+    let jobs: Vec<Job> = jobs_api
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items
+        .into_iter()
+        .filter(|j| {
+            j.owner_references()
+                .iter()
+                .any(|o| Some(&o.uid) == schedule.metadata.uid.as_ref())
+        })
+        .collect();
+    let views: Vec<JobView> = jobs.iter().filter_map(job_view).collect();
+    record_finished_runs(&ctx, &schedule, &jobs, &views, &mut status).await;
+
+    let plan = decide(&PlanInput {
+        now,
+        name: &name,
+        schedule: &cron,
+        suspend: schedule.spec.suspend,
+        policy: schedule.spec.concurrency_policy,
+        starting_deadline: schedule
+            .spec
+            .starting_deadline_seconds
+            .and_then(|s| u64::try_from(s).ok())
+            .map(Duration::from_secs),
+        last_schedule_time: status.last_schedule_time.as_ref().map(|t| t.0),
+        created: schedule
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(now, |t| t.0),
+        jobs: &views,
+        run_now,
+    });
+
+    for replaced in &plan.replace {
+        delete_run(&ctx, &namespace, replaced).await?;
+        ctx.event(
+            schedule.as_ref(),
+            EventType::Normal,
+            "JobReplaced",
+            format!("stopped {replaced} (concurrencyPolicy Replace)"),
+        )
+        .await;
+    }
+    if plan.missed > 0 {
+        ctx.event(
+            schedule.as_ref(),
+            EventType::Warning,
+            "MissedSchedules",
+            format!(
+                "{} scheduled runs were missed while the operator was away; only the latest runs",
+                plan.missed
+            ),
+        )
+        .await;
+    }
+    if let Some(skip) = &plan.skip {
+        ctx.event(
+            schedule.as_ref(),
+            EventType::Normal,
+            skip.reason,
+            skip.message.clone(),
+        )
+        .await;
+    }
+    if let Some(slot) = plan.last_schedule_time {
+        status.last_schedule_time = Some(to_time(slot));
+    }
+    let mut ready = (
+        ConditionStatus::True,
+        "Scheduled",
+        "the schedule is running".to_owned(),
+    );
+    if let Some(start) = &plan.start {
+        match start_run(&ctx, &schedule, &status, &start.job_name, now).await? {
+            Ok(accounts) => {
+                info!(schedule = %name, job = %start.job_name, accounts, "sync Job started");
+                ctx.event(
+                    schedule.as_ref(),
+                    EventType::Normal,
+                    "JobStarted",
+                    format!("started {} for {accounts} accounts", start.job_name),
+                )
+                .await;
+            }
+            Err((reason, message)) => {
+                ctx.event(
+                    schedule.as_ref(),
+                    EventType::Warning,
+                    reason,
+                    message.clone(),
+                )
+                .await;
+                ready = (ConditionStatus::False, reason, message);
+            }
+        }
+    }
+
+    let finished_now: Vec<JobView> = views
+        .into_iter()
+        .filter(|v| v.state != JobState::Active)
+        .collect();
+    let limits = (
+        usize::try_from(schedule.spec.successful_jobs_history_limit).unwrap_or(0),
+        usize::try_from(schedule.spec.failed_jobs_history_limit).unwrap_or(0),
+    );
+    for doomed in prune(&finished_now, limits.0, limits.1) {
+        delete_run(&ctx, &namespace, &doomed).await?;
+    }
+    let mut active: Vec<String> = jobs_api
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items
+        .iter()
+        .filter_map(job_view)
+        .filter(|v| v.state == JobState::Active)
+        .map(|v| v.name)
+        .collect();
+    active.sort();
+    status.active = active;
+    status.next_schedule_time = if schedule.spec.suspend {
+        None
+    } else {
+        plan.next.map(to_time)
+    };
+    status.observed_generation = generation;
+    let scheduled = if schedule.spec.suspend {
+        (
+            ConditionStatus::True,
+            "Suspended",
+            "suspend is true: no new runs start".to_owned(),
+        )
+    } else {
+        (
+            ConditionStatus::True,
+            "Scheduled",
+            format!(
+                "next run at {}",
+                plan.next.map(|n| n.to_string()).unwrap_or_default()
+            ),
+        )
+    };
+    set(&mut status, ConditionType::Scheduled, scheduled);
+    set(&mut status, ConditionType::Ready, ready);
+    write_status(&ctx, &schedules, &schedule, &current, status).await?;
+    if run_now {
+        let patch = serde_json::json!({ "metadata": { "annotations": { RUN_ANNOTATION: null } } });
+        schedules
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+    }
+    let wait = plan
+        .next
+        .map(|next| Duration::try_from(next.duration_since(now)).unwrap_or_default())
+        .unwrap_or(Duration::from_secs(3600));
+    Ok(Action::requeue(wait.max(Duration::from_secs(1))))
+}
+
+/// Folds finished Jobs into status: the last run, the last success, backfill done.
+async fn record_finished_runs(
+    ctx: &Context,
+    schedule: &SyncSchedule,
+    jobs: &[Job],
+    views: &[JobView],
+    status: &mut SyncScheduleStatus,
+) {
+    let by_name: BTreeMap<&str, &Job> = jobs
+        .iter()
+        .map(|j| (j.metadata.name.as_deref().unwrap_or_default(), j))
+        .collect();
+    let mut finished: Vec<&JobView> = views
+        .iter()
+        .filter(|v| v.state != JobState::Active)
+        .collect();
+    finished.sort_by_key(|v| v.finished.unwrap_or(v.created));
+    for view in finished {
+        let Some(job) = by_name.get(view.name.as_str()) else {
+            continue;
+        };
+        let annotation = |key: &str| job.annotations().get(key).cloned();
+        let mode = match annotation(MODE_ANNOTATION).as_deref() {
+            Some("backfill") => RunMode::Backfill,
+            _ => RunMode::Incremental,
+        };
+        let start = job
+            .status
+            .as_ref()
+            .and_then(|s| s.start_time.clone())
+            .unwrap_or(Time(view.created));
+        let outcome = if view.state == JobState::Succeeded {
+            RunOutcome::Succeeded
+        } else {
+            RunOutcome::Failed
+        };
+        let summary = RunSummary {
+            job: view.name.clone(),
+            outcome,
+            mode,
+            accounts: annotation(ACCOUNTS_ANNOTATION)
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(0),
+            start_time: Some(start.clone()),
+            completion_time: view.finished.map(to_time),
+        };
+        let newer = status.last_run.as_ref().is_none_or(|last| {
+            last.completion_time.as_ref().map(|t| t.0) <= view.finished && last.job != view.name
+        });
+        if !newer {
+            continue;
+        }
+        if outcome == RunOutcome::Succeeded {
+            status.last_successful_time = view.finished.map(to_time);
+            status.last_successful_start_time = Some(start);
+            status.backfill_done = true;
+        }
+        let (type_, reason) = if outcome == RunOutcome::Succeeded {
+            (EventType::Normal, "RunSucceeded")
+        } else {
+            (EventType::Warning, "RunFailed")
+        };
+        ctx.event(
+            schedule,
+            type_,
+            reason,
+            format!("{} finished: {outcome:?} ({mode:?})", view.name),
+        )
+        .await;
+        status.last_run = Some(summary);
+    }
+}
+
+async fn write_status(
+    ctx: &Context,
+    api: &Api<SyncSchedule>,
+    schedule: &SyncSchedule,
+    current: &SyncScheduleStatus,
+    status: SyncScheduleStatus,
+) -> Result<()> {
+    if *current == status {
+        return Ok(());
+    }
+    let patch = serde_json::json!({
+        "apiVersion": "orgconnect.dev/v1alpha1",
+        "kind": "SyncSchedule",
+        "status": status,
+    });
+    api.patch_status(
+        &schedule.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    let _ = ctx;
+    Ok(())
+}
+
+/// Deletes a run's Job (and its Pods) and its ConfigMap.
+async fn delete_run(ctx: &Context, namespace: &str, job: &str) -> Result<()> {
+    let params = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..DeleteParams::default()
+    };
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
+    for result in [
+        jobs.delete(job, &params).await.map(|_| ()),
+        config_maps.delete(job, &params).await.map(|_| ()),
+    ] {
+        match result {
+            Ok(()) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(())
+}
+
+type Refusal = (&'static str, String);
+
+/// The Connected accounts of the connection the schedule names, optionally narrowed by
+/// the schedule's label selector.
+fn run_accounts(
+    ctx: &Context,
+    schedule: &SyncSchedule,
+    connection: &AwsOrgConnection,
+) -> Result<Vec<RunAccount>, Refusal> {
+    let managing: RoleArn = connection
+        .spec
+        .role_arn
+        .parse()
+        .map_err(|e: crate::aws::arn::InvalidRoleArn| ("InvalidConnection", e.to_string()))?;
+    let managing_account = connection
+        .status
+        .as_ref()
+        .and_then(|s| s.organization.as_ref())
+        .map(|o| o.managing_account_id.clone())
+        .unwrap_or_else(|| managing.account_id.clone());
+    let selector = schedule.spec.account_selector.clone();
+    let mut accounts: Vec<RunAccount> = ctx
+        .members_of(connection)
+        .into_iter()
+        .filter(|m| m.status.as_ref().and_then(|s| s.phase) == Some(MemberPhase::Connected))
+        .filter(|m| {
+            selector
+                .as_ref()
+                .is_none_or(|s| label_selector_matches(s, m.labels()))
+        })
+        .map(|m| {
+            let role = m
+                .spec
+                .role_name
+                .clone()
+                .unwrap_or_else(|| connection.spec.member_access.role_name.clone());
+            RunAccount {
+                id: m.spec.account_id.clone(),
+                name: m.spec.name.clone(),
+                ou_path: m
+                    .spec
+                    .organizational_unit
+                    .as_ref()
+                    .map(|o| o.path.clone())
+                    .unwrap_or_default(),
+                phase: "Connected".to_owned(),
+                role_arn: if m.spec.account_id == managing_account {
+                    managing.to_string()
+                } else {
+                    managing.sibling(&m.spec.account_id, &role).to_string()
+                },
+            }
+        })
+        .collect();
+    accounts.sort_by(|a, b| a.id.cmp(&b.id));
+    if accounts.is_empty() {
+        return Err((
+            "NoConnectedAccounts",
+            format!(
+                "connection {} has no Connected accounts to sync; the run was skipped",
+                connection.name_any()
+            ),
+        ));
+    }
+    Ok(accounts)
+}
+
+/// Whether `labels` match a LabelSelector (matchLabels and matchExpressions).
+fn label_selector_matches(
+    selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    let labels_ok = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let expressions_ok = selector.match_expressions.iter().flatten().all(|e| {
+        let values = e.values.clone().unwrap_or_default();
+        match e.operator.as_str() {
+            "In" => labels.get(&e.key).is_some_and(|v| values.contains(v)),
+            "NotIn" => labels.get(&e.key).is_none_or(|v| !values.contains(v)),
+            "Exists" => labels.contains_key(&e.key),
+            "DoesNotExist" => !labels.contains_key(&e.key),
+            _ => false,
+        }
+    });
+    labels_ok && expressions_ok
+}
+
+/// Creates the run's ConfigMap and Job. `Ok(Err(..))` when the run cannot start, with the
+/// reason.
+async fn start_run(
+    ctx: &Context,
+    schedule: &SyncSchedule,
+    status: &SyncScheduleStatus,
+    job_name: &str,
+    now: Timestamp,
+) -> Result<Result<usize, Refusal>> {
+    let namespace = schedule.namespace().unwrap_or_default();
+    let connection_name = &schedule.spec.connection_ref.name;
+    let Some(connection) = ctx
+        .connections
+        .get(&kube::runtime::reflector::ObjectRef::new(connection_name).within(&namespace))
+    else {
+        return Ok(Err((
+            "ConnectionNotFound",
+            format!("AwsOrgConnection {connection_name} does not exist in this namespace"),
+        )));
+    };
+    let Some(external_id) = connection
+        .status
+        .as_ref()
+        .and_then(|s| s.external_id.clone())
+    else {
+        return Ok(Err((
+            "ConnectionNotReady",
+            format!("connection {connection_name} has no ExternalId yet"),
+        )));
+    };
+    let accounts = match run_accounts(ctx, schedule, &connection) {
+        Ok(accounts) => accounts,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let lookback = parse_duration(&schedule.spec.backfill.lookback)
+        .unwrap_or(Duration::from_secs(365 * 24 * 3600));
+    let (mode, since) = run_mode(
+        now,
+        schedule.spec.backfill.enabled,
+        status.backfill_done,
+        lookback,
+        status.last_successful_start_time.as_ref().map(|t| t.0),
+    );
+    let template = &schedule.spec.job_template;
+    let pod = template.spec.as_ref().map(|s| &s.template);
+    let service_account = pod
+        .and_then(|p| p.spec.as_ref())
+        .and_then(|s| s.service_account_name.clone())
+        .unwrap_or_else(|| "default".to_owned());
+    let identity = job_identity(ctx, &namespace, &connection, &service_account).await?;
+    let config = aws_config(&ConfigInput {
+        managing_role_arn: &connection.spec.role_arn,
+        external_id: &external_id,
+        member_external_id: connection.spec.member_access.external_id.as_deref(),
+        region: &connection.spec.region,
+        identity: &identity,
+        accounts: &accounts,
+    });
+
+    let owner: OwnerReference = schedule
+        .controller_owner_ref(&())
+        .ok_or(Error::MissingField("metadata.uid"))?;
+    let labels = BTreeMap::from([(SCHEDULE_LABEL.to_owned(), label_value(&schedule.name_any()))]);
+    let config_map = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(job_name.to_owned()),
+            namespace: Some(namespace.clone()),
+            labels: Some(labels.clone()),
+            owner_references: Some(vec![owner.clone()]),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([
+            ("aws-config".to_owned(), config),
+            ("accounts.json".to_owned(), accounts_json(&accounts)),
+        ])),
+        ..ConfigMap::default()
+    };
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
+    match config_maps
+        .create(&PostParams::default(), &config_map)
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(err) => return Err(err.into()),
+    }
+
+    let mode_text = match mode {
+        RunMode::Backfill => "backfill",
+        RunMode::Incremental => "incremental",
+    };
+    let mut env = vec![
+        env_var("AWS_CONFIG_FILE", &format!("{MOUNT_PATH}/aws-config")),
+        env_var("AWS_SDK_LOAD_CONFIG", "1"),
+        env_var(
+            "ORGCONNECT_ACCOUNTS_FILE",
+            &format!("{MOUNT_PATH}/accounts.json"),
+        ),
+        env_var("ORGCONNECT_CONNECTION", connection_name),
+        env_var("ORGCONNECT_MODE", mode_text),
+        env_var("ORGCONNECT_SINCE", &since.to_string()),
+    ];
+    if connection.spec.credentials.source == CredentialSource::Secret
+        && let Some(reference) = &connection.spec.credentials.secret_ref
+    {
+        env.push(secret_env(
+            "AWS_ACCESS_KEY_ID",
+            &reference.name,
+            &reference.access_key_id_key,
+            false,
+        ));
+        env.push(secret_env(
+            "AWS_SECRET_ACCESS_KEY",
+            &reference.name,
+            &reference.secret_access_key_key,
+            false,
+        ));
+        env.push(secret_env(
+            "AWS_SESSION_TOKEN",
+            &reference.name,
+            &reference.session_token_key,
+            true,
+        ));
+    }
+    let mut pod: PodTemplateSpec = pod.cloned().unwrap_or_default();
+    let pod_spec = pod.spec.get_or_insert_with(Default::default);
+    if pod_spec.restart_policy.is_none() {
+        pod_spec.restart_policy = Some("Never".to_owned());
+    }
+    pod_spec.volumes.get_or_insert_with(Vec::new).push(Volume {
+        name: "orgconnect".to_owned(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: job_name.to_owned(),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    });
+    let mount = VolumeMount {
+        name: "orgconnect".to_owned(),
+        mount_path: MOUNT_PATH.to_owned(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    };
+    for container in pod_spec
+        .containers
+        .iter_mut()
+        .chain(pod_spec.init_containers.iter_mut().flatten())
+    {
+        container
+            .volume_mounts
+            .get_or_insert_with(Vec::new)
+            .push(mount.clone());
+        let container_env = container.env.get_or_insert_with(Vec::new);
+        container_env.retain(|e| !env.iter().any(|ours| ours.name == e.name));
+        container_env.extend(env.iter().cloned());
+    }
+    let mut metadata = template.metadata.clone().unwrap_or_default();
+    metadata.name = Some(job_name.to_owned());
+    metadata.namespace = Some(namespace.clone());
+    metadata
+        .labels
+        .get_or_insert_with(BTreeMap::new)
+        .extend(labels);
+    metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .extend([
+            (MODE_ANNOTATION.to_owned(), mode_text.to_owned()),
+            (ACCOUNTS_ANNOTATION.to_owned(), accounts.len().to_string()),
+        ]);
+    metadata.owner_references = Some(vec![owner]);
+    let job = Job {
+        metadata,
+        spec: Some(JobSpec {
+            template: pod,
+            ..template.spec.clone().unwrap_or_default()
+        }),
+        status: None,
+    };
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
+    match jobs.create(&PostParams::default(), &job).await {
+        Ok(_) => Ok(Ok(accounts.len())),
+        // A restarted operator finds the slot's Job already there: never run it twice.
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(Ok(accounts.len())),
+        Err(kube::Error::Api(s)) if s.code == 422 => Ok(Err(("InvalidJobTemplate", s.message))),
+        Err(err) => Err(err.into()),
+    }
+}
+
+fn env_var(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.to_owned()),
+        ..EnvVar::default()
+    }
+}
+
+fn secret_env(name: &str, secret: &str, key: &str, optional: bool) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.to_owned(),
+                key: key.to_owned(),
+                optional: optional.then_some(true),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// How the Job authenticates: the connection's Secret as environment keys, else the Job's
+/// service account (IRSA when it carries the role annotation, else Pod Identity).
+async fn job_identity(
+    ctx: &Context,
+    namespace: &str,
+    connection: &AwsOrgConnection,
+    service_account: &str,
+) -> Result<JobIdentity> {
+    if connection.spec.credentials.source == CredentialSource::Secret {
+        return Ok(JobIdentity::Environment);
+    }
+    let accounts: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), namespace);
+    let role = accounts
+        .get_opt(service_account)
+        .await?
+        .and_then(|sa| sa.annotations().get(IRSA_ROLE_ANNOTATION).cloned());
+    Ok(match role {
+        Some(role_arn) => JobIdentity::WebIdentity {
+            role_arn,
+            token_file: IRSA_TOKEN_FILE.to_owned(),
+        },
+        None => JobIdentity::Container,
+    })
+}

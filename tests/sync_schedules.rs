@@ -1,0 +1,368 @@
+//! The SyncSchedule reconciler on the test bed. There is no controller-manager, so Jobs
+//! get no Pods: the tests mark Jobs Complete themselves, as envtest users do.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::ResourceExt;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use orgconnect::api::member_account::MemberPhase;
+use orgconnect::api::sync_schedule::{RUN_ANNOTATION, RunMode, RunOutcome};
+use orgconnect::api::{
+    AwsOrgConnection, ConditionStatus, ConditionType, MemberAccount, SyncSchedule, find_condition,
+};
+use support::aws::AwsBed;
+use support::eventually;
+use support::kube::TestNamespace;
+use support::operator::{
+    apply_connection, create_key_secret, in_namespace, managing_role, members, start,
+};
+use support::org::{OrgSpec, seed};
+
+const SCHEDULE_LABEL: &str = "orgconnect.dev/sync-schedule";
+
+async fn apply_schedule(api: &Api<SyncSchedule>, name: &str, spec: serde_json::Value) {
+    let manifest = serde_json::json!({
+        "apiVersion": "orgconnect.dev/v1alpha1",
+        "kind": "SyncSchedule",
+        "metadata": { "name": name },
+        "spec": spec,
+    });
+    api.patch(
+        name,
+        &PatchParams::apply("test-user"),
+        &Patch::Apply(&manifest),
+    )
+    .await
+    .expect("apply SyncSchedule");
+}
+
+async fn run_now(api: &Api<SyncSchedule>, name: &str) {
+    let patch = serde_json::json!({ "metadata": { "annotations": { RUN_ANNOTATION: "now" } } });
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("annotate run=now");
+    eventually("run=now to be handled", Duration::from_secs(30), || async {
+        let schedule = api.get(name).await.ok()?;
+        (!schedule.annotations().contains_key(RUN_ANNOTATION)).then_some(())
+    })
+    .await;
+}
+
+async fn jobs_of(api: &Api<Job>, schedule: &str) -> Vec<Job> {
+    let mut jobs = api
+        .list(&ListParams::default().labels(&format!("{SCHEDULE_LABEL}={schedule}")))
+        .await
+        .expect("list Jobs")
+        .items;
+    jobs.sort_by_key(|j| j.metadata.creation_timestamp.clone().map(|t| t.0));
+    jobs
+}
+
+/// What the Job controller would write when the Job's Pods succeed.
+async fn complete(api: &Api<Job>, name: &str) {
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let status = serde_json::json!({
+        "status": {
+            "startTime": now,
+            "completionTime": now,
+            "succeeded": 1,
+            "conditions": [
+                { "type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": now },
+                { "type": "Complete", "status": "True", "lastTransitionTime": now },
+            ],
+        }
+    });
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap_or_else(|e| panic!("marking Job {name} complete: {e}"));
+}
+
+fn env_of(job: &Job) -> std::collections::BTreeMap<String, String> {
+    let container = &job
+        .spec
+        .as_ref()
+        .expect("spec")
+        .template
+        .spec
+        .as_ref()
+        .expect("pod")
+        .containers[0];
+    container
+        .env
+        .iter()
+        .flatten()
+        .map(|e| {
+            let value = e.value.clone().unwrap_or_else(|| {
+                let secret = e
+                    .value_from
+                    .as_ref()
+                    .and_then(|v| v.secret_key_ref.as_ref())
+                    .expect("value or secret");
+                format!("secret:{}/{}", secret.name, secret.key)
+            });
+            (e.name.clone(), value)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_on_demand_with_a_working_aws_config_then_incrementally_and_prunes_history() {
+    let bed = AwsBed::new().await;
+    let org = seed(
+        &bed.sdk_config(),
+        &OrgSpec {
+            root_accounts: 3,
+            ous: vec![],
+        },
+    )
+    .await;
+    let mut ids = org.member_accounts().map(|a| a.id.clone());
+    let blocked = ids.next().expect("account");
+    let connected: Vec<String> = ids.collect();
+    bed.proxy.deny_assume_role([blocked.clone()]);
+
+    let ns = TestNamespace::new("sync").await;
+    create_key_secret(&ns.api::<Secret>(), "aws-keys", &bed.credentials).await;
+    let _operator = start(
+        ns.client.clone(),
+        bed.operator_config(bed.unmapped_credentials()),
+        in_namespace(&ns.name),
+    );
+    let connections: Api<AwsOrgConnection> = ns.api();
+    apply_connection(
+        &connections,
+        "acme",
+        serde_json::json!({
+            "roleArn": managing_role(&org.managing_account_id),
+            "credentials": { "source": "Secret", "secretRef": { "name": "aws-keys" } },
+        }),
+    )
+    .await;
+    let member_api: Api<MemberAccount> = ns.api();
+    eventually("every account probed", Duration::from_secs(60), || async {
+        let listed = members(&member_api).await;
+        (listed.len() == 4
+            && listed.iter().all(|m| {
+                matches!(
+                    m.status.as_ref().and_then(|s| s.phase),
+                    Some(MemberPhase::Connected | MemberPhase::Blocked)
+                )
+            }))
+        .then_some(())
+    })
+    .await;
+
+    let schedules: Api<SyncSchedule> = ns.api();
+    apply_schedule(
+        &schedules,
+        "inventory",
+        serde_json::json!({
+            "connectionRef": { "name": "acme" },
+            "schedule": "0 0 1 1 *",
+            "successfulJobsHistoryLimit": 1,
+            "jobTemplate": { "spec": { "backoffLimit": 0, "template": { "spec": {
+                "containers": [{ "name": "collect", "image": "public.ecr.aws/aws-cli/aws-cli:2.22.0",
+                                 "args": ["sts", "get-caller-identity"] }]
+            } } } },
+        }),
+    )
+    .await;
+    let scheduled = eventually(
+        "the schedule to be Scheduled",
+        Duration::from_secs(30),
+        || async {
+            let schedule = schedules.get("inventory").await.ok()?;
+            let status = schedule.status.clone()?;
+            let condition = find_condition(&status.conditions, ConditionType::Scheduled)?;
+            (condition.status == ConditionStatus::True).then_some(status)
+        },
+    )
+    .await;
+    assert!(scheduled.next_schedule_time.is_some());
+
+    let jobs: Api<Job> = ns.api();
+    run_now(&schedules, "inventory").await;
+    let first = eventually("one Job", Duration::from_secs(30), || async {
+        let listed = jobs_of(&jobs, "inventory").await;
+        (listed.len() == 1).then(|| listed[0].clone())
+    })
+    .await;
+    let env = env_of(&first);
+    assert_eq!(env["AWS_CONFIG_FILE"], "/etc/orgconnect/aws-config");
+    assert_eq!(env["ORGCONNECT_MODE"], "backfill");
+    assert_eq!(env["ORGCONNECT_CONNECTION"], "acme");
+    assert!(
+        env["ORGCONNECT_SINCE"]
+            .parse::<k8s_openapi::jiff::Timestamp>()
+            .is_ok()
+    );
+    assert_eq!(
+        env["AWS_ACCESS_KEY_ID"],
+        "secret:aws-keys/AWS_ACCESS_KEY_ID"
+    );
+    let pod = first
+        .spec
+        .as_ref()
+        .expect("spec")
+        .template
+        .spec
+        .as_ref()
+        .expect("pod");
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "orgconnect")
+        .expect("volume");
+    assert_eq!(
+        volume.config_map.as_ref().map(|c| c.name.as_str()),
+        Some(first.name_any().as_str())
+    );
+    assert!(
+        pod.containers[0]
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.mount_path == "/etc/orgconnect")
+    );
+
+    // The generated AWS config works with the real AWS CLI, one profile per Connected account.
+    let config_maps: Api<ConfigMap> = ns.api();
+    let config_map = config_maps
+        .get(&first.name_any())
+        .await
+        .expect("the run's ConfigMap");
+    let data = config_map.data.expect("data");
+    let config = &data["aws-config"];
+    assert!(
+        !config.contains(&format!("[profile {blocked}]")),
+        "a Blocked account has no profile"
+    );
+    let accounts: serde_json::Value =
+        serde_json::from_str(&data["accounts.json"]).expect("accounts.json");
+    assert_eq!(accounts.as_array().map(Vec::len), Some(connected.len() + 1));
+    let config_file = std::env::temp_dir().join(format!("orgconnect-aws-config-{}", ns.name));
+    std::fs::write(&config_file, config).expect("write config");
+    let aws = std::env::var("ORGCONNECT_TESTBED_AWS_CLI").expect("the test bed's aws CLI");
+    for account in connected.iter().chain([&org.managing_account_id]) {
+        let output = std::process::Command::new(&aws)
+            .args([
+                "sts",
+                "get-caller-identity",
+                "--profile",
+                account,
+                "--output",
+                "json",
+            ])
+            .env("AWS_CONFIG_FILE", &config_file)
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                "/nonexistent/orgconnect-credentials",
+            )
+            .env("AWS_ACCESS_KEY_ID", bed.credentials.access_key_id())
+            .env("AWS_SECRET_ACCESS_KEY", bed.credentials.secret_access_key())
+            .env("AWS_ENDPOINT_URL", bed.proxy.url())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("HTTP_PROXY")
+            .env_remove("HTTPS_PROXY")
+            .output()
+            .expect("aws runs");
+        assert!(
+            output.status.success(),
+            "aws --profile {account}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let identity: serde_json::Value =
+            serde_json::from_slice(&output.stdout).expect("identity JSON");
+        assert_eq!(
+            identity["Account"],
+            account.as_str(),
+            "profile {account} reaches its account"
+        );
+    }
+    let _ = std::fs::remove_file(&config_file);
+
+    // Forbid: a second manual run while the first is active starts nothing.
+    run_now(&schedules, "inventory").await;
+    assert_eq!(jobs_of(&jobs, "inventory").await.len(), 1);
+
+    // The first run succeeds: backfill is done and the next run is incremental.
+    complete(&jobs, &first.name_any()).await;
+    eventually("the run recorded", Duration::from_secs(30), || async {
+        let status = schedules.get("inventory").await.ok()?.status?;
+        let last = status.last_run?;
+        (last.outcome == RunOutcome::Succeeded
+            && last.mode == RunMode::Backfill
+            && status.backfill_done)
+            .then_some(())
+    })
+    .await;
+    run_now(&schedules, "inventory").await;
+    let second = eventually("a second Job", Duration::from_secs(30), || async {
+        let listed = jobs_of(&jobs, "inventory").await;
+        listed
+            .iter()
+            .find(|j| j.name_any() != first.name_any())
+            .cloned()
+    })
+    .await;
+    assert_eq!(env_of(&second)["ORGCONNECT_MODE"], "incremental");
+    complete(&jobs, &second.name_any()).await;
+
+    // successfulJobsHistoryLimit 1: the first run and its ConfigMap are pruned.
+    eventually("the older run pruned", Duration::from_secs(30), || async {
+        let listed = jobs_of(&jobs, "inventory").await;
+        let gone = config_maps.get_opt(&first.name_any()).await.ok()?.is_none();
+        (listed.len() == 1 && listed[0].name_any() == second.name_any() && gone).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_schedule_or_time_zone_is_reported() {
+    let bed = AwsBed::new().await;
+    let ns = TestNamespace::new("bad-cron").await;
+    let _operator = start(
+        ns.client.clone(),
+        bed.operator_config(bed.credentials.clone()),
+        in_namespace(&ns.name),
+    );
+    let schedules: Api<SyncSchedule> = ns.api();
+    let template = serde_json::json!({ "spec": { "template": { "spec": {
+        "containers": [{ "name": "c", "image": "busybox" }] } } } });
+    for (name, schedule, zone, quoted) in [
+        ("six-fields", "0 */5 * * * *", None, "0 */5 * * * *"),
+        (
+            "bad-zone",
+            "@daily",
+            Some("Mars/Olympus_Mons"),
+            "Mars/Olympus_Mons",
+        ),
+    ] {
+        let mut spec = serde_json::json!({
+            "connectionRef": { "name": "acme" },
+            "schedule": schedule,
+            "jobTemplate": template,
+        });
+        if let Some(zone) = zone {
+            spec["timeZone"] = serde_json::Value::from(zone);
+        }
+        apply_schedule(&schedules, name, spec).await;
+        let condition = eventually(
+            &format!("{name}: InvalidSchedule"),
+            Duration::from_secs(30),
+            || async {
+                let status = schedules.get(name).await.ok()?.status?;
+                let condition = find_condition(&status.conditions, ConditionType::Ready)?.clone();
+                (condition.reason == "InvalidSchedule").then_some(condition)
+            },
+        )
+        .await;
+        assert_eq!(condition.status, ConditionStatus::False);
+        assert!(condition.message.contains(quoted), "{}", condition.message);
+    }
+}
