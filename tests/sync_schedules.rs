@@ -366,3 +366,71 @@ async fn an_invalid_schedule_or_time_zone_is_reported() {
         assert!(condition.message.contains(quoted), "{}", condition.message);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_slot_starts_one_job_named_for_its_slot() {
+    let bed = AwsBed::new().await;
+    let org = seed(
+        &bed.sdk_config(),
+        &OrgSpec {
+            root_accounts: 1,
+            ous: vec![],
+        },
+    )
+    .await;
+    let ns = TestNamespace::new("cron").await;
+    let _operator = start(
+        ns.client.clone(),
+        bed.operator_config(bed.credentials.clone()),
+        in_namespace(&ns.name),
+    );
+    let connections: Api<AwsOrgConnection> = ns.api();
+    apply_connection(
+        &connections,
+        "acme",
+        serde_json::json!({ "roleArn": managing_role(&org.managing_account_id) }),
+    )
+    .await;
+    let member_api: Api<MemberAccount> = ns.api();
+    eventually("accounts Connected", Duration::from_secs(60), || async {
+        let listed = members(&member_api).await;
+        (listed.len() == 2
+            && listed
+                .iter()
+                .all(|m| m.status.as_ref().and_then(|s| s.phase) == Some(MemberPhase::Connected)))
+        .then_some(())
+    })
+    .await;
+    let schedules: Api<SyncSchedule> = ns.api();
+    apply_schedule(
+        &schedules,
+        "every-minute",
+        serde_json::json!({
+            "connectionRef": { "name": "acme" },
+            "schedule": "* * * * *",
+            "jobTemplate": { "spec": { "template": { "spec": {
+                "containers": [{ "name": "c", "image": "busybox" }] } } } },
+        }),
+    )
+    .await;
+    let jobs: Api<Job> = ns.api();
+    // The next minute boundary starts exactly one Job, named for its slot.
+    let job = eventually("the slot's Job", Duration::from_secs(75), || async {
+        jobs_of(&jobs, "every-minute").await.into_iter().next()
+    })
+    .await;
+    let status = schedules
+        .get("every-minute")
+        .await
+        .expect("schedule")
+        .status
+        .expect("status");
+    let slot = status.last_schedule_time.expect("lastScheduleTime").0;
+    assert_eq!(slot.as_second() % 60, 0, "slots are whole minutes");
+    assert_eq!(
+        job.name_any(),
+        format!("every-minute-{}", slot.as_second() / 60)
+    );
+    assert!(status.next_schedule_time.is_some_and(|next| next.0 > slot));
+    assert_eq!(jobs_of(&jobs, "every-minute").await.len(), 1);
+}
