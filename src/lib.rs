@@ -9,4 +9,5 @@ pub mod duration;
 pub mod error;
 pub mod organization;
 pub mod schedule;
+pub mod templates;
 pub mod tree;

@@ -20,11 +20,63 @@ enum Command {
     Run(RunArgs),
     /// Print the CustomResourceDefinitions as YAML (apply with `kubectl apply -f -`).
     Crds,
+    /// Print a CloudFormation template: the managing-account role, or the member role to
+    /// deploy with a service-managed StackSet.
+    Template(TemplateArgs),
     /// Draw a connection's organization: Root, OUs and accounts with phase and reason.
     Tree(TreeArgs),
     /// Test a connection from a terminal, without a cluster: assume the role, describe
     /// and list the organization, probe member accounts. Exits 0 only if all pass.
     Check(CheckArgs),
+}
+
+#[derive(clap::Args)]
+struct TemplateArgs {
+    #[arg(value_enum)]
+    kind: TemplateKind,
+    /// Permission level: read data only, or also start and stop tagged instances.
+    #[arg(long, value_enum)]
+    policy: Option<PolicyLevel>,
+    #[arg(long, value_enum, default_value_t = TemplateFormat::Yaml)]
+    format: TemplateFormat,
+    /// The principal the operator runs as (managing-role template).
+    #[arg(long)]
+    principal: Option<String>,
+    /// The ExternalId (managing-role template).
+    #[arg(long)]
+    external_id: Option<String>,
+    /// The member role's name.
+    #[arg(long)]
+    member_role: Option<String>,
+    /// The managing account (member-role template).
+    #[arg(long)]
+    managing_account: Option<String>,
+    /// The managing role's name (member-role template).
+    #[arg(long)]
+    managing_role: Option<String>,
+    /// Fill the template from this AwsOrgConnection in the cluster.
+    #[arg(long)]
+    connection: Option<String>,
+    #[arg(short, long)]
+    namespace: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TemplateKind {
+    ManagingRole,
+    MemberStackset,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PolicyLevel {
+    DataOnly,
+    DataAndScheduling,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TemplateFormat {
+    Yaml,
+    Json,
 }
 
 #[derive(clap::Args)]
@@ -115,6 +167,7 @@ fn main() -> ExitCode {
         Command::Crds => print_crds(),
         Command::Run(args) => run(args),
         Command::Tree(args) => tree(args),
+        Command::Template(args) => template(args),
         Command::Check(args) => match check(args) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::FAILURE,
@@ -140,6 +193,72 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
+}
+
+fn template(args: TemplateArgs) -> Result<(), Box<dyn std::error::Error>> {
+    use orgconnect::api::connection::AccessPolicy;
+    use orgconnect::templates::{
+        ManagingRoleOptions, MemberRoleOptions, managing_role, member_role, render,
+    };
+
+    let connection = match &args.connection {
+        None => None,
+        Some(name) => runtime()?
+            .block_on(async {
+                let client = kube::Client::try_default().await?;
+                let namespace = args
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| client.default_namespace().to_owned());
+                let api: kube::Api<orgconnect::api::AwsOrgConnection> =
+                    kube::Api::namespaced(client, &namespace);
+                api.get_opt(name)
+                    .await?
+                    .ok_or_else(|| format!("AwsOrgConnection {namespace}/{name} not found").into())
+                    .map(Some)
+            })
+            .map_err(|e: Box<dyn std::error::Error>| e)?,
+    };
+    let policy = match (args.policy, &connection) {
+        (Some(PolicyLevel::DataOnly), _) => AccessPolicy::DataOnly,
+        (Some(PolicyLevel::DataAndScheduling), _) => AccessPolicy::DataAndScheduling,
+        (None, Some(c)) => c.spec.access_policy,
+        (None, None) => AccessPolicy::DataOnly,
+    };
+    let role: Option<orgconnect::aws::arn::RoleArn> = connection
+        .as_ref()
+        .and_then(|c| c.spec.role_arn.parse().ok());
+    let template = match args.kind {
+        TemplateKind::ManagingRole => managing_role(&ManagingRoleOptions {
+            policy,
+            principal: args.principal,
+            external_id: args.external_id.or_else(|| {
+                let c = connection.as_ref()?;
+                c.status
+                    .as_ref()
+                    .and_then(|s| s.external_id.clone())
+                    .or_else(|| c.spec.external_id.clone())
+            }),
+            member_role_name: args.member_role.or_else(|| {
+                connection
+                    .as_ref()
+                    .map(|c| c.spec.member_access.role_name.clone())
+            }),
+        }),
+        TemplateKind::MemberStackset => member_role(&MemberRoleOptions {
+            policy,
+            managing_account_id: args
+                .managing_account
+                .or_else(|| role.as_ref().map(|r| r.account_id.clone())),
+            managing_role_name: args
+                .managing_role
+                .or_else(|| role.as_ref().map(|r| r.name.clone())),
+            member_role_name: args.member_role,
+        }),
+    };
+    let out = render(&template, matches!(args.format, TemplateFormat::Json))?;
+    std::io::stdout().lock().write_all(out.as_bytes())?;
+    Ok(())
 }
 
 fn tree(args: TreeArgs) -> Result<(), Box<dyn std::error::Error>> {
