@@ -23,6 +23,9 @@ pub enum Error {
 
     #[error("object has no {0}")]
     MissingField(&'static str),
+
+    #[error("revoking is in progress: {0}")]
+    RevokeInProgress(String),
 }
 
 impl Error {
@@ -34,6 +37,7 @@ impl Error {
             Self::Finalizer(_) => "finalizer",
             Self::Serialize { .. } => "serialize",
             Self::MissingField(_) => "missing_field",
+            Self::RevokeInProgress(_) => "revoke_in_progress",
         }
     }
 }

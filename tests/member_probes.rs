@@ -228,17 +228,25 @@ async fn blocked_accounts_are_named_with_the_fix_and_quiet_cycles_write_nothing(
         );
     }
     bed.proxy.clear_faults();
+    // The throttled probes back off (10 s, doubling); a spec change probes every account now.
+    patch_spec(
+        &connections,
+        "acme",
+        serde_json::json!({ "memberAccess": { "probeInterval": "33m" } }),
+    )
+    .await;
 
     // Unblock, ask for a probe now: all Connected, and the annotation is cleared.
     for id in &blocked {
         annotate_probe_now(&member_api, &format!("acme-{id}")).await;
     }
-    // The throttled accounts come back on their own after their backoff.
+    // Every account comes back, the blocked ones through probe=now.
     let healed = wait_all(&member_api, 50, "every account Connected", |m| {
         matches!(
             phase(m),
             Some(MemberPhase::Connected | MemberPhase::Suspended)
         ) && connected_reason(m).as_deref() != Some("Throttled")
+            && !m.annotations().contains_key(PROBE_ANNOTATION)
     })
     .await;
     for id in &blocked {

@@ -228,6 +228,20 @@ spec:
     .await;
     assert_names(&message, "spec.credentials", "secretRef is required");
 
+    let message = rejection(
+        &connections,
+        r#"
+apiVersion: orgconnect.dev/v1alpha1
+kind: AwsOrgConnection
+metadata: { name: acme }
+spec:
+  roleArn: arn:aws:iam::111122223333:role/orgconnect
+  stackSet: { enabled: true }
+"#,
+    )
+    .await;
+    assert_names(&message, "spec", "OrgconnectMemberRole");
+
     let schedules: Api<SyncSchedule> = ns.api();
     let message = rejection(
         &schedules,

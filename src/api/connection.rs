@@ -58,6 +58,13 @@ use super::rules;
         json_path = ".metadata.creationTimestamp"
     )
 )]
+#[x_kube(validation = kube::core::Rule::new(
+    "!self.stackSet.enabled || self.memberAccess.roleName != 'OrganizationAccountAccessRole'"
+).message(
+    "with stackSet.enabled, memberAccess.roleName names the role the StackSet creates, and \
+     OrganizationAccountAccessRole already exists in accounts created by the organization; \
+     use another name, such as OrgconnectMemberRole"
+))]
 #[serde(rename_all = "camelCase")]
 pub struct AwsOrgConnectionSpec {
     /// ARN of the role in the organization's managing account that the operator assumes,
@@ -332,6 +339,10 @@ pub struct AwsOrgConnectionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accounts: Option<AccountCounts>,
 
+    /// The operator-managed StackSet, when `stackSet.enabled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack_set: Option<StackSetStatus>,
+
     /// When the last complete discovery finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_discovery_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
@@ -346,6 +357,26 @@ pub struct AwsOrgConnectionStatus {
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }
+
+/// The operator-managed StackSet as last seen.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StackSetStatus {
+    /// The StackSet's name.
+    pub name: String,
+    /// Stack instances deployed.
+    pub instances: i32,
+    /// The last operation the operator started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation_id: Option<String>,
+    /// That operation's status: RUNNING, SUCCEEDED, FAILED, STOPPED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation_status: Option<String>,
+}
+
+/// Set this annotation to `skip` on a connection being deleted to let go without removing
+/// what the operator created on the AWS side (for when AWS cannot be reached any more).
+pub const REVOKE_ANNOTATION: &str = "orgconnect.dev/revoke";
 
 /// Where the ExternalId in use came from.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

@@ -6,6 +6,7 @@ pub mod error;
 mod http;
 pub mod probe;
 pub mod session;
+pub mod stackset;
 
 pub use error::{AwsFailure, FailureKind};
 pub use http::{https_client, retry_config, sdk_config_from_env};

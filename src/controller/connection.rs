@@ -23,11 +23,12 @@ use super::connection_status::{
 use super::context::{Context, Diagnostics};
 use super::credentials::{CredentialProblem, keys_from_secret, secret_name};
 use super::members::{MemberPlan, connection_selector, desired_member, plan};
+use super::stackset;
 use crate::api::condition::{
     Condition, ConditionStatus, ConditionType, find_condition, set_condition,
 };
 use crate::api::connection::{
-    AwsOrgConnection, AwsOrgConnectionStatus, ExternalIdSource, OrganizationInfo,
+    AwsOrgConnection, AwsOrgConnectionStatus, ExternalIdSource, OrganizationInfo, REVOKE_ANNOTATION,
 };
 use crate::aws::arn::{RoleArn, partition_of_region, trust_statement};
 use crate::aws::discovery::{describe_organization, list_organization};
@@ -68,6 +69,13 @@ pub async fn reconcile(connection: Arc<AwsOrgConnection>, ctx: Arc<Context>) -> 
 
 /// Retries a failed reconcile after a pause; never a hot loop.
 pub fn error_policy(connection: Arc<AwsOrgConnection>, error: &Error, ctx: Arc<Context>) -> Action {
+    if let Error::Finalizer(inner) = error
+        && let kube::runtime::finalizer::Error::CleanupFailed(Error::RevokeInProgress(step)) =
+            inner.as_ref()
+    {
+        info!(connection = %key(&connection), step = %step, "revoking");
+        return Action::requeue(Duration::from_secs(5));
+    }
     Diagnostics::add(&ctx.diagnostics.connection_failures, 1);
     warn!(
         connection = %connection.name_any(),
@@ -223,8 +231,13 @@ async fn apply(connection: Arc<AwsOrgConnection>, ctx: Arc<Context>) -> Result<A
         .unwrap_or_default()
         .saturating_sub(Duration::from_secs(4 * 60))
         .max(Duration::from_secs(30));
-    pass.finish(Action::requeue(next_discovery.min(renew)))
-        .await
+    let mut requeue = next_discovery.min(renew);
+    if connection.spec.stack_set.enabled
+        && let Some(poll) = stack_set_step(&mut pass, &session).await
+    {
+        requeue = requeue.min(poll);
+    }
+    pass.finish(Action::requeue(requeue)).await
 }
 
 /// Settles the ExternalId; a generated one is written to status before it is first used,
@@ -688,9 +701,114 @@ async fn write_members(
     Ok(())
 }
 
-/// Revoking: removes the connection's MemberAccounts and forgets its session.
+/// One step towards the operator-managed StackSet; `Some` asks to look again that soon.
+async fn stack_set_step(pass: &mut Pass<'_>, session: &ManagingSession) -> Option<Duration> {
+    let root = pass.status.organization.as_ref()?.root_id.clone()?;
+    let desired = stackset::desired(pass.connection, &root)?;
+    let client = aws_sdk_cloudformation::Client::new(&session.config);
+    match stackset::ensure(&client, &desired, pass.status.stack_set.as_ref()).await {
+        Ok(progress) => {
+            pass.status.stack_set = Some(progress.status);
+            pass.set(ConditionType::StackSetReady, progress.verdict);
+            if progress.deployed {
+                // The member role now exists everywhere: check the Blocked accounts again.
+                pass.ctx.request_probes(pass.connection);
+            }
+            progress.poll
+        }
+        Err(failure) if failure.kind.is_transient() => {
+            warn!(connection = %key(pass.connection), error = %failure, "StackSet step failed; retrying");
+            Some(Duration::from_secs(30))
+        }
+        Err(failure) => {
+            pass.set(
+                ConditionType::StackSetReady,
+                stackset::failure_verdict(&failure),
+            );
+            Some(Duration::from_secs(300))
+        }
+    }
+}
+
+/// Removes the operator-managed StackSet, one step per call; `Ok(())` once it is gone.
+async fn revoke_stack_set(
+    connection: &AwsOrgConnection,
+    ctx: &Context,
+    namespace: &str,
+) -> Result<()> {
+    let skip = connection
+        .annotations()
+        .get(REVOKE_ANNOTATION)
+        .is_some_and(|v| v == "skip");
+    let spec = &connection.spec.stack_set;
+    let root = connection
+        .status
+        .as_ref()
+        .and_then(|s| s.organization.as_ref())
+        .and_then(|o| o.root_id.clone());
+    let created = connection
+        .status
+        .as_ref()
+        .is_some_and(|s| s.stack_set.is_some());
+    if skip || !spec.enabled || !spec.delete_on_revoke || !created {
+        return Ok(());
+    }
+    let (Some(root), Some(desired)) = (
+        root.clone(),
+        root.and_then(|r| stackset::desired(connection, &r)),
+    ) else {
+        return Ok(());
+    };
+    let _ = root;
+    let mut pass = Pass {
+        connection,
+        ctx,
+        api: Api::namespaced(ctx.client.clone(), namespace),
+        status: connection.status.clone().unwrap_or_default(),
+        now: Timestamp::now(),
+    };
+    let external_id = pass.status.external_id.clone().unwrap_or_default();
+    let outcome = match authenticate(&mut pass, namespace, external_id).await {
+        Ok(Authentication::Ready(session)) => {
+            let client = aws_sdk_cloudformation::Client::new(&session.config);
+            stackset::remove(&client, &desired)
+                .await
+                .map_err(|f| f.to_string())
+        }
+        Ok(Authentication::Stop(_)) => Err("the managing role cannot be assumed".to_owned()),
+        Err(err) => Err(err.to_string()),
+    };
+    match outcome {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Error::RevokeInProgress(format!(
+            "removing the stack instances of StackSet {}",
+            desired.name
+        ))),
+        Err(problem) => {
+            pass.set(
+                ConditionType::Ready,
+                (
+                    ConditionStatus::False,
+                    "RevokeBlocked",
+                    format!(
+                        "the connection is being deleted but StackSet {} could not be removed ({problem}); \
+                         retrying. To let go without removing it, annotate the connection \
+                         orgconnect.dev/revoke=skip",
+                        desired.name
+                    ),
+                ),
+            );
+            let _ = pass.write_status().await;
+            Err(Error::RevokeInProgress(problem))
+        }
+    }
+}
+
+/// Revoking: removes the StackSet the operator created, the connection's MemberAccounts,
+/// and forgets its session.
 async fn cleanup(connection: Arc<AwsOrgConnection>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = connection.namespace().unwrap_or_default();
+    revoke_stack_set(&connection, &ctx, &namespace).await?;
     let api: Api<crate::api::MemberAccount> = Api::namespaced(ctx.client.clone(), &namespace);
     let name = connection.name_any();
     let listed = api
@@ -707,8 +825,13 @@ async fn cleanup(connection: Arc<AwsOrgConnection>, ctx: Arc<Context>) -> Result
         EventType::Normal,
         "Revoked",
         format!(
-            "removed {removed} MemberAccounts; on the AWS side, delete the managing-account role \
-             (its CloudFormation stack) to revoke the operator's access"
+            "removed {removed} MemberAccounts{}; on the AWS side, delete the managing-account role \
+             (its CloudFormation stack) to revoke the operator's access",
+            if connection.spec.stack_set.enabled && connection.spec.stack_set.delete_on_revoke {
+                " and the member-role StackSet"
+            } else {
+                ""
+            }
         ),
     )
     .await;

@@ -186,6 +186,12 @@ impl Context {
     /// Asks for every MemberAccount of `connection` to be probed at once.
     pub fn request_probes(&self, connection: &AwsOrgConnection) {
         for member in self.members_of(connection) {
+            // Forgetting the last probe makes the next reconcile probe at once.
+            self.forget_probe(&format!(
+                "{}/{}",
+                member.namespace().unwrap_or_default(),
+                member.name_any()
+            ));
             let _ = self
                 .probe_requests
                 .send(ObjectRef::from_obj(member.as_ref()));

@@ -8,6 +8,7 @@ mod credentials;
 mod member;
 pub mod members;
 mod probe_status;
+mod stackset;
 mod sync;
 pub mod sync_config;
 pub mod sync_plan;

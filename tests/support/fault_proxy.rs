@@ -71,6 +71,9 @@ struct Faults {
     fail_from: HashMap<String, (u64, u64)>,
     /// Accounts that ListAccounts reports as having joined by invitation.
     invited: HashSet<String>,
+    /// Clear `denied_accounts` when this operation is called (a StackSet deployment
+    /// creating the missing roles, as a real one would).
+    unblock_on: Option<String>,
     /// Operation name (`ListAccounts`, `AssumeRole`, ...) or `*` -> throttling rate.
     throttled: HashMap<String, RateFault>,
     /// Operation name or `*` -> rate of 503 responses.
@@ -198,6 +201,11 @@ impl FaultProxy {
         lock(&self.shared.faults)
             .invited
             .extend(account_ids.into_iter().map(Into::into));
+    }
+
+    /// When `operation` is called, every account denied so far becomes reachable.
+    pub fn unblock_on(&self, operation: &str) {
+        lock(&self.shared.faults).unblock_on = Some(operation.to_owned());
     }
 
     /// The role ARNs AssumeRole calls asked for so far.
@@ -486,6 +494,20 @@ async fn handle(
         }
     };
     let call = classify(&parts, &body);
+    {
+        let mut faults = lock(&shared.faults);
+        if faults.unblock_on.as_deref() == Some(call.operation.as_str()) {
+            faults.denied_accounts.clear();
+        }
+    }
+    // moto ignores DeploymentTargets when deleting stack instances: name the accounts.
+    let body = if call.operation == "DeleteStackInstances"
+        && !String::from_utf8_lossy(&body).contains("Accounts.member")
+    {
+        with_instance_accounts(&shared, &parts, body).await
+    } else {
+        body
+    };
     let (latency, fault, account) = {
         let mut faults = lock(&shared.faults);
         let account = call
@@ -530,6 +552,8 @@ async fn handle(
     if let Some(value) = account.and_then(|account| account.parse().ok()) {
         parts.headers.insert("x-moto-account-id", value);
     }
+    // The body may have been rewritten; hyper sets the length of the one sent.
+    parts.headers.remove("content-length");
     let upstream = Request::from_parts(parts, Full::new(body));
     let response = match shared.client.request(upstream).await {
         Ok(response) => response,
@@ -556,6 +580,57 @@ async fn handle(
         }
     }
     Ok(Response::from_parts(parts, Full::new(body)))
+}
+
+/// Adds `Accounts.member.N` for every stack instance of the StackSet to a
+/// DeleteStackInstances request that targets OUs, which moto would otherwise ignore.
+async fn with_instance_accounts(
+    shared: &Shared,
+    parts: &hyper::http::request::Parts,
+    body: Bytes,
+) -> Bytes {
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let Some(name) = form_value(&text, "StackSetName") else {
+        return body;
+    };
+    let list = format!("Action=ListStackInstances&Version=2010-05-15&StackSetName={name}");
+    let mut request = Request::builder()
+        .method("POST")
+        .uri(format!("{}/", shared.upstream))
+        .header("content-type", "application/x-www-form-urlencoded");
+    for header in ["authorization", "x-amz-date", "host"] {
+        if let Some(value) = parts.headers.get(header) {
+            request = request.header(header, value);
+        }
+    }
+    if let Some(account) = parts.headers.get("x-moto-account-id") {
+        request = request.header("x-moto-account-id", account);
+    }
+    let Ok(request) = request.body(Full::new(Bytes::from(list))) else {
+        return body;
+    };
+    let Ok(response) = shared.client.request(request).await else {
+        return body;
+    };
+    let listed = response
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let listed = String::from_utf8_lossy(&listed);
+    let mut accounts: Vec<&str> = listed
+        .split("<Account>")
+        .skip(1)
+        .filter_map(|rest| rest.split("</Account>").next())
+        .collect();
+    accounts.sort_unstable();
+    accounts.dedup();
+    let mut text = text;
+    for (i, account) in accounts.iter().enumerate() {
+        text.push_str(&format!("&Accounts.member.{}={account}", i + 1));
+    }
+    Bytes::from(text)
 }
 
 /// Rewrites a ListAccounts answer so the given accounts joined by invitation.
