@@ -3,6 +3,8 @@
 
 mod support;
 
+use support::scenario::Scenario;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -33,14 +35,12 @@ use ConditionType::{Authenticated, Discovered, Ready};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovers_250_accounts_into_member_accounts_with_their_ou_paths() {
-    let bed = AwsBed::new().await;
-    let org = seed(&bed.sdk_config(), &OrgSpec::generated(245, 3, 2, 5)).await;
-    let ns = TestNamespace::new("discover").await;
-    let _operator = start(
-        ns.client.clone(),
-        bed.operator_config(bed.credentials.clone()),
-        in_namespace(&ns.name),
-    );
+    let Scenario {
+        bed,
+        org,
+        ns,
+        operator: _operator,
+    } = Scenario::start("discover", &OrgSpec::generated(245, 3, 2, 5)).await;
     bed.proxy.reset_stats();
 
     let connections: Api<AwsOrgConnection> = ns.api();
@@ -119,21 +119,19 @@ async fn discovers_250_accounts_into_member_accounts_with_their_ou_paths() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_reconciles_assume_the_managing_role_once_and_write_nothing() {
-    let bed = AwsBed::new().await;
-    let org = seed(
-        &bed.sdk_config(),
+    let Scenario {
+        bed,
+        org,
+        ns,
+        operator,
+    } = Scenario::start(
+        "quiet",
         &OrgSpec {
             root_accounts: 3,
             ous: vec![],
         },
     )
     .await;
-    let ns = TestNamespace::new("quiet").await;
-    let operator = start(
-        ns.client.clone(),
-        bed.operator_config(bed.credentials.clone()),
-        in_namespace(&ns.name),
-    );
     let connections: Api<AwsOrgConnection> = ns.api();
     apply_connection(
         &connections,
@@ -220,21 +218,19 @@ async fn ten_reconciles_assume_the_managing_role_once_and_write_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_account_role_or_an_account_without_an_organization_is_not_discovered() {
-    let bed = AwsBed::new().await;
-    let org = seed(
-        &bed.sdk_config(),
+    let Scenario {
+        bed,
+        org,
+        ns,
+        operator: _operator,
+    } = Scenario::start(
+        "not-managing",
         &OrgSpec {
             root_accounts: 2,
             ous: vec![],
         },
     )
     .await;
-    let ns = TestNamespace::new("not-managing").await;
-    let _operator = start(
-        ns.client.clone(),
-        bed.operator_config(bed.credentials.clone()),
-        in_namespace(&ns.name),
-    );
     let connections: Api<AwsOrgConnection> = ns.api();
 
     let member = org.member_accounts().next().expect("a member").id.clone();
@@ -740,21 +736,19 @@ async fn two_connections_in_two_namespaces_stay_isolated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_the_connection_removes_its_member_accounts() {
-    let bed = AwsBed::new().await;
-    let org = seed(
-        &bed.sdk_config(),
+    let Scenario {
+        bed: _bed,
+        org,
+        ns,
+        operator: _operator,
+    } = Scenario::start(
+        "revoke",
         &OrgSpec {
             root_accounts: 4,
             ous: vec![],
         },
     )
     .await;
-    let ns = TestNamespace::new("revoke").await;
-    let _operator = start(
-        ns.client.clone(),
-        bed.operator_config(bed.credentials.clone()),
-        in_namespace(&ns.name),
-    );
     let connections: Api<AwsOrgConnection> = ns.api();
     let member_api: Api<MemberAccount> = ns.api();
     apply_connection(

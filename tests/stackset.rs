@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::scenario::Scenario;
+
 use std::time::Duration;
 
 use aws_sdk_cloudformation::types::CallAs;
@@ -166,21 +168,19 @@ async fn the_stack_set_connects_blocked_accounts_and_goes_on_revoke() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_aws_holds_the_revoke_until_skipped() {
-    let bed = AwsBed::new().await;
-    let org = seed(
-        &bed.sdk_config(),
+    let Scenario {
+        bed,
+        org,
+        ns,
+        operator: _operator,
+    } = Scenario::start(
+        "revoke-skip",
         &OrgSpec {
             root_accounts: 1,
             ous: vec![],
         },
     )
     .await;
-    let ns = TestNamespace::new("revoke-skip").await;
-    let _operator = start(
-        ns.client.clone(),
-        bed.operator_config(bed.credentials.clone()),
-        in_namespace(&ns.name),
-    );
     let connections: Api<AwsOrgConnection> = ns.api();
     apply_connection(
         &connections,

@@ -3,6 +3,8 @@
 
 mod support;
 
+use support::scenario::Scenario;
+
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
@@ -369,21 +371,19 @@ async fn an_invalid_schedule_or_time_zone_is_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_slot_starts_one_job_named_for_its_slot() {
-    let bed = AwsBed::new().await;
-    let org = seed(
-        &bed.sdk_config(),
+    let Scenario {
+        bed: _bed,
+        org,
+        ns,
+        operator: _operator,
+    } = Scenario::start(
+        "cron",
         &OrgSpec {
             root_accounts: 1,
             ous: vec![],
         },
     )
     .await;
-    let ns = TestNamespace::new("cron").await;
-    let _operator = start(
-        ns.client.clone(),
-        bed.operator_config(bed.credentials.clone()),
-        in_namespace(&ns.name),
-    );
     let connections: Api<AwsOrgConnection> = ns.api();
     apply_connection(
         &connections,

@@ -7,6 +7,7 @@ pub mod fault_proxy;
 pub mod kube;
 pub mod operator;
 pub mod org;
+pub mod scenario;
 
 /// Polls `check` until it returns `Some`, or panics naming `what` after `timeout`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: std::time::Duration, mut check: F) -> T
