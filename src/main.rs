@@ -150,6 +150,9 @@ struct RunArgs {
     /// its memberAccess.concurrency).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
     probe_concurrency: u16,
+    /// Where /healthz, /readyz and /metrics are served.
+    #[arg(long, default_value = "0.0.0.0:8080", env = "ORGCONNECT_HTTP_ADDRESS")]
+    http_address: std::net::SocketAddr,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Json, env = "ORGCONNECT_LOG_FORMAT")]
     log_format: LogFormat,
@@ -354,9 +357,12 @@ fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
                 .or_else(|_| std::env::var("HOSTNAME"))
                 .unwrap_or_else(|_| "orgconnect".to_owned()),
         };
-        Operator::new(client, aws, settings)
-            .run(shutdown_signal())
-            .await;
+        let operator = Operator::new(client, aws, settings);
+        let listener = tokio::net::TcpListener::bind(args.http_address).await?;
+        tracing::info!(address = %args.http_address, "serving /healthz, /readyz and /metrics");
+        let server = tokio::spawn(orgconnect::server::serve(listener, operator.health()));
+        operator.run(shutdown_signal()).await;
+        server.abort();
         Ok(())
     })
 }

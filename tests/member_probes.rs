@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::scenario::Scenario;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -416,5 +418,68 @@ async fn invited_paused_and_custom_role_accounts() {
             .count(),
         probes_of_paused,
         "a paused account is not probed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_metrics_are_served() {
+    let scenario = Scenario::start(
+        "metrics",
+        &OrgSpec {
+            root_accounts: 2,
+            ous: vec![],
+        },
+    )
+    .await;
+    bad_request_paths_are_404(&scenario).await;
+    let (status, body) = support::operator::http_get(&scenario.operator, "/healthz").await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    eventually(
+        "ready once the caches are synced",
+        Duration::from_secs(30),
+        || async {
+            (support::operator::http_get(&scenario.operator, "/readyz")
+                .await
+                .0
+                == 200)
+                .then_some(())
+        },
+    )
+    .await;
+    let member_api = scenario.members();
+    scenario.connect("acme", serde_json::json!({})).await;
+    wait_all(&member_api, 3, "every account Connected", |m| {
+        phase(m) == Some(MemberPhase::Connected)
+    })
+    .await;
+    let namespace = &scenario.ns.name;
+    let expected = format!(
+        "orgconnect_member_accounts{{namespace=\"{namespace}\",connection=\"acme\",phase=\"Connected\"}} 3"
+    );
+    let body = eventually("the account gauge", Duration::from_secs(30), || async {
+        let (_, body) = support::operator::http_get(&scenario.operator, "/metrics").await;
+        body.contains(&expected).then_some(body)
+    })
+    .await;
+    assert!(
+        body.contains("orgconnect_reconciles_total{kind=\"AwsOrgConnection\"}"),
+        "{body}"
+    );
+    assert!(
+        body.contains("orgconnect_probes_total{outcome=\"RoleAssumed\"} 2"),
+        "{body}"
+    );
+    assert!(
+        body.contains("orgconnect_reconcile_duration_seconds_bucket"),
+        "{body}"
+    );
+}
+
+async fn bad_request_paths_are_404(scenario: &Scenario) {
+    assert_eq!(
+        support::operator::http_get(&scenario.operator, "/nope")
+            .await
+            .0,
+        404
     );
 }

@@ -38,6 +38,7 @@ use crate::aws::session::{
 use crate::aws::{AwsFailure, FailureKind};
 use crate::duration::parse_duration;
 use crate::error::{Error, Result};
+use crate::metrics::{ErrorLabels, KindLabels, PhaseLabels};
 use crate::organization::OrganizationSnapshot;
 
 /// The finalizer that removes a connection's MemberAccounts before it goes.
@@ -53,6 +54,21 @@ const RECHECK_DENIED: Duration = Duration::from_secs(120);
 /// Entry point for the controller: adds the finalizer, then applies or cleans up.
 pub async fn reconcile(connection: Arc<AwsOrgConnection>, ctx: Arc<Context>) -> Result<Action> {
     Diagnostics::add(&ctx.diagnostics.connection_reconciles, 1);
+    let labels = KindLabels {
+        kind: "AwsOrgConnection",
+    };
+    ctx.health.metrics.reconciles.get_or_create(&labels).inc();
+    let started = std::time::Instant::now();
+    let result = reconcile_inner(connection, &ctx).await;
+    ctx.health
+        .metrics
+        .duration
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn reconcile_inner(connection: Arc<AwsOrgConnection>, ctx: &Arc<Context>) -> Result<Action> {
     let namespace = connection
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
@@ -77,6 +93,14 @@ pub fn error_policy(connection: Arc<AwsOrgConnection>, error: &Error, ctx: Arc<C
         return Action::requeue(Duration::from_secs(5));
     }
     Diagnostics::add(&ctx.diagnostics.connection_failures, 1);
+    ctx.health
+        .metrics
+        .failures
+        .get_or_create(&ErrorLabels {
+            kind: "AwsOrgConnection",
+            error: error.label(),
+        })
+        .inc();
     warn!(
         connection = %connection.name_any(),
         namespace = connection.namespace().unwrap_or_default(),
@@ -162,6 +186,24 @@ impl Pass<'_> {
     async fn finish(mut self, action: Action) -> Result<Action> {
         let members = self.ctx.members_of(self.connection);
         let counts = count_phases(&members);
+        for (phase, count) in [
+            ("Connected", counts.connected),
+            ("Blocked", counts.blocked),
+            ("Suspended", counts.suspended),
+            ("Pending", counts.pending),
+            ("Paused", counts.paused),
+        ] {
+            self.ctx
+                .health
+                .metrics
+                .accounts
+                .get_or_create(&PhaseLabels {
+                    namespace: self.connection.namespace().unwrap_or_default(),
+                    connection: self.connection.name_any(),
+                    phase,
+                })
+                .set(i64::from(count));
+        }
         let verdict = members_connected(&counts, &self.connection.name_any());
         self.status.accounts = Some(counts);
         self.set(ConditionType::MembersConnected, verdict);
@@ -818,6 +860,13 @@ async fn cleanup(connection: Arc<AwsOrgConnection>, ctx: Arc<Context>) -> Result
     let removed = names.len();
     write_members(&ctx, &connection, Vec::new(), names).await?;
     ctx.sessions.forget(&key(&connection));
+    for phase in ["Connected", "Blocked", "Suspended", "Pending", "Paused"] {
+        ctx.health.metrics.accounts.remove(&PhaseLabels {
+            namespace: namespace.clone(),
+            connection: name.clone(),
+            phase,
+        });
+    }
     ctx.discovery_succeeded(&key(&connection));
     info!(connection = %key(&connection), removed, "connection deleted; MemberAccounts removed");
     ctx.event(

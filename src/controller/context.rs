@@ -107,6 +107,8 @@ pub struct Context {
     pub members: Store<MemberAccount>,
     pub recorder: Recorder,
     pub diagnostics: Arc<Diagnostics>,
+    /// Health and metrics served over HTTP.
+    pub health: Arc<crate::server::Health>,
     /// Every AwsOrgConnection the operator reconciles.
     pub connections: Store<AwsOrgConnection>,
     /// Asks the member controller to probe these MemberAccounts.
@@ -124,18 +126,20 @@ impl Context {
         client: Client,
         settings: Settings,
         sessions: SessionCache,
-        members: Store<MemberAccount>,
-        connections: Store<AwsOrgConnection>,
+        (members, connections): (Store<MemberAccount>, Store<AwsOrgConnection>),
         probe_requests: tokio::sync::mpsc::UnboundedSender<ObjectRef<MemberAccount>>,
         diagnostics: Arc<Diagnostics>,
+        health: Arc<crate::server::Health>,
     ) -> Self {
         // `Store::wait_until_ready` wakes only the last of several concurrent waiters, so
         // one task waits on it and tells every reconcile through a watch channel.
         let (ready_tx, members_ready) = tokio::sync::watch::channel(false);
         let store = members.clone();
+        let ready_health = health.clone();
         tokio::spawn(async move {
             if store.wait_until_ready().await.is_ok() {
                 let _ = ready_tx.send(true);
+                ready_health.set_ready();
             }
         });
         let reporter = Reporter {
@@ -148,6 +152,7 @@ impl Context {
             sessions,
             members,
             diagnostics,
+            health,
             connections,
             probe_requests,
             members_ready,

@@ -62,6 +62,13 @@ pub fn error_policy(member: Arc<MemberAccount>, error: &Error, _ctx: Arc<Context
 
 pub async fn reconcile(member: Arc<MemberAccount>, ctx: Arc<Context>) -> Result<Action> {
     Diagnostics::add(&ctx.diagnostics.member_reconciles, 1);
+    ctx.health
+        .metrics
+        .reconciles
+        .get_or_create(&crate::metrics::KindLabels {
+            kind: "MemberAccount",
+        })
+        .inc();
     let Some(connection) = ctx.connection_of(&member) else {
         // Not (yet) in the cache, or not this operator's: the connection's first session
         // asks for its members to be probed.
@@ -220,10 +227,15 @@ async fn probe(
         role_name: &role_name,
         managing_role_arn: &spec.role_arn,
     };
-    (
-        verdict(&member.spec, previous, &attempt, outcome),
-        Action::requeue(wait),
-    )
+    let verdict = verdict(&member.spec, previous, &attempt, outcome);
+    ctx.health
+        .metrics
+        .probes
+        .get_or_create(&crate::metrics::OutcomeLabels {
+            outcome: verdict.connected.1.to_owned(),
+        })
+        .inc();
+    (verdict, Action::requeue(wait))
 }
 
 /// Writes the verdict when it differs from the status, with an Event when the phase moved.

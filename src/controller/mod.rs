@@ -41,6 +41,7 @@ pub struct Operator {
     aws: SdkConfig,
     settings: Settings,
     diagnostics: Arc<Diagnostics>,
+    health: Arc<crate::server::Health>,
 }
 
 impl Operator {
@@ -52,7 +53,13 @@ impl Operator {
             aws,
             settings,
             diagnostics: Arc::new(Diagnostics::default()),
+            health: Arc::new(crate::server::Health::default()),
         }
+    }
+
+    /// Readiness and metrics, for the HTTP endpoints.
+    pub fn health(&self) -> Arc<crate::server::Health> {
+        self.health.clone()
     }
 
     /// Counters of what the controllers did.
@@ -103,10 +110,10 @@ impl Operator {
             self.client.clone(),
             self.settings.clone(),
             SessionCache::new(self.aws.clone()),
-            members,
-            connections.clone(),
+            (members, connections.clone()),
             probe_tx,
             self.diagnostics.clone(),
+            self.health.clone(),
         ));
         info!(
             namespace = self.settings.namespace.as_deref().unwrap_or("*"),

@@ -84,6 +84,13 @@ fn job_view(job: &Job) -> Option<JobView> {
 }
 
 pub async fn reconcile(schedule: Arc<SyncSchedule>, ctx: Arc<Context>) -> Result<Action> {
+    ctx.health
+        .metrics
+        .reconciles
+        .get_or_create(&crate::metrics::KindLabels {
+            kind: "SyncSchedule",
+        })
+        .inc();
     let namespace = schedule
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
@@ -356,6 +363,13 @@ async fn record_finished_runs(
             format!("{} finished: {outcome:?} ({mode:?})", view.name),
         )
         .await;
+        ctx.health
+            .metrics
+            .sync_runs
+            .get_or_create(&crate::metrics::OutcomeLabels {
+                outcome: format!("{outcome:?}"),
+            })
+            .inc();
         status.last_run = Some(summary);
     }
 }

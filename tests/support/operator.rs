@@ -18,12 +18,16 @@ use super::eventually;
 /// The operator running in the background; stops when dropped.
 pub struct RunningOperator {
     pub diagnostics: Arc<Diagnostics>,
+    /// Where its /healthz, /readyz and /metrics answer.
+    pub http: std::net::SocketAddr,
     task: JoinHandle<()>,
+    server: JoinHandle<()>,
 }
 
 impl Drop for RunningOperator {
     fn drop(&mut self) {
         self.task.abort();
+        self.server.abort();
     }
 }
 
@@ -38,8 +42,45 @@ pub fn start(client: Client, aws: SdkConfig, settings: Settings) -> RunningOpera
         .try_init();
     let operator = Operator::new(client, aws, settings);
     let diagnostics = operator.diagnostics();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the HTTP endpoints");
+    let http = listener.local_addr().expect("address");
+    listener.set_nonblocking(true).expect("non-blocking");
+    let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+    let server = tokio::spawn(orgconnect::server::serve(listener, operator.health()));
     let task = tokio::spawn(operator.run(std::future::pending()));
-    RunningOperator { diagnostics, task }
+    RunningOperator {
+        diagnostics,
+        http,
+        task,
+        server,
+    }
+}
+
+/// GETs `path` from the operator's HTTP endpoints: the status code and body.
+pub async fn http_get(operator: &RunningOperator, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(operator.http)
+        .await
+        .expect("connect");
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: operator\r\n\r\n").as_bytes())
+        .await
+        .expect("request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .expect("response");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }
 
 /// Settings that scope the operator to one namespace.
