@@ -7,6 +7,7 @@ pub mod controller;
 pub mod crds;
 pub mod duration;
 pub mod error;
+pub mod leader;
 pub mod metrics;
 pub mod organization;
 pub mod schedule;

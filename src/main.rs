@@ -150,6 +150,15 @@ struct RunArgs {
     /// its memberAccess.concurrency).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
     probe_concurrency: u16,
+    /// Run several replicas with one active: elect a leader on a coordination.k8s.io Lease.
+    #[arg(long, env = "ORGCONNECT_LEADER_ELECTION")]
+    leader_election: bool,
+    /// Namespace of the Lease (default: the pod's namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    leader_election_namespace: String,
+    /// Name of the Lease.
+    #[arg(long, default_value = "orgconnect")]
+    leader_election_lease: String,
     /// Where /healthz, /readyz and /metrics are served.
     #[arg(long, default_value = "0.0.0.0:8080", env = "ORGCONNECT_HTTP_ADDRESS")]
     http_address: std::net::SocketAddr,
@@ -357,12 +366,46 @@ fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
                 .or_else(|_| std::env::var("HOSTNAME"))
                 .unwrap_or_else(|_| "orgconnect".to_owned()),
         };
-        let operator = Operator::new(client, aws, settings);
+        let identity = settings.instance.clone();
+        let operator = Operator::new(client.clone(), aws, settings);
         let listener = tokio::net::TcpListener::bind(args.http_address).await?;
         tracing::info!(address = %args.http_address, "serving /healthz, /readyz and /metrics");
         let server = tokio::spawn(orgconnect::server::serve(listener, operator.health()));
-        operator.run(shutdown_signal()).await;
+        if !args.leader_election {
+            operator.run(shutdown_signal()).await;
+            server.abort();
+            return Ok(());
+        }
+        let elector = orgconnect::leader::Elector::new(
+            client,
+            &args.leader_election_namespace,
+            &args.leader_election_lease,
+            &identity,
+            std::time::Duration::from_secs(15),
+        );
+        tokio::select! {
+            () = elector.acquire() => {},
+            () = shutdown_signal() => return Ok(()),
+        }
+        let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+        let holder = elector.clone();
+        tokio::spawn(async move {
+            holder.hold().await;
+            let _ = lost_tx.send(());
+        });
+        let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let lost_flag = lost.clone();
+        let stop = async move {
+            tokio::select! {
+                () = shutdown_signal() => {},
+                _ = lost_rx => lost_flag.store(true, std::sync::atomic::Ordering::Relaxed),
+            }
+        };
+        operator.run(stop).await;
         server.abort();
+        if lost.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err("lost the leader Lease; exiting so a new leader takes over".into());
+        }
         Ok(())
     })
 }
