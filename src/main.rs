@@ -243,7 +243,12 @@ fn template(args: TemplateArgs) -> Result<(), Box<dyn std::error::Error>> {
     let template = match args.kind {
         TemplateKind::ManagingRole => managing_role(&ManagingRoleOptions {
             policy,
-            principal: args.principal,
+            principal: args.principal.or_else(|| {
+                connection
+                    .as_ref()
+                    .and_then(|c| c.status.as_ref())
+                    .and_then(|s| s.operator_principal.clone())
+            }),
             external_id: args.external_id.or_else(|| {
                 let c = connection.as_ref()?;
                 c.status

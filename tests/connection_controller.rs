@@ -60,6 +60,11 @@ async fn discovers_250_accounts_into_member_accounts_with_their_ou_paths() {
     let external_id = status.external_id.expect("generated ExternalId");
     assert!(external_id.len() >= 32, "{external_id}");
     assert_eq!(status.external_id_source, Some(ExternalIdSource::Generated));
+    let principal = status
+        .operator_principal
+        .clone()
+        .expect("the operator principal");
+    assert!(principal.starts_with("arn:aws:"), "{principal}");
 
     let member_api: Api<MemberAccount> = ns.api();
     let listed = wait_members(&member_api, 251).await;

@@ -132,6 +132,38 @@ async fn the_stack_set_connects_blocked_accounts_and_goes_on_revoke() {
     )
     .await;
 
+    // A new policy level updates the StackSet's template.
+    support::operator::patch_spec(
+        &connections,
+        "acme",
+        serde_json::json!({ "accessPolicy": "DataAndScheduling" }),
+    )
+    .await;
+    eventually(
+        "the StackSet updated to the scheduling level",
+        Duration::from_secs(60),
+        || async {
+            let described = cloudformation
+                .describe_stack_set()
+                .stack_set_name(&name)
+                .call_as(CallAs::SelfValue)
+                .send()
+                .await
+                .ok()?;
+            let body = described.stack_set?.template_body?;
+            body.contains("ec2:StopInstances").then_some(())
+        },
+    )
+    .await;
+    wait_condition(
+        &connections,
+        "acme",
+        ConditionType::StackSetReady,
+        ConditionStatus::True,
+        "Deployed",
+    )
+    .await;
+
     // Revoke: the StackSet, its instances and the MemberAccounts go.
     connections
         .delete("acme", &DeleteParams::default())

@@ -331,6 +331,11 @@ pub struct AwsOrgConnectionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_id_source: Option<ExternalIdSource>,
 
+    /// The principal the operator runs as: name it in the managing role's trust policy
+    /// (`orgconnect template managing-role --connection` does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_principal: Option<String>,
+
     /// The organization found behind `roleArn`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub organization: Option<OrganizationInfo>,

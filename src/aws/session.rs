@@ -88,10 +88,13 @@ pub struct ManagingSession {
     /// Whether the session differs in what it was made from from the one before it (or
     /// there was none): members should be probed again.
     pub changed: bool,
+    /// The principal the base credentials belong to (GetCallerIdentity), when known.
+    pub principal: Option<String>,
 }
 
 #[derive(Clone)]
 struct Cached {
+    principal: Option<String>,
     fingerprint: u64,
     config: SdkConfig,
     expires: SystemTime,
@@ -151,9 +154,12 @@ impl SessionCache {
                 fingerprint,
                 fresh: false,
                 changed: false,
+                principal: cached.principal.clone(),
             });
         }
-        let changed = previous.is_none_or(|p| p.fingerprint != fingerprint);
+        let changed = previous
+            .as_ref()
+            .is_none_or(|p| p.fingerprint != fingerprint);
 
         let base = self.base_config(request);
         let sts = aws_sdk_sts::Client::new(&base);
@@ -202,9 +208,16 @@ impl SessionCache {
             .to_builder()
             .credentials_provider(SharedCredentialsProvider::new(session_credentials))
             .build();
+        // Who the operator is, for the trust policy the templates print (one call a session).
+        let principal = if changed {
+            caller_identity(&sts).await
+        } else {
+            previous.and_then(|p| p.principal)
+        };
         self.lock().insert(
             key.to_owned(),
             Cached {
+                principal: principal.clone(),
                 fingerprint,
                 config: config.clone(),
                 expires,
@@ -216,6 +229,7 @@ impl SessionCache {
             fingerprint,
             fresh: true,
             changed,
+            principal,
         })
     }
 
@@ -229,6 +243,7 @@ impl SessionCache {
             fingerprint: cached.fingerprint,
             fresh: false,
             changed: false,
+            principal: cached.principal,
         })
     }
 

@@ -30,7 +30,7 @@ use crate::api::condition::{
 use crate::api::connection::{
     AwsOrgConnection, AwsOrgConnectionStatus, ExternalIdSource, OrganizationInfo, REVOKE_ANNOTATION,
 };
-use crate::aws::arn::{RoleArn, partition_of_region, trust_statement};
+use crate::aws::arn::{RoleArn, partition_of_region, trust_principal, trust_statement};
 use crate::aws::discovery::{describe_organization, list_organization};
 use crate::aws::session::{
     AssumeFailure, AssumeRequest, BaseCredentials, ManagingSession, session_name,
@@ -407,6 +407,9 @@ async fn authenticate(
         .await
     {
         Ok(session) => {
+            if let Some(principal) = &session.principal {
+                pass.status.operator_principal = Some(trust_principal(principal));
+            }
             if session.fresh {
                 info!(connection = %key(pass.connection), role = %role_arn, "assumed the managing role");
             }
