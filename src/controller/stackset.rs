@@ -227,3 +227,53 @@ pub async fn remove(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(kind: FailureKind, code: &str, message: &str) -> AwsFailure {
+        AwsFailure {
+            operation: "CreateStackSet",
+            kind,
+            code: Some(code.to_owned()),
+            message: message.to_owned(),
+        }
+    }
+
+    #[test]
+    fn failures_name_the_step_that_fixes_them() {
+        let trusted = failure_verdict(&failure(
+            FailureKind::Other,
+            "ValidationError",
+            "You must enable organizations access to operate a service managed stack set",
+        ));
+        assert_eq!(
+            (trusted.0, trusted.1),
+            (ConditionStatus::False, "TrustedAccessNotEnabled")
+        );
+        assert!(trusted.2.contains("enable-aws-service-access --service-principal member.org.stacksets.cloudformation.amazonaws.com"));
+        let denied = failure_verdict(&failure(
+            FailureKind::AccessDenied,
+            "AccessDenied",
+            "not authorized",
+        ));
+        assert_eq!(denied.1, "StackSetPermissionDenied");
+        assert!(denied.2.contains("cloudformation:*StackSet*"));
+    }
+
+    #[test]
+    fn names_fit_cloudformation() {
+        let connection = AwsOrgConnection::new(
+            "acme",
+            serde_json::from_value(
+                serde_json::json!({"roleArn": "arn:aws:iam::111111111111:role/x"}),
+            )
+            .expect("spec"),
+        );
+        assert_eq!(stack_set_name(&connection), "orgconnect--acme");
+        let desired = desired(&connection, "r-abcd").expect("desired");
+        assert_eq!(desired.targets, ["r-abcd"]);
+        assert_eq!(desired.regions, ["us-east-1"]);
+    }
+}
