@@ -20,7 +20,7 @@ use super::connection_status::{
     ExternalIdDecision, Verdict, count_phases, decide_external_id, generate_external_id,
     members_connected, ready, transitions,
 };
-use super::context::{Context, Diagnostics};
+use super::context::{Context, Diagnostics, jitter, object_key};
 use super::credentials::{CredentialProblem, keys_from_secret, secret_name};
 use super::members::{MemberPlan, connection_selector, desired_member, plan};
 use super::stackset;
@@ -89,7 +89,7 @@ pub fn error_policy(connection: Arc<AwsOrgConnection>, error: &Error, ctx: Arc<C
         && let kube::runtime::finalizer::Error::CleanupFailed(Error::RevokeInProgress(step)) =
             inner.as_ref()
     {
-        info!(connection = %key(&connection), step = %step, "revoking");
+        info!(connection = %object_key(connection.as_ref()), step = %step, "revoking");
         return Action::requeue(Duration::from_secs(5));
     }
     Diagnostics::add(&ctx.diagnostics.connection_failures, 1);
@@ -109,20 +109,6 @@ pub fn error_policy(connection: Arc<AwsOrgConnection>, error: &Error, ctx: Arc<C
         "reconcile failed; retrying"
     );
     Action::requeue(Duration::from_secs(15) + jitter(Duration::from_secs(5)))
-}
-
-fn jitter(max: Duration) -> Duration {
-    use rand::Rng;
-    let max_ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX).max(1);
-    Duration::from_millis(rand::rng().random_range(0..max_ms))
-}
-
-fn key(connection: &AwsOrgConnection) -> String {
-    format!(
-        "{}/{}",
-        connection.namespace().unwrap_or_default(),
-        connection.name_any()
-    )
 }
 
 /// One reconcile's view: the object, the status being built, and the time.
@@ -240,9 +226,9 @@ impl Pass<'_> {
 }
 
 async fn apply(connection: Arc<AwsOrgConnection>, ctx: Arc<Context>) -> Result<Action> {
-    debug!(connection = %key(&connection), "reconciling");
+    debug!(connection = %object_key(connection.as_ref()), "reconciling");
     ctx.members_ready().await;
-    debug!(connection = %key(&connection), "member cache ready");
+    debug!(connection = %object_key(connection.as_ref()), "member cache ready");
     let namespace = connection
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
@@ -306,7 +292,7 @@ async fn external_id(pass: &mut Pass<'_>) -> Result<Option<String>> {
             pass.status.external_id = Some(id.clone());
             pass.status.external_id_source = Some(ExternalIdSource::Generated);
             pass.write_status().await?;
-            debug!(connection = %key(pass.connection), "generated the ExternalId");
+            debug!(connection = %object_key(pass.connection), "generated the ExternalId");
             Ok(Some(id))
         }
         ExternalIdDecision::Refused => {
@@ -403,7 +389,7 @@ async fn authenticate(
     match pass
         .ctx
         .sessions
-        .session(&key(pass.connection), &request)
+        .session(&object_key(pass.connection), &request)
         .await
     {
         Ok(session) => {
@@ -411,7 +397,7 @@ async fn authenticate(
                 pass.status.operator_principal = Some(trust_principal(principal));
             }
             if session.fresh {
-                info!(connection = %key(pass.connection), role = %role_arn, "assumed the managing role");
+                info!(connection = %object_key(pass.connection), role = %role_arn, "assumed the managing role");
             }
             pass.set(
                 ConditionType::Authenticated,
@@ -472,7 +458,7 @@ fn assume_failure_message(
 /// Whether a discovery should run now.
 fn discovery_due(pass: &Pass<'_>, interval: Duration) -> bool {
     let generation = pass.generation();
-    if let Some(retry) = pass.ctx.discovery_retry(&key(pass.connection))
+    if let Some(retry) = pass.ctx.discovery_retry(&object_key(pass.connection))
         && retry.generation == generation
     {
         return pass.now >= retry.not_before;
@@ -507,7 +493,7 @@ async fn discover_when_due(pass: &mut Pass<'_>, session: &ManagingSession) -> Re
         .unwrap_or(Duration::from_secs(3600))
         .max(Duration::from_secs(60));
     if !discovery_due(pass, interval) {
-        if let Some(retry) = pass.ctx.discovery_retry(&key(pass.connection)) {
+        if let Some(retry) = pass.ctx.discovery_retry(&object_key(pass.connection)) {
             let wait = retry.not_before.duration_since(pass.now);
             return Ok(Duration::try_from(wait)
                 .unwrap_or_default()
@@ -529,7 +515,7 @@ async fn discover_when_due(pass: &mut Pass<'_>, session: &ManagingSession) -> Re
         Err(failure) => return Ok(discovery_failed(pass, failure).await),
     };
     if header.managing_account_id != role_account {
-        pass.ctx.discovery_succeeded(&key(pass.connection));
+        pass.ctx.discovery_succeeded(&object_key(pass.connection));
         pass.set(
             ConditionType::Discovered,
             (
@@ -546,7 +532,7 @@ async fn discover_when_due(pass: &mut Pass<'_>, session: &ManagingSession) -> Re
     }
     match list_organization(&client, header, pass.ctx.settings.discovery_concurrency).await {
         Ok(org) => {
-            pass.ctx.discovery_succeeded(&key(pass.connection));
+            pass.ctx.discovery_succeeded(&object_key(pass.connection));
             apply_discovery(pass, &org).await?;
             Ok(until_next_discovery(pass, interval))
         }
@@ -557,10 +543,10 @@ async fn discover_when_due(pass: &mut Pass<'_>, session: &ManagingSession) -> Re
 /// Records a discovery that did not complete. Nothing is deleted; a connection that was
 /// discovered before stays `Discovered=True`, marked `Stale`.
 async fn discovery_failed(pass: &mut Pass<'_>, failure: AwsFailure) -> Duration {
-    let delay = pass
-        .ctx
-        .discovery_failed(&key(pass.connection), pass.generation(), pass.now);
-    warn!(connection = %key(pass.connection), error = %failure, retry_in = ?delay, "discovery failed");
+    let delay =
+        pass.ctx
+            .discovery_failed(&object_key(pass.connection), pass.generation(), pass.now);
+    warn!(connection = %object_key(pass.connection), error = %failure, retry_in = ?delay, "discovery failed");
     let verdict: Verdict = match failure.kind {
         FailureKind::OrganizationsNotInUse => (
             ConditionStatus::False,
@@ -669,7 +655,7 @@ async fn apply_discovery(pass: &mut Pass<'_>, org: &OrganizationSnapshot) -> Res
     let (applied, deleted) = (apply.len(), delete.len());
     write_members(pass.ctx, pass.connection, apply, delete).await?;
     if applied + deleted > 0 {
-        info!(connection = %key(pass.connection), applied, deleted, unchanged, "MemberAccounts updated");
+        info!(connection = %object_key(pass.connection), applied, deleted, unchanged, "MemberAccounts updated");
         pass.ctx
             .event(
                 pass.connection,
@@ -762,7 +748,7 @@ async fn stack_set_step(pass: &mut Pass<'_>, session: &ManagingSession) -> Optio
             progress.poll
         }
         Err(failure) if failure.kind.is_transient() => {
-            warn!(connection = %key(pass.connection), error = %failure, "StackSet step failed; retrying");
+            warn!(connection = %object_key(pass.connection), error = %failure, "StackSet step failed; retrying");
             Some(Duration::from_secs(30))
         }
         Err(failure) => {
@@ -798,13 +784,9 @@ async fn revoke_stack_set(
     if skip || !spec.enabled || !spec.delete_on_revoke || !created {
         return Ok(());
     }
-    let (Some(root), Some(desired)) = (
-        root.clone(),
-        root.and_then(|r| stackset::desired(connection, &r)),
-    ) else {
+    let Some(desired) = root.and_then(|root| stackset::desired(connection, &root)) else {
         return Ok(());
     };
-    let _ = root;
     let mut pass = Pass {
         connection,
         ctx,
@@ -862,7 +844,7 @@ async fn cleanup(connection: Arc<AwsOrgConnection>, ctx: Arc<Context>) -> Result
     let names: Vec<String> = listed.items.iter().map(|m| m.name_any()).collect();
     let removed = names.len();
     write_members(&ctx, &connection, Vec::new(), names).await?;
-    ctx.sessions.forget(&key(&connection));
+    ctx.sessions.forget(&object_key(connection.as_ref()));
     for phase in ["Connected", "Blocked", "Suspended", "Pending", "Paused"] {
         ctx.health.metrics.accounts.remove(&PhaseLabels {
             namespace: namespace.clone(),
@@ -870,8 +852,8 @@ async fn cleanup(connection: Arc<AwsOrgConnection>, ctx: Arc<Context>) -> Result
             phase,
         });
     }
-    ctx.discovery_succeeded(&key(&connection));
-    info!(connection = %key(&connection), removed, "connection deleted; MemberAccounts removed");
+    ctx.discovery_succeeded(&object_key(connection.as_ref()));
+    info!(connection = %object_key(connection.as_ref()), removed, "connection deleted; MemberAccounts removed");
     ctx.event(
         connection.as_ref(),
         EventType::Normal,

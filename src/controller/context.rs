@@ -46,6 +46,22 @@ impl Default for Settings {
     }
 }
 
+/// `namespace/name`: how caches and logs name an object.
+pub fn object_key<K: Resource>(object: &K) -> String {
+    format!(
+        "{}/{}",
+        object.meta().namespace.as_deref().unwrap_or_default(),
+        object.meta().name.as_deref().unwrap_or_default()
+    )
+}
+
+/// A random delay below `max`, so objects requeued together spread out.
+pub fn jitter(max: Duration) -> Duration {
+    use rand::Rng;
+    let max_ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX).max(1);
+    Duration::from_millis(rand::rng().random_range(0..max_ms))
+}
+
 fn settings_probe_limit(settings: &Settings) -> usize {
     settings.probe_concurrency.max(1)
 }
@@ -192,11 +208,7 @@ impl Context {
     pub fn request_probes(&self, connection: &AwsOrgConnection) {
         for member in self.members_of(connection) {
             // Forgetting the last probe makes the next reconcile probe at once.
-            self.forget_probe(&format!(
-                "{}/{}",
-                member.namespace().unwrap_or_default(),
-                member.name_any()
-            ));
+            self.forget_probe(&object_key(member.as_ref()));
             let _ = self
                 .probe_requests
                 .send(ObjectRef::from_obj(member.as_ref()));

@@ -13,7 +13,7 @@ use kube::runtime::events::EventType;
 use tracing::{debug, warn};
 
 use super::connection::FIELD_MANAGER;
-use super::context::{Context, Diagnostics, ProbeRecord};
+use super::context::{Context, Diagnostics, ProbeRecord, jitter, object_key};
 use super::probe_status::{
     Attempt, MemberVerdict, ProbeOutcome, not_probed, verdict, waiting_for_connection,
 };
@@ -32,31 +32,9 @@ use crate::error::{Error, Result};
 /// How soon a member whose connection has no session yet looks again.
 const WAIT_FOR_CONNECTION: Duration = Duration::from_secs(30);
 
-fn jitter(max: Duration) -> Duration {
-    use rand::Rng;
-    let max_ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX).max(1);
-    Duration::from_millis(rand::rng().random_range(0..max_ms))
-}
-
-fn member_key(member: &MemberAccount) -> String {
-    format!(
-        "{}/{}",
-        member.namespace().unwrap_or_default(),
-        member.name_any()
-    )
-}
-
-fn connection_key(connection: &AwsOrgConnection) -> String {
-    format!(
-        "{}/{}",
-        connection.namespace().unwrap_or_default(),
-        connection.name_any()
-    )
-}
-
 /// Retries a failed reconcile after a pause.
 pub fn error_policy(member: Arc<MemberAccount>, error: &Error, _ctx: Arc<Context>) -> Action {
-    warn!(member = %member_key(&member), error = %error, "member reconcile failed; retrying");
+    warn!(member = %object_key(member.as_ref()), error = %error, "member reconcile failed; retrying");
     Action::requeue(Duration::from_secs(15) + jitter(Duration::from_secs(5)))
 }
 
@@ -81,10 +59,10 @@ pub async fn reconcile(member: Arc<MemberAccount>, ctx: Arc<Context>) -> Result<
     let previous = member.status.as_ref().and_then(|s| s.phase);
 
     let (verdict, action) = if let Some(skipped) = not_probed(&member.spec) {
-        ctx.forget_probe(&member_key(&member));
+        ctx.forget_probe(&object_key(member.as_ref()));
         (skipped, Action::await_change())
     } else {
-        match ctx.sessions.current(&connection_key(&connection)) {
+        match ctx.sessions.current(&object_key(connection.as_ref())) {
             None => (
                 waiting_for_connection(previous),
                 Action::requeue(WAIT_FOR_CONNECTION),
@@ -92,7 +70,7 @@ pub async fn reconcile(member: Arc<MemberAccount>, ctx: Arc<Context>) -> Result<
             Some(session) => {
                 let inputs = probe_inputs(&connection, &member, session.fingerprint);
                 let now = Timestamp::now();
-                let record = ctx.probe_record(&member_key(&member));
+                let record = ctx.probe_record(&object_key(member.as_ref()));
                 let due = requested || record.is_none_or(|r| r.inputs != inputs || now >= r.next);
                 if !due {
                     let wait = record
@@ -165,7 +143,7 @@ async fn probe(
         .map(|o| o.managing_account_id.as_str())
         .unwrap_or(managing_arn.account_id.as_str());
     let limit = usize::try_from(spec.member_access.concurrency).unwrap_or(1);
-    let Some(_permits) = ctx.probe_permits(&connection_key(connection), limit).await else {
+    let Some(_permits) = ctx.probe_permits(&object_key(connection), limit).await else {
         return (
             waiting_for_connection(previous),
             Action::requeue(WAIT_FOR_CONNECTION),
@@ -197,7 +175,7 @@ async fn probe(
             Err(failure) => ProbeOutcome::Failed(failure),
         }
     };
-    debug!(member = %member_key(member), outcome = ?outcome, "probed");
+    debug!(member = %object_key(member), outcome = ?outcome, "probed");
 
     let now = Timestamp::now();
     // Anything but an answer (reached, or denied) is retried with backoff.
@@ -214,7 +192,7 @@ async fn probe(
         (0, interval + jitter(interval / 10))
     };
     ctx.set_probe_record(
-        &member_key(member),
+        &object_key(member),
         ProbeRecord {
             inputs,
             next: now.checked_add(wait).unwrap_or(now),

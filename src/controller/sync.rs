@@ -128,7 +128,7 @@ pub async fn reconcile(schedule: Arc<SyncSchedule>, ctx: Arc<Context>) -> Result
             );
             status.next_schedule_time = None;
             status.observed_generation = generation;
-            write_status(&ctx, &schedules, &schedule, &current, status).await?;
+            write_status(&schedules, &schedule, &current, status).await?;
             return Ok(Action::await_change());
         }
     };
@@ -280,7 +280,7 @@ pub async fn reconcile(schedule: Arc<SyncSchedule>, ctx: Arc<Context>) -> Result
     };
     set(&mut status, ConditionType::Scheduled, scheduled);
     set(&mut status, ConditionType::Ready, ready);
-    write_status(&ctx, &schedules, &schedule, &current, status).await?;
+    write_status(&schedules, &schedule, &current, status).await?;
     if run_now {
         let patch = serde_json::json!({ "metadata": { "annotations": { RUN_ANNOTATION: null } } });
         schedules
@@ -375,7 +375,6 @@ async fn record_finished_runs(
 }
 
 async fn write_status(
-    ctx: &Context,
     api: &Api<SyncSchedule>,
     schedule: &SyncSchedule,
     current: &SyncScheduleStatus,
@@ -395,7 +394,6 @@ async fn write_status(
         &Patch::Apply(&patch),
     )
     .await?;
-    let _ = ctx;
     Ok(())
 }
 
