@@ -129,14 +129,7 @@ async fn ten_reconciles_assume_the_managing_role_once_and_write_nothing() {
         org,
         ns,
         operator,
-    } = Scenario::start(
-        "quiet",
-        &OrgSpec {
-            root_accounts: 3,
-            ous: vec![],
-        },
-    )
-    .await;
+    } = Scenario::start("quiet", &OrgSpec::flat(3)).await;
     let connections: Api<AwsOrgConnection> = ns.api();
     apply_connection(
         &connections,
@@ -228,14 +221,7 @@ async fn a_member_account_role_or_an_account_without_an_organization_is_not_disc
         org,
         ns,
         operator: _operator,
-    } = Scenario::start(
-        "not-managing",
-        &OrgSpec {
-            root_accounts: 2,
-            ous: vec![],
-        },
-    )
-    .await;
+    } = Scenario::start("not-managing", &OrgSpec::flat(2)).await;
     let connections: Api<AwsOrgConnection> = ns.api();
 
     let member = org.member_accounts().next().expect("a member").id.clone();
@@ -283,14 +269,7 @@ async fn a_member_account_role_or_an_account_without_an_organization_is_not_disc
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_external_id_is_denied_with_the_trust_statement_and_recovers_when_fixed() {
     let bed = AwsBed::new().await;
-    let org = seed(
-        &bed.sdk_config(),
-        &OrgSpec {
-            root_accounts: 2,
-            ous: vec![],
-        },
-    )
-    .await;
+    let org = seed(&bed.sdk_config(), &OrgSpec::flat(2)).await;
     let right = format!("right-{}", unique_suffix());
     bed.proxy.trust(
         &org.managing_account_id,
@@ -415,14 +394,7 @@ async fn user_chosen_external_ids_are_refused_when_the_operator_requires_generat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secret_credentials_are_used_once_the_secret_appears() {
     let bed = AwsBed::new().await;
-    let org = seed(
-        &bed.sdk_config(),
-        &OrgSpec {
-            root_accounts: 1,
-            ous: vec![],
-        },
-    )
-    .await;
+    let org = seed(&bed.sdk_config(), &OrgSpec::flat(1)).await;
     // Only the Secret's keys may assume the role; the operator's own identity may not.
     bed.proxy.trust(
         &org.managing_account_id,
@@ -673,14 +645,7 @@ async fn thirty_percent_throttling_still_discovers_everything_without_a_flip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_connections_in_two_namespaces_stay_isolated() {
     let bed = AwsBed::new().await;
-    let first = seed(
-        &bed.sdk_config(),
-        &OrgSpec {
-            root_accounts: 3,
-            ous: vec![],
-        },
-    )
-    .await;
+    let first = seed(&bed.sdk_config(), &OrgSpec::flat(3)).await;
     let (_, second_credentials) = bed.add_principal();
     let second = seed(
         &bed.sdk_config_with(second_credentials),
@@ -746,14 +711,7 @@ async fn deleting_the_connection_removes_its_member_accounts() {
         org,
         ns,
         operator: _operator,
-    } = Scenario::start(
-        "revoke",
-        &OrgSpec {
-            root_accounts: 4,
-            ous: vec![],
-        },
-    )
-    .await;
+    } = Scenario::start("revoke", &OrgSpec::flat(4)).await;
     let connections: Api<AwsOrgConnection> = ns.api();
     let member_api: Api<MemberAccount> = ns.api();
     apply_connection(

@@ -281,14 +281,7 @@ async fn blocked_accounts_are_named_with_the_fix_and_quiet_cycles_write_nothing(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invited_paused_and_custom_role_accounts() {
     let bed = AwsBed::new().await;
-    let org = seed(
-        &bed.sdk_config(),
-        &OrgSpec {
-            root_accounts: 4,
-            ous: vec![],
-        },
-    )
-    .await;
+    let org = seed(&bed.sdk_config(), &OrgSpec::flat(4)).await;
     let mut ids = org.member_accounts().map(|a| a.id.clone());
     let (invited, paused, custom) = (
         ids.next().expect("account"),
@@ -423,14 +416,7 @@ async fn invited_paused_and_custom_role_accounts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_metrics_are_served() {
-    let scenario = Scenario::start(
-        "metrics",
-        &OrgSpec {
-            root_accounts: 2,
-            ous: vec![],
-        },
-    )
-    .await;
+    let scenario = Scenario::start("metrics", &OrgSpec::flat(2)).await;
     bad_request_paths_are_404(&scenario).await;
     let (status, body) = support::operator::http_get(&scenario.operator, "/healthz").await;
     assert_eq!((status, body.as_str()), (200, "ok\n"));

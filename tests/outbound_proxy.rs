@@ -17,14 +17,7 @@ use support::org::{OrgSpec, seed};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_calls_go_through_the_configured_http_proxy() {
     let bed = AwsBed::new().await;
-    let org = seed(
-        &bed.sdk_config(),
-        &OrgSpec {
-            root_accounts: 2,
-            ous: vec![],
-        },
-    )
-    .await;
+    let org = seed(&bed.sdk_config(), &OrgSpec::flat(2)).await;
     // The Kubernetes client is made first: the proxy below is for AWS traffic only.
     let ns = TestNamespace::new("proxied").await;
     // A forwarding proxy in front of the bed's endpoint, counting what passes through.

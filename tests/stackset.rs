@@ -205,14 +205,7 @@ async fn an_unreachable_aws_holds_the_revoke_until_skipped() {
         org,
         ns,
         operator: _operator,
-    } = Scenario::start(
-        "revoke-skip",
-        &OrgSpec {
-            root_accounts: 1,
-            ous: vec![],
-        },
-    )
-    .await;
+    } = Scenario::start("revoke-skip", &OrgSpec::flat(1)).await;
     let connections: Api<AwsOrgConnection> = ns.api();
     apply_connection(
         &connections,

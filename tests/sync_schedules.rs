@@ -114,14 +114,7 @@ fn env_of(job: &Job) -> std::collections::BTreeMap<String, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_on_demand_with_a_working_aws_config_then_incrementally_and_prunes_history() {
     let bed = AwsBed::new().await;
-    let org = seed(
-        &bed.sdk_config(),
-        &OrgSpec {
-            root_accounts: 3,
-            ous: vec![],
-        },
-    )
-    .await;
+    let org = seed(&bed.sdk_config(), &OrgSpec::flat(3)).await;
     let mut ids = org.member_accounts().map(|a| a.id.clone());
     let blocked = ids.next().expect("account");
     let connected: Vec<String> = ids.collect();
@@ -376,14 +369,7 @@ async fn a_scheduled_slot_starts_one_job_named_for_its_slot() {
         org,
         ns,
         operator: _operator,
-    } = Scenario::start(
-        "cron",
-        &OrgSpec {
-            root_accounts: 1,
-            ous: vec![],
-        },
-    )
-    .await;
+    } = Scenario::start("cron", &OrgSpec::flat(1)).await;
     let connections: Api<AwsOrgConnection> = ns.api();
     apply_connection(
         &connections,

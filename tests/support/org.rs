@@ -50,6 +50,14 @@ pub struct OrgSpec {
 }
 
 impl OrgSpec {
+    /// `accounts` accounts directly under the root, besides the managing one.
+    pub fn flat(accounts: usize) -> Self {
+        Self {
+            root_accounts: accounts,
+            ous: Vec::new(),
+        }
+    }
+
     /// `total` active accounts spread evenly over `fanout` OUs per level, `depth` levels
     /// deep (every OU at every level holds accounts), plus `suspended` suspended ones.
     pub fn generated(total: usize, depth: usize, fanout: usize, suspended: usize) -> Self {
