@@ -405,12 +405,12 @@ async fn a_scheduled_slot_starts_one_job_named_for_its_slot() {
         jobs_of(&jobs, "every-minute").await.into_iter().next()
     })
     .await;
-    let status = schedules
-        .get("every-minute")
-        .await
-        .expect("schedule")
-        .status
-        .expect("status");
+    // The operator records the slot in status right after creating its Job.
+    let status = eventually("lastScheduleTime", Duration::from_secs(30), || async {
+        let status = schedules.get("every-minute").await.ok()?.status?;
+        status.last_schedule_time.is_some().then_some(status)
+    })
+    .await;
     let slot = status.last_schedule_time.expect("lastScheduleTime").0;
     assert_eq!(slot.as_second() % 60, 0, "slots are whole minutes");
     assert_eq!(
