@@ -119,7 +119,7 @@ pub async fn run(base: SdkConfig, request: &CheckRequest) -> Report {
             return report;
         }
     };
-    let organizations = aws_sdk_organizations::Client::new(&session.config);
+    let organizations = crate::aws::clients::organizations(&session.config);
     let header = match describe_organization(&organizations).await {
         Ok(header) if header.managing_account_id != role.account_id => {
             report.push(

@@ -31,6 +31,41 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub service: String,
+    pub operation: String,
+}
+
+/// AWS calls of the whole process. The SDK clients' interceptor records them wherever a
+/// client was built, so they live outside any one registry; every [`Metrics`] exports them.
+#[derive(Clone, Default)]
+pub struct AwsCalls {
+    /// Every attempt, retries included.
+    pub attempts: Family<OperationLabels, Counter>,
+    /// Attempts AWS answered with a throttling error.
+    pub throttled: Family<OperationLabels, Counter>,
+}
+
+impl AwsCalls {
+    pub fn record(&self, service: &str, operation: &str, throttled: bool) {
+        let labels = OperationLabels {
+            service: service.to_owned(),
+            operation: operation.to_owned(),
+        };
+        if throttled {
+            self.throttled.get_or_create(&labels).inc();
+        }
+        self.attempts.get_or_create(&labels).inc();
+    }
+}
+
+/// The process's AWS call counters.
+pub fn aws_calls() -> &'static AwsCalls {
+    static CALLS: std::sync::LazyLock<AwsCalls> = std::sync::LazyLock::new(AwsCalls::default);
+    &CALLS
+}
+
 fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 14))
 }
@@ -80,6 +115,16 @@ impl Default for Metrics {
             accounts.clone(),
         );
         registry.register("probes", "Member probes by outcome", probes.clone());
+        registry.register(
+            "aws_calls",
+            "AWS API attempts by service and operation, retries included",
+            aws_calls().attempts.clone(),
+        );
+        registry.register(
+            "aws_throttles",
+            "AWS API attempts answered with a throttling error, by service and operation",
+            aws_calls().throttled.clone(),
+        );
         registry.register(
             "sync_runs",
             "Finished sync runs by outcome",

@@ -229,6 +229,15 @@ async fn blocked_accounts_are_named_with_the_fix_and_quiet_cycles_write_nothing(
             "account {id} kept its phase under throttling"
         );
     }
+    let (_, metrics) = support::operator::http_get(&operator, "/metrics").await;
+    let throttles = support::metric_value(
+        &metrics,
+        "orgconnect_aws_throttles_total{service=\"STS\",operation=\"AssumeRole\"}",
+    );
+    assert!(
+        throttles.is_some_and(|n| n >= 40.0),
+        "every throttled AssumeRole is counted: {throttles:?}"
+    );
     bed.proxy.clear_faults();
     // The throttled probes back off (10 s, doubling); a spec change probes every account now.
     patch_spec(
@@ -459,6 +468,14 @@ async fn health_and_metrics_are_served() {
         body.contains("orgconnect_reconcile_duration_seconds_bucket"),
         "{body}"
     );
+    // Every AWS attempt is counted by operation: the managing role and two member probes.
+    for (call, at_least) in [
+        ("service=\"STS\",operation=\"AssumeRole\"", 3.0),
+        ("service=\"Organizations\",operation=\"ListAccounts\"", 1.0),
+    ] {
+        let count = support::metric_value(&body, &format!("orgconnect_aws_calls_total{{{call}}}"));
+        assert!(count.is_some_and(|n| n >= at_least), "{call}: {count:?}");
+    }
 }
 
 async fn bad_request_paths_are_404(scenario: &Scenario) {

@@ -1,6 +1,7 @@
 //! The AWS boundary: every call the operator makes to AWS goes through this module.
 
 pub mod arn;
+pub mod clients;
 pub mod discovery;
 pub mod error;
 mod http;

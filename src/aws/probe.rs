@@ -25,7 +25,7 @@ pub async fn probe_member(
     external_id: Option<&str>,
     session_name: &str,
 ) -> Result<ProbeSuccess, AwsFailure> {
-    let sts = aws_sdk_sts::Client::new(managing);
+    let sts = super::clients::sts(managing);
     let assumed = sts
         .assume_role()
         .role_arn(role.to_string())
@@ -59,7 +59,7 @@ pub async fn probe_member(
 /// GetCallerIdentity with `config`: the managing account is probed this way, with the
 /// managing-role session itself.
 pub async fn whoami(config: &SdkConfig) -> Result<ProbeSuccess, AwsFailure> {
-    let identity = aws_sdk_sts::Client::new(config)
+    let identity = super::clients::sts(config)
         .get_caller_identity()
         .send()
         .await

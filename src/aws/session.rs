@@ -162,7 +162,7 @@ impl SessionCache {
             .is_none_or(|p| p.fingerprint != fingerprint);
 
         let base = self.base_config(request);
-        let sts = aws_sdk_sts::Client::new(&base);
+        let sts = super::clients::sts(&base);
         let assumed = sts
             .assume_role()
             .role_arn(request.role_arn.to_string())

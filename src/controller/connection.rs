@@ -502,7 +502,7 @@ async fn discover_when_due(pass: &mut Pass<'_>, session: &ManagingSession) -> Re
         return Ok(until_next_discovery(pass, interval));
     }
     Diagnostics::add(&pass.ctx.diagnostics.discoveries, 1);
-    let client = aws_sdk_organizations::Client::new(&session.config);
+    let client = crate::aws::clients::organizations(&session.config);
     let role_account = pass
         .connection
         .spec
@@ -736,7 +736,7 @@ async fn write_members(
 async fn stack_set_step(pass: &mut Pass<'_>, session: &ManagingSession) -> Option<Duration> {
     let root = pass.status.organization.as_ref()?.root_id.clone()?;
     let desired = stackset::desired(pass.connection, &root)?;
-    let client = aws_sdk_cloudformation::Client::new(&session.config);
+    let client = crate::aws::clients::cloudformation(&session.config);
     match stackset::ensure(&client, &desired, pass.status.stack_set.as_ref()).await {
         Ok(progress) => {
             pass.status.stack_set = Some(progress.status);
@@ -797,7 +797,7 @@ async fn revoke_stack_set(
     let external_id = pass.status.external_id.clone().unwrap_or_default();
     let outcome = match authenticate(&mut pass, namespace, external_id).await {
         Ok(Authentication::Ready(session)) => {
-            let client = aws_sdk_cloudformation::Client::new(&session.config);
+            let client = crate::aws::clients::cloudformation(&session.config);
             stackset::remove(&client, &desired)
                 .await
                 .map_err(|f| f.to_string())
