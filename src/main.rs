@@ -159,6 +159,10 @@ struct RunArgs {
     /// Name of the Lease.
     #[arg(long, default_value = "orgconnect")]
     leader_election_lease: String,
+    /// How long a leader that stopped renewing keeps the Lease before another replica
+    /// takes over (whole seconds; renewed every third of it).
+    #[arg(long, default_value = "15s", value_parser = lease_duration)]
+    leader_election_lease_duration: std::time::Duration,
     /// Where /healthz, /readyz and /metrics are served.
     #[arg(long, default_value = "0.0.0.0:8080", env = "ORGCONNECT_HTTP_ADDRESS")]
     http_address: std::net::SocketAddr,
@@ -371,7 +375,8 @@ fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
                 .or_else(|_| std::env::var("HOSTNAME"))
                 .unwrap_or_else(|_| "orgconnect".to_owned()),
         };
-        let identity = settings.instance.clone();
+        // Unique per process, so two replicas with one host name never share the Lease.
+        let identity = format!("{}_{:08x}", settings.instance, rand::random::<u32>());
         let operator = Operator::new(client.clone(), aws, settings);
         let listener = tokio::net::TcpListener::bind(args.http_address).await?;
         tracing::info!(address = %args.http_address, "serving /healthz, /readyz and /metrics");
@@ -386,7 +391,7 @@ fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
             &args.leader_election_namespace,
             &args.leader_election_lease,
             &identity,
-            std::time::Duration::from_secs(15),
+            args.leader_election_lease_duration,
         );
         tokio::select! {
             () = elector.acquire() => {},
@@ -413,6 +418,16 @@ fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
         Ok(())
     })
+}
+
+/// A Lease duration: whole seconds, at least 3 (the Lease stores seconds, and the holder
+/// renews every third of it).
+fn lease_duration(text: &str) -> Result<std::time::Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration.subsec_nanos() != 0 || duration.as_secs() < 3 {
+        return Err("must be whole seconds, at least 3s".to_owned());
+    }
+    Ok(duration)
 }
 
 /// Resolves on SIGTERM (how Kubernetes stops a pod) or Ctrl-C.

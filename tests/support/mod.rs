@@ -7,6 +7,7 @@ pub mod fault_proxy;
 pub mod kube;
 pub mod operator;
 pub mod org;
+pub mod process;
 pub mod scenario;
 
 /// Polls `check` until it returns `Some`, or panics naming `what` after `timeout`.
@@ -42,4 +43,27 @@ pub fn unique_suffix() -> String {
         nanos,
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// GETs `path` over plain HTTP/1.0 from `address`: the status code and body, or `None`
+/// when nothing answers there.
+pub async fn http_get(address: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: operator\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n")?.1.to_owned();
+    Some((status, body))
+}
+
+/// The value of the sample `series` (name and labels, exactly) in a Prometheus exposition.
+pub fn metric_value(exposition: &str, series: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
 }

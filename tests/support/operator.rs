@@ -58,29 +58,9 @@ pub fn start(client: Client, aws: SdkConfig, settings: Settings) -> RunningOpera
 
 /// GETs `path` from the operator's HTTP endpoints: the status code and body.
 pub async fn http_get(operator: &RunningOperator, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(operator.http)
+    super::http_get(operator.http, path)
         .await
-        .expect("connect");
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: operator\r\n\r\n").as_bytes())
-        .await
-        .expect("request");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .await
-        .expect("response");
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+        .unwrap_or_else(|| panic!("GET {path} from the operator"))
 }
 
 /// Settings that scope the operator to one namespace.

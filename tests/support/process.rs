@@ -1,0 +1,82 @@
+//! The operator as a separate process: the real `orgconnect run` binary against the test
+//! bed, its AWS calls through the test's fault proxy.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use super::aws::AwsBed;
+use super::kube::KUBECONFIG_ENV;
+
+/// A running `orgconnect run`; killed (SIGKILL) when dropped.
+pub struct OperatorProcess {
+    pub child: Child,
+    /// Where its /healthz, /readyz and /metrics answer.
+    pub http: SocketAddr,
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback address no one listens on now.
+fn free_address() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+}
+
+impl OperatorProcess {
+    /// Starts `binary run ARGS` as replica `name`, with the bed's base credentials as its
+    /// default AWS chain and the bed's kubeconfig. Its logs go to `log` (or are dropped).
+    pub fn spawn(
+        binary: &Path,
+        bed: &AwsBed,
+        name: &str,
+        args: &[&str],
+        log: Option<&Path>,
+    ) -> Self {
+        let kubeconfig = std::env::var(KUBECONFIG_ENV)
+            .unwrap_or_else(|_| panic!("{KUBECONFIG_ENV} is not set: run under scripts/testbed"));
+        let http = free_address();
+        let output = || match log {
+            Some(path) => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map(Stdio::from)
+                .unwrap_or_else(|e| panic!("opening {}: {e}", path.display())),
+            None => Stdio::null(),
+        };
+        let child = Command::new(binary)
+            .arg("run")
+            .args(["--http-address", &http.to_string()])
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("KUBECONFIG", kubeconfig)
+            .env("POD_NAME", name)
+            .env("AWS_ENDPOINT_URL", bed.proxy.url())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", bed.credentials.access_key_id())
+            .env("AWS_SECRET_ACCESS_KEY", bed.credentials.secret_access_key())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("RUST_LOG", "info")
+            .stdout(output())
+            .stderr(output())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
+        Self { child, http }
+    }
+
+    /// GETs `path` from its HTTP endpoints: the status code and body, or `None` while it
+    /// does not answer.
+    pub async fn get(&self, path: &str) -> Option<(u16, String)> {
+        super::http_get(self.http, path).await
+    }
+}
