@@ -56,6 +56,25 @@ async fn wait_all(
     .await
 }
 
+/// Waits until no `operation` call has reached the proxy for two seconds: the operator's
+/// probes in flight (retries included) have ended.
+async fn quiesce(bed: &AwsBed, operation: &str) {
+    let mut last = (bed.proxy.calls(operation), tokio::time::Instant::now());
+    eventually(
+        &format!("no {operation} calls for 2 s"),
+        Duration::from_secs(60),
+        || {
+            let calls = bed.proxy.calls(operation);
+            if calls != last.0 {
+                last = (calls, tokio::time::Instant::now());
+            }
+            let quiet = last.1.elapsed() >= Duration::from_secs(2);
+            async move { quiet.then_some(()) }
+        },
+    )
+    .await;
+}
+
 async fn annotate_probe_now(api: &Api<MemberAccount>, name: &str) {
     let patch = serde_json::json!({ "metadata": { "annotations": { PROBE_ANNOTATION: "now" } } });
     api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -229,6 +248,15 @@ async fn blocked_accounts_are_named_with_the_fix_and_quiet_cycles_write_nothing(
             "account {id} kept its phase under throttling"
         );
     }
+    for id in &blocked {
+        assert!(
+            stormed[id]
+                .status
+                .as_ref()
+                .is_some_and(|s| s.remediation.is_some()),
+            "blocked account {id} keeps its fix while AWS throttles"
+        );
+    }
     let (_, metrics) = support::operator::http_get(&operator, "/metrics").await;
     let throttles = support::metric_value(
         &metrics,
@@ -238,16 +266,32 @@ async fn blocked_accounts_are_named_with_the_fix_and_quiet_cycles_write_nothing(
         throttles.is_some_and(|n| n >= 40.0),
         "every throttled AssumeRole is counted: {throttles:?}"
     );
-    bed.proxy.clear_faults();
-    // The throttled probes back off (10 s, doubling); a spec change probes every account now.
+    bed.proxy.stop_throttling();
+    // The throttled probes back off (10 s, doubling); a spec change probes every account now,
+    // and the blocked ones are still denied.
     patch_spec(
         &connections,
         "acme",
         serde_json::json!({ "memberAccess": { "probeInterval": "33m" } }),
     )
     .await;
+    let calm = wait_all(&member_api, 50, "every account probed again", |m| {
+        matches!(
+            phase(m),
+            Some(MemberPhase::Connected | MemberPhase::Blocked | MemberPhase::Suspended)
+        ) && connected_reason(m).as_deref() != Some("Throttled")
+    })
+    .await;
+    for id in &blocked {
+        assert_eq!(phase(&calm[id]), Some(MemberPhase::Blocked), "account {id}");
+    }
 
-    // Unblock, ask for a probe now: all Connected, and the annotation is cleared.
+    // Probes of the storm still retrying inside the SDK finish before anything is unblocked.
+    quiesce(&bed, "AssumeRole").await;
+
+    // Unblock at the proxy: nothing probes again for 33 minutes but probe=now.
+    bed.proxy.clear_faults();
+    let assumed = bed.proxy.assumed_roles().len();
     for id in &blocked {
         annotate_probe_now(&member_api, &format!("acme-{id}")).await;
     }
@@ -270,6 +314,13 @@ async fn blocked_accounts_are_named_with_the_fix_and_quiet_cycles_write_nothing(
                 .status
                 .as_ref()
                 .is_some_and(|s| s.remediation.is_none())
+        );
+    }
+    let since: Vec<String> = bed.proxy.assumed_roles().split_off(assumed);
+    for id in &blocked {
+        assert!(
+            since.iter().any(|role| role.contains(&format!(":{id}:"))),
+            "probe=now probed {id}: {since:?}"
         );
     }
     wait_connection(

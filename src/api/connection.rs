@@ -232,8 +232,11 @@ impl Default for MemberAccess {
     }
 }
 
+/// The role AWS Organizations creates in every account it creates.
+pub const DEFAULT_ROLE_NAME: &str = "OrganizationAccountAccessRole";
+
 fn default_member_role_name() -> String {
-    "OrganizationAccountAccessRole".into()
+    DEFAULT_ROLE_NAME.into()
 }
 
 fn default_probe_interval() -> String {

@@ -219,6 +219,7 @@ async fn probe(
 /// Writes the verdict when it differs from the status, with an Event when the phase moved.
 async fn write_status(ctx: &Context, member: &MemberAccount, verdict: MemberVerdict) -> Result<()> {
     let current = member.status.clone().unwrap_or_default();
+    let verdict = verdict.keeping_remediation(current.remediation.as_ref());
     let mut status = MemberAccountStatus {
         phase: Some(verdict.phase),
         remediation: verdict.remediation,

@@ -2,8 +2,11 @@
 //! outcome means for its phase, its `Connected` condition and its remediation.
 
 use crate::api::condition::ConditionStatus;
+use crate::api::connection::DEFAULT_ROLE_NAME;
 use crate::api::member_account::{AwsAccountStatus, JoinedMethod, MemberAccountSpec, MemberPhase};
+use crate::aws::arn::RoleArn;
 use crate::aws::{AwsFailure, FailureKind};
+use crate::templates::DEFAULT_MEMBER_ROLE;
 
 use super::connection_status::Verdict;
 
@@ -87,18 +90,56 @@ pub fn waiting_for_connection(previous: Option<MemberPhase>) -> MemberVerdict {
     }
 }
 
-/// The fix for a Blocked account.
+/// The fix for a Blocked account: the role by hand, or a member role for every account
+/// from a service-managed StackSet, with the command that prints its template.
 pub fn remediation(attempt: &Attempt<'_>) -> String {
+    // The StackSet cannot create OrganizationAccountAccessRole where it already exists
+    // (every created account has it), so that route brings a role of its own.
+    let stack_set_role = if attempt.role_name == DEFAULT_ROLE_NAME {
+        DEFAULT_MEMBER_ROLE
+    } else {
+        attempt.role_name
+    };
+    let managing = attempt.managing_role_arn.parse::<RoleArn>().ok();
+    let template_command = format!(
+        "orgconnect template member-stackset{}{} --member-role {stack_set_role}",
+        managing
+            .as_ref()
+            .map(|arn| format!(" --managing-account {}", arn.account_id))
+            .unwrap_or_default(),
+        managing
+            .as_ref()
+            .map(|arn| format!(" --managing-role {}", arn.name))
+            .unwrap_or_default(),
+    );
+    let switch_role = if stack_set_role == attempt.role_name {
+        String::new()
+    } else {
+        format!(", then set the connection's spec.memberAccess.roleName to {stack_set_role}")
+    };
     format!(
         "Create the role {role} in account {account}, trusting the managing role {managing}. \
-         To fix every account at once, including accounts that join later, deploy it from the \
-         managing account with a service-managed CloudFormation StackSet: deployment target the \
-         organization root, automatic deployment enabled, and a template whose role trusts \
-         {managing}. Then annotate this MemberAccount orgconnect.dev/probe=now to check again.",
+         To fix every account at once, including accounts that join later, deploy a member role \
+         from the managing account with a service-managed CloudFormation StackSet (deployment \
+         target: the organization root; automatic deployment: enabled): `{template_command}` \
+         prints its template{switch_role}; or set spec.stackSet.enabled on the connection and \
+         the operator deploys it. Then annotate this MemberAccount orgconnect.dev/probe=now to \
+         check again.",
         role = attempt.role_name,
         account = attempt.account_id,
         managing = attempt.managing_role_arn,
     )
+}
+
+impl MemberVerdict {
+    /// A verdict that keeps an account Blocked without a new answer (AWS was slow, or the
+    /// connection is not ready) keeps the fix the account was given.
+    pub fn keeping_remediation(mut self, current: Option<&String>) -> Self {
+        if self.phase == MemberPhase::Blocked && self.remediation.is_none() {
+            self.remediation = current.cloned();
+        }
+        self
+    }
 }
 
 /// What a probe's outcome means. Throttling and transient failures keep the previous
@@ -271,6 +312,21 @@ mod tests {
             "{fix}"
         );
         assert!(fix.contains("arn:aws:iam::111111111111:role/orgconnect"));
+        assert!(
+            fix.contains(
+                "`orgconnect template member-stackset --managing-account 111111111111 \
+                 --managing-role orgconnect --member-role OrgconnectMemberRole`"
+            ) && fix.contains("spec.memberAccess.roleName to OrgconnectMemberRole"),
+            "{fix}"
+        );
+        // A member role of the user's own is the one the StackSet deploys.
+        let custom = Attempt {
+            role_name: "AuditRole",
+            ..attempt()
+        };
+        let fix = remediation(&custom);
+        assert!(fix.contains("--member-role AuditRole`"), "{fix}");
+        assert!(!fix.contains("roleName to"), "{fix}");
         let invited = verdict(
             &spec(Some(JoinedMethod::Invited), None, None),
             None,
@@ -279,6 +335,39 @@ mod tests {
         );
         assert_eq!(invited.connected.1, "RoleMissingForInvitedAccount");
         assert!(invited.connected.2.contains("invitation"));
+    }
+
+    #[test]
+    fn a_blocked_account_keeps_its_fix_while_aws_is_slow() {
+        let fix = "create the role".to_owned();
+        for outcome in [
+            failure(FailureKind::Throttled),
+            failure(FailureKind::Transient),
+        ] {
+            let kept = verdict(
+                &spec(None, None, None),
+                Some(MemberPhase::Blocked),
+                &attempt(),
+                outcome,
+            )
+            .keeping_remediation(Some(&fix));
+            assert_eq!(kept.phase, MemberPhase::Blocked);
+            assert_eq!(kept.remediation.as_ref(), Some(&fix));
+        }
+        let waiting =
+            waiting_for_connection(Some(MemberPhase::Blocked)).keeping_remediation(Some(&fix));
+        assert_eq!(waiting.remediation.as_ref(), Some(&fix));
+        // Once the account is reached, the fix goes.
+        let reached = verdict(
+            &spec(None, None, None),
+            Some(MemberPhase::Blocked),
+            &attempt(),
+            ProbeOutcome::Reached {
+                account_id: "222222222222".into(),
+            },
+        )
+        .keeping_remediation(Some(&fix));
+        assert_eq!(reached.remediation, None);
     }
 
     #[test]

@@ -184,6 +184,11 @@ impl FaultProxy {
             .insert(operation.to_owned(), RateFault::new(rate));
     }
 
+    /// Stops every throttling fault, leaving the others.
+    pub fn stop_throttling(&self) {
+        lock(&self.shared.faults).throttled.clear();
+    }
+
     /// `rate` of calls to `operation` (or `*`) fail with 503 Service Unavailable.
     pub fn server_errors(&self, operation: &str, rate: f64) {
         lock(&self.shared.faults)
