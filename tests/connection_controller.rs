@@ -427,10 +427,51 @@ async fn secret_credentials_are_used_once_the_secret_appears() {
         .message;
     assert!(message.contains("aws-keys"), "{message}");
 
-    create_key_secret(&ns.api::<Secret>(), "aws-keys", &bed.credentials).await;
+    let secrets: Api<Secret> = ns.api();
+    create_key_secret(&secrets, "aws-keys", &bed.credentials).await;
     wait_condition(&connections, "acme", Authenticated, True, "RoleAssumed").await;
     wait_condition(&connections, "acme", Discovered, True, "Discovered").await;
     assert_eq!(bed.proxy.injected("AssumeRole"), 0);
+
+    // The Secret loses a key: the connection says which, and recovers when it is back.
+    let without_secret_key = serde_json::json!({ "data": { "AWS_SECRET_ACCESS_KEY": null } });
+    secrets
+        .patch(
+            "aws-keys",
+            &PatchParams::default(),
+            &Patch::Merge(&without_secret_key),
+        )
+        .await
+        .expect("remove a key");
+    let broken = wait_condition(
+        &connections,
+        "acme",
+        Authenticated,
+        False,
+        "SecretKeyMissing",
+    )
+    .await;
+    let conditions = broken.status.expect("status").conditions;
+    let message = &find_condition(&conditions, Authenticated)
+        .expect("condition")
+        .message;
+    assert!(message.contains("AWS_SECRET_ACCESS_KEY"), "{message}");
+    assert!(
+        !message.contains(bed.credentials.secret_access_key()),
+        "no key material in status"
+    );
+    let restored = serde_json::json!({
+        "stringData": { "AWS_SECRET_ACCESS_KEY": bed.credentials.secret_access_key() }
+    });
+    secrets
+        .patch(
+            "aws-keys",
+            &PatchParams::default(),
+            &Patch::Merge(&restored),
+        )
+        .await
+        .expect("restore the key");
+    wait_condition(&connections, "acme", Authenticated, True, "RoleAssumed").await;
 
     let other = serde_json::json!({
         "roleArn": managing_role(&org.managing_account_id),
@@ -570,6 +611,23 @@ async fn a_failed_page_deletes_nothing_and_a_complete_discovery_removes_departed
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_percent_throttling_still_discovers_everything_without_a_flip() {
+    discovers_everything_without_a_flip("throttled", |bed, operation| {
+        bed.proxy.throttle(operation, 0.3)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_percent_server_errors_still_discover_everything_without_a_flip() {
+    discovers_everything_without_a_flip("unavailable", |bed, operation| {
+        bed.proxy.server_errors(operation, 0.3)
+    })
+    .await;
+}
+
+/// With `fault` injected into 30% of every Organizations call of discovery, discovery
+/// completes through the retries and no condition is ever False.
+async fn discovers_everything_without_a_flip(prefix: &str, fault: impl Fn(&AwsBed, &str)) {
     let bed = AwsBed::new().await;
     let org = seed(&bed.sdk_config(), &OrgSpec::generated(59, 2, 2, 0)).await;
     for operation in [
@@ -579,9 +637,9 @@ async fn thirty_percent_throttling_still_discovers_everything_without_a_flip() {
         "ListChildren",
         "ListAccounts",
     ] {
-        bed.proxy.throttle(operation, 0.3);
+        fault(&bed, operation);
     }
-    let ns = TestNamespace::new("throttled").await;
+    let ns = TestNamespace::new(prefix).await;
     let connections: Api<AwsOrgConnection> = ns.api();
     // Record every status the API server ever holds for the connection.
     let history = {
@@ -619,23 +677,23 @@ async fn thirty_percent_throttling_still_discovers_everything_without_a_flip() {
     .await;
     let history = tokio::time::timeout(Duration::from_secs(120), history)
         .await
-        .expect("discovery completes under throttling")
+        .expect("discovery completes under faults")
         .expect("watch task");
     wait_members(&ns.api(), 60).await;
     assert!(
         bed.proxy.injected("ListAccounts") >= 1,
-        "throttling was injected"
+        "faults were injected"
     );
     assert!(
         bed.proxy.injected("ListChildren") >= 1,
-        "throttling was injected"
+        "faults were injected"
     );
     for conditions in &history {
         for condition in conditions {
             if matches!(condition.type_, Authenticated | Discovered | Ready) {
                 assert_eq!(
                     condition.status, True,
-                    "no false status under throttling: {condition:?}"
+                    "no false status under faults: {condition:?}"
                 );
             }
         }
@@ -750,4 +808,44 @@ async fn deleting_the_connection_removes_its_member_accounts() {
         members(&member_api).await.is_empty(),
         "MemberAccounts were removed"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_repeats_every_interval_and_finds_accounts_that_joined() {
+    let scenario = Scenario::start("rediscover", &OrgSpec::flat(2)).await;
+    scenario
+        .connect("acme", serde_json::json!({ "discoveryInterval": "1m" }))
+        .await;
+    wait_members(&scenario.members(), 3).await;
+    let discoveries = scenario.bed.proxy.calls("DescribeOrganization");
+
+    // An account joins; nothing about the connection changes.
+    let organizations = aws_sdk_organizations::Client::new(&scenario.bed.sdk_config());
+    let created = organizations
+        .create_account()
+        .account_name("joined-later")
+        .email(format!("joined-later-{}@example.com", unique_suffix()))
+        .send()
+        .await
+        .expect("create an account");
+    let account_id = created
+        .create_account_status()
+        .and_then(|s| s.account_id())
+        .expect("account id")
+        .to_owned();
+    // The next discovery, a minute (plus jitter) after the first, picks it up.
+    eventually(
+        "the account that joined",
+        Duration::from_secs(120),
+        || async {
+            scenario
+                .members()
+                .get_opt(&format!("acme-{account_id}"))
+                .await
+                .ok()
+                .flatten()
+        },
+    )
+    .await;
+    assert!(scenario.bed.proxy.calls("DescribeOrganization") > discoveries);
 }
