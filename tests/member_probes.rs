@@ -537,3 +537,99 @@ async fn bad_request_paths_are_404(scenario: &Scenario) {
         404
     );
 }
+
+/// 12 members probed through a proxy that holds each call 150 ms, under `settings` and a
+/// connection with `memberAccess.concurrency`: the most AssumeRole calls ever in flight.
+async fn probes_in_flight(prefix: &str, global: usize, per_connection: u32) -> u64 {
+    let scenario = Scenario::start_with(prefix, &OrgSpec::flat(12), |bed, settings| {
+        bed.proxy.latency(Duration::from_millis(150));
+        settings.probe_concurrency = global;
+    })
+    .await;
+    scenario
+        .connect(
+            "acme",
+            serde_json::json!({ "memberAccess": { "concurrency": per_connection } }),
+        )
+        .await;
+    wait_all(&scenario.members(), 13, "every account Connected", |m| {
+        phase(m) == Some(MemberPhase::Connected)
+    })
+    .await;
+    scenario.bed.proxy.max_in_flight("AssumeRole")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_are_bounded_per_connection_and_across_the_operator() {
+    let per_connection = probes_in_flight("bounded", 64, 3).await;
+    assert!(
+        (2..=3).contains(&per_connection),
+        "memberAccess.concurrency 3: {per_connection} in flight"
+    );
+    let global = probes_in_flight("global", 2, 10).await;
+    assert!(
+        (1..=2).contains(&global),
+        "--probe-concurrency 2: {global} in flight"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_credentials_probe_every_account_again() {
+    let scenario = Scenario::start_without_access("rotated", &OrgSpec::flat(4), |_| {}).await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = scenario.ns.api();
+    support::operator::create_key_secret(&secrets, "aws-keys", &scenario.bed.credentials).await;
+    scenario
+        .connect(
+            "acme",
+            serde_json::json!({
+                "credentials": { "source": "Secret", "secretRef": { "name": "aws-keys" } },
+                "memberAccess": { "probeInterval": "2h" },
+            }),
+        )
+        .await;
+    wait_all(&scenario.members(), 5, "every account Connected", |m| {
+        phase(m) == Some(MemberPhase::Connected)
+    })
+    .await;
+    quiesce(&scenario.bed, "AssumeRole").await;
+    let before = scenario.bed.proxy.assumed_roles().len();
+
+    // The keys rotate to another IAM user of the managing account.
+    let rotated = aws_sdk_sts::config::Credentials::new(
+        format!("AKIAROTATED{}", support::unique_suffix().to_uppercase()),
+        "rotated-secret",
+        None,
+        None,
+        "orgconnect-tests",
+    );
+    scenario
+        .bed
+        .proxy
+        .map_principal(rotated.access_key_id(), &scenario.org.managing_account_id);
+    let keys = serde_json::json!({ "stringData": {
+        "AWS_ACCESS_KEY_ID": rotated.access_key_id(),
+        "AWS_SECRET_ACCESS_KEY": rotated.secret_access_key(),
+    } });
+    secrets
+        .patch("aws-keys", &PatchParams::default(), &Patch::Merge(&keys))
+        .await
+        .expect("rotate the keys");
+
+    let members: Vec<String> = scenario
+        .org
+        .member_accounts()
+        .map(|a| a.id.clone())
+        .collect();
+    eventually(
+        "every member probed with the new session",
+        Duration::from_secs(60),
+        || async {
+            let since = scenario.bed.proxy.assumed_roles().split_off(before);
+            members
+                .iter()
+                .all(|id| since.iter().any(|role| role.contains(&format!(":{id}:"))))
+                .then_some(())
+        },
+    )
+    .await;
+}

@@ -89,6 +89,38 @@ struct Stats {
     injected: HashMap<String, u64>,
     /// Every role ARN an AssumeRole call asked for, in order.
     assumed_roles: Vec<String>,
+    /// Calls being handled now, and the most ever handled at once, by operation.
+    in_flight: HashMap<String, u64>,
+    max_in_flight: HashMap<String, u64>,
+}
+
+/// Counts a call as in flight until dropped.
+struct InFlight {
+    shared: Arc<Shared>,
+    operation: String,
+}
+
+impl InFlight {
+    fn start(shared: &Arc<Shared>, operation: &str) -> Self {
+        let mut stats = lock(&shared.stats);
+        let now = stats.in_flight.entry(operation.to_owned()).or_default();
+        *now += 1;
+        let now = *now;
+        let max = stats.max_in_flight.entry(operation.to_owned()).or_default();
+        *max = (*max).max(now);
+        Self {
+            shared: shared.clone(),
+            operation: operation.to_owned(),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(now) = lock(&self.shared.stats).in_flight.get_mut(&self.operation) {
+            *now = now.saturating_sub(1);
+        }
+    }
 }
 
 struct Shared {
@@ -238,6 +270,15 @@ impl FaultProxy {
     pub fn calls(&self, operation: &str) -> u64 {
         lock(&self.shared.stats)
             .calls
+            .get(operation)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The most calls to `operation` the proxy was handling at once.
+    pub fn max_in_flight(&self, operation: &str) -> u64 {
+        lock(&self.shared.stats)
+            .max_in_flight
             .get(operation)
             .copied()
             .unwrap_or(0)
@@ -531,6 +572,7 @@ async fn handle(
             *stats.injected.entry(call.operation.clone()).or_default() += 1;
         }
     }
+    let _in_flight = InFlight::start(&shared, &call.operation);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
