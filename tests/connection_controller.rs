@@ -165,7 +165,8 @@ async fn ten_reconciles_assume_the_managing_role_once_and_write_nothing() {
         },
     )
     .await;
-    // Let the last status write's own watch event be reconciled before counting.
+    // Let the last status write's own watch event be reconciled before counting: quiet
+    // means every reconcile started has finished, and none started for half a second.
     let diagnostics = &operator.diagnostics;
     let settled = eventually(
         "the operator to go quiet",
@@ -173,7 +174,10 @@ async fn ten_reconciles_assume_the_managing_role_once_and_write_nothing() {
         || async {
             let before = Diagnostics::get(&diagnostics.connection_reconciles);
             tokio::time::sleep(Duration::from_millis(500)).await;
-            (Diagnostics::get(&diagnostics.connection_reconciles) == before).then_some(before)
+            let after = Diagnostics::get(&diagnostics.connection_reconciles);
+            (after == before
+                && Diagnostics::get(&diagnostics.connection_reconciles_finished) == after)
+                .then_some(before)
         },
     )
     .await;
@@ -188,10 +192,11 @@ async fn ten_reconciles_assume_the_managing_role_once_and_write_nothing() {
             .expect("annotate");
         let target = settled + i + 1;
         eventually(
-            "a reconcile per change",
+            "a finished reconcile per change",
             Duration::from_secs(30),
             || async {
-                (Diagnostics::get(&diagnostics.connection_reconciles) >= target).then_some(())
+                (Diagnostics::get(&diagnostics.connection_reconciles_finished) >= target)
+                    .then_some(())
             },
         )
         .await;

@@ -198,12 +198,14 @@ async fn blocked_accounts_are_named_with_the_fix_and_quiet_cycles_write_nothing(
     );
 
     // A second cycle with nothing changed writes no MemberAccount.
+    quiesce(&bed, "GetCallerIdentity").await;
     let versions: BTreeMap<String, Option<String>> = members(&member_api)
         .await
         .iter()
         .map(|m| (m.name_any(), m.resource_version()))
         .collect();
-    let probes_before = Diagnostics::get(&operator.diagnostics.probes);
+    let probes_before = Diagnostics::get(&operator.diagnostics.probes_applied);
+    let writes_before = Diagnostics::get(&operator.diagnostics.member_status_writes);
     patch_spec(
         &connections,
         "acme",
@@ -211,13 +213,19 @@ async fn blocked_accounts_are_named_with_the_fix_and_quiet_cycles_write_nothing(
     )
     .await;
     eventually(
-        "a second probe of every probed account",
+        "a second probe of every probed account, applied",
         Duration::from_secs(60),
         || async {
-            (Diagnostics::get(&operator.diagnostics.probes) >= probes_before + 49).then_some(())
+            (Diagnostics::get(&operator.diagnostics.probes_applied) >= probes_before + 49)
+                .then_some(())
         },
     )
     .await;
+    assert_eq!(
+        Diagnostics::get(&operator.diagnostics.member_status_writes),
+        writes_before,
+        "a quiet cycle writes no MemberAccount status"
+    );
     let after: BTreeMap<String, Option<String>> = members(&member_api)
         .await
         .iter()

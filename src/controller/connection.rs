@@ -65,6 +65,7 @@ pub async fn reconcile(connection: Arc<AwsOrgConnection>, ctx: Arc<Context>) -> 
         .duration
         .get_or_create(&labels)
         .observe(started.elapsed().as_secs_f64());
+    Diagnostics::add(&ctx.diagnostics.connection_reconciles_finished, 1);
     result
 }
 

@@ -75,13 +75,18 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Counters a test or `/metrics` can read.
 #[derive(Debug, Default)]
 pub struct Diagnostics {
+    /// Connection reconciles started, and finished (whatever their result).
     pub connection_reconciles: AtomicU64,
+    pub connection_reconciles_finished: AtomicU64,
     pub connection_failures: AtomicU64,
     pub discoveries: AtomicU64,
     pub status_writes: AtomicU64,
     pub member_writes: AtomicU64,
     pub member_reconciles: AtomicU64,
+    /// Probes started.
     pub probes: AtomicU64,
+    /// Probes whose outcome has been applied to the MemberAccount (written or found equal).
+    pub probes_applied: AtomicU64,
     pub member_status_writes: AtomicU64,
 }
 

@@ -58,6 +58,7 @@ pub async fn reconcile(member: Arc<MemberAccount>, ctx: Arc<Context>) -> Result<
         .is_some_and(|value| value == "now");
     let previous = member.status.as_ref().and_then(|s| s.phase);
 
+    let mut probed = false;
     let (verdict, action) = if let Some(skipped) = not_probed(&member.spec) {
         ctx.forget_probe(&object_key(member.as_ref()));
         (skipped, Action::await_change())
@@ -78,6 +79,7 @@ pub async fn reconcile(member: Arc<MemberAccount>, ctx: Arc<Context>) -> Result<
                         .unwrap_or_default();
                     return Ok(Action::requeue(wait.max(Duration::from_secs(1))));
                 }
+                probed = true;
                 probe(
                     &ctx,
                     &connection,
@@ -93,6 +95,9 @@ pub async fn reconcile(member: Arc<MemberAccount>, ctx: Arc<Context>) -> Result<
     };
 
     write_status(&ctx, &member, verdict).await?;
+    if probed {
+        Diagnostics::add(&ctx.diagnostics.probes_applied, 1);
+    }
     if requested {
         clear_probe_annotation(&ctx, &member).await?;
     }
