@@ -15,7 +15,7 @@ use tracing::{debug, warn};
 use super::connection::FIELD_MANAGER;
 use super::context::{Context, Diagnostics, ProbeRecord, jitter, object_key};
 use super::probe_status::{
-    Attempt, MemberVerdict, ProbeOutcome, not_probed, verdict, waiting_for_connection,
+    Attempt, MemberVerdict, ProbeOutcome, not_probed, phase_event, verdict, waiting_for_connection,
 };
 use crate::api::AwsOrgConnection;
 use crate::api::condition::{Condition, ConditionType, set_condition};
@@ -262,13 +262,11 @@ async fn write_status(ctx: &Context, member: &MemberAccount, verdict: MemberVerd
     )
     .await?;
     Diagnostics::add(&ctx.diagnostics.member_status_writes, 1);
-    if current.phase != status.phase {
-        let (type_, event_reason) = match verdict.phase {
-            MemberPhase::Blocked => (EventType::Warning, "Blocked"),
-            MemberPhase::Connected => (EventType::Normal, "Connected"),
-            MemberPhase::Suspended => (EventType::Normal, "Suspended"),
-            MemberPhase::Paused => (EventType::Normal, "Paused"),
-            MemberPhase::Pending => (EventType::Normal, "Pending"),
+    if let Some((warning, event_reason)) = phase_event(current.phase, verdict.phase) {
+        let type_ = if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
         };
         ctx.event(member, type_, event_reason, format!("{reason}: {message}"))
             .await;

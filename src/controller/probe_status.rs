@@ -131,6 +131,28 @@ pub fn remediation(attempt: &Attempt<'_>) -> String {
     )
 }
 
+/// The Event a phase change deserves: `(warning, reason)`. Blocked always warns; an
+/// account's first settled phase other than Blocked (the normal outcome of discovery) is
+/// left to status and the connection's counts, so a new organization of thousands of
+/// accounts does not write thousands of Events.
+pub fn phase_event(
+    previous: Option<MemberPhase>,
+    next: MemberPhase,
+) -> Option<(bool, &'static str)> {
+    if previous == Some(next) {
+        return None;
+    }
+    let first = matches!(previous, None | Some(MemberPhase::Pending));
+    match next {
+        MemberPhase::Blocked => Some((true, "Blocked")),
+        _ if first => None,
+        MemberPhase::Connected => Some((false, "Connected")),
+        MemberPhase::Suspended => Some((false, "Suspended")),
+        MemberPhase::Paused => Some((false, "Paused")),
+        MemberPhase::Pending => Some((false, "Pending")),
+    }
+}
+
 impl MemberVerdict {
     /// A verdict that keeps an account Blocked without a new answer (AWS was slow, or the
     /// connection is not ready) keeps the fix the account was given.
@@ -368,6 +390,34 @@ mod tests {
         )
         .keeping_remediation(Some(&fix));
         assert_eq!(reached.remediation, None);
+    }
+
+    #[test]
+    fn events_mark_blocked_accounts_and_changes_but_not_first_connections() {
+        use MemberPhase::*;
+        assert_eq!(phase_event(None, Blocked), Some((true, "Blocked")));
+        assert_eq!(phase_event(Some(Pending), Blocked), Some((true, "Blocked")));
+        assert_eq!(
+            phase_event(Some(Connected), Blocked),
+            Some((true, "Blocked"))
+        );
+        assert_eq!(phase_event(None, Connected), None);
+        assert_eq!(phase_event(Some(Pending), Connected), None);
+        assert_eq!(phase_event(Some(Pending), Suspended), None);
+        assert_eq!(
+            phase_event(Some(Blocked), Connected),
+            Some((false, "Connected"))
+        );
+        assert_eq!(
+            phase_event(Some(Connected), Suspended),
+            Some((false, "Suspended"))
+        );
+        assert_eq!(
+            phase_event(Some(Connected), Paused),
+            Some((false, "Paused"))
+        );
+        assert_eq!(phase_event(Some(Blocked), Blocked), None);
+        assert_eq!(phase_event(Some(Connected), Connected), None);
     }
 
     #[test]
