@@ -26,6 +26,13 @@ pub enum Error {
 
     #[error("revoking is in progress: {0}")]
     RevokeInProgress(String),
+
+    /// Revoking could not reach AWS; tried again after `retry_in`.
+    #[error("revoking is blocked: {problem}; retrying in {}s", retry_in.as_secs())]
+    RevokeBlocked {
+        problem: String,
+        retry_in: std::time::Duration,
+    },
 }
 
 impl Error {
@@ -38,6 +45,7 @@ impl Error {
             Self::Serialize { .. } => "serialize",
             Self::MissingField(_) => "missing_field",
             Self::RevokeInProgress(_) => "revoke_in_progress",
+            Self::RevokeBlocked { .. } => "revoke_blocked",
         }
     }
 }

@@ -1,30 +1,127 @@
 //! The operator-managed StackSet on the test bed: created service-managed with the member
-//! role, deployed to the organization, Blocked accounts reached once it is deployed, and
-//! removed when the connection is deleted, or let go with `orgconnect.dev/revoke=skip`.
+//! role, deployed to the organization, Blocked accounts reached once it is deployed, moved
+//! when its OUs or regions change, and removed when the connection is deleted, or let go
+//! with `orgconnect.dev/revoke=skip`; the `Revoked` Event says which.
 
 mod support;
 
 use support::scenario::Scenario;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
+use aws_sdk_cloudformation::error::ProvideErrorMetadata;
 use aws_sdk_cloudformation::types::CallAs;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use orgconnect::api::member_account::MemberPhase;
-use orgconnect::api::{AwsOrgConnection, ConditionStatus, ConditionType, MemberAccount};
+use orgconnect::api::{
+    AwsOrgConnection, ConditionStatus, ConditionType, MemberAccount, find_condition,
+};
 use support::aws::AwsBed;
 use support::eventually;
 use support::kube::TestNamespace;
 use support::operator::{
-    apply_connection, in_namespace, managing_role, members, start, wait_condition,
+    apply_connection, in_namespace, managing_role, members, patch_spec, start, wait_condition,
 };
 use support::org::{OrgSpec, OuSpec, seed};
 
-fn phases(listed: &[MemberAccount]) -> Vec<Option<MemberPhase>> {
-    listed
+fn phase(member: &MemberAccount) -> Option<MemberPhase> {
+    member.status.as_ref().and_then(|s| s.phase)
+}
+
+/// Patches the connection's spec, then waits until `StackSetReady=True` (`Deployed`) at
+/// the generation the patch made: the StackSet caught up with that very spec.
+async fn patch_and_wait_deployed(
+    api: &Api<AwsOrgConnection>,
+    name: &str,
+    spec: serde_json::Value,
+) -> AwsOrgConnection {
+    patch_spec(api, name, spec).await;
+    let generation = api
+        .get(name)
+        .await
+        .expect("connection")
+        .metadata
+        .generation
+        .expect("generation");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let connection = api.get(name).await.expect("connection");
+        let status = connection.status.clone().unwrap_or_default();
+        let deployed = find_condition(&status.conditions, ConditionType::StackSetReady)
+            .is_some_and(|c| {
+                c.status == ConditionStatus::True
+                    && c.reason == "Deployed"
+                    && c.observed_generation == Some(generation)
+            });
+        if deployed {
+            return connection;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "connection {name} never had StackSetReady=True (Deployed) at generation \
+             {generation}; status: {status:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The StackSet's instances as (account, region) pairs.
+async fn instances(
+    cloudformation: &aws_sdk_cloudformation::Client,
+    name: &str,
+) -> BTreeSet<(String, String)> {
+    cloudformation
+        .list_stack_instances()
+        .stack_set_name(name)
+        .call_as(CallAs::SelfValue)
+        .send()
+        .await
+        .expect("instances")
+        .summaries()
         .iter()
-        .map(|m| m.status.as_ref().and_then(|s| s.phase))
+        .map(|s| {
+            (
+                s.account().unwrap_or_default().to_owned(),
+                s.region().unwrap_or_default().to_owned(),
+            )
+        })
         .collect()
+}
+
+/// Asserts DescribeStackSet answers with the StackSetNotFoundException code.
+async fn assert_stack_set_gone(cloudformation: &aws_sdk_cloudformation::Client, name: &str) {
+    let err = cloudformation
+        .describe_stack_set()
+        .stack_set_name(name)
+        .call_as(CallAs::SelfValue)
+        .send()
+        .await
+        .expect_err("the StackSet is gone");
+    assert_eq!(
+        err.code(),
+        Some("StackSetNotFoundException"),
+        "DescribeStackSet after revoke: {err:?}"
+    );
+}
+
+/// Waits for the connection to be gone.
+async fn wait_gone(api: &Api<AwsOrgConnection>, name: &str) {
+    eventually(
+        &format!("connection {name} gone"),
+        Duration::from_secs(60),
+        || async { api.get_opt(name).await.ok()?.is_none().then_some(()) },
+    )
+    .await;
+}
+
+/// The note of the one `Revoked` Event about connection `name`.
+async fn revoked_event(ns: &TestNamespace, name: &str) -> k8s_openapi::api::events::v1::Event {
+    eventually("the Revoked Event", Duration::from_secs(30), || async {
+        let mut events = ns.events(name, "Revoked").await;
+        (events.len() == 1).then(|| events.remove(0))
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,22 +152,48 @@ async fn the_stack_set_connects_blocked_accounts_and_goes_on_revoke() {
     );
     let connections: Api<AwsOrgConnection> = ns.api();
     let member_api: Api<MemberAccount> = ns.api();
+    // First without the StackSet: the accounts without the member role are Blocked.
     apply_connection(
         &connections,
         "acme",
         serde_json::json!({
             "roleArn": managing_role(&org.managing_account_id),
             "memberAccess": { "roleName": "OrgconnectMemberRole" },
-            "stackSet": { "enabled": true },
         }),
     )
     .await;
-    let ready = wait_condition(
+    eventually(
+        "the two accounts Blocked and the others Connected, before any StackSet",
+        Duration::from_secs(60),
+        || async {
+            let listed = members(&member_api).await;
+            let blocked_now: BTreeSet<&str> = listed
+                .iter()
+                .filter(|m| phase(m) == Some(MemberPhase::Blocked))
+                .map(|m| m.spec.account_id.as_str())
+                .collect();
+            let connected = listed
+                .iter()
+                .filter(|m| phase(m) == Some(MemberPhase::Connected))
+                .count();
+            (listed.len() == 5
+                && blocked_now == blocked.iter().map(String::as_str).collect::<BTreeSet<_>>()
+                && connected == 3)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        bed.proxy.calls("CreateStackInstances"),
+        0,
+        "no StackSet was deployed yet"
+    );
+
+    // Then the StackSet: its deployment is what unblocks them.
+    let ready = patch_and_wait_deployed(
         &connections,
         "acme",
-        ConditionType::StackSetReady,
-        ConditionStatus::True,
-        "Deployed",
+        serde_json::json!({ "stackSet": { "enabled": true } }),
     )
     .await;
     let name = ready
@@ -124,38 +247,118 @@ async fn the_stack_set_connects_blocked_accounts_and_goes_on_revoke() {
         || async {
             let listed = members(&member_api).await;
             (listed.len() == 5
-                && phases(&listed)
+                && listed
                     .iter()
-                    .all(|p| *p == Some(MemberPhase::Connected)))
+                    .all(|m| phase(m) == Some(MemberPhase::Connected)))
             .then_some(())
         },
     )
     .await;
 
-    // A new policy level updates the StackSet's template.
-    support::operator::patch_spec(
+    // A new policy level updates the StackSet's template; Deployed is then reported for
+    // the new generation.
+    patch_and_wait_deployed(
         &connections,
         "acme",
         serde_json::json!({ "accessPolicy": "DataAndScheduling" }),
     )
     .await;
-    eventually(
-        "the StackSet updated to the scheduling level",
-        Duration::from_secs(60),
-        || async {
-            let described = cloudformation
-                .describe_stack_set()
-                .stack_set_name(&name)
-                .call_as(CallAs::SelfValue)
-                .send()
-                .await
-                .ok()?;
-            let body = described.stack_set?.template_body?;
-            body.contains("ec2:StopInstances").then_some(())
+    let described = cloudformation
+        .describe_stack_set()
+        .stack_set_name(&name)
+        .call_as(CallAs::SelfValue)
+        .send()
+        .await
+        .expect("the StackSet exists")
+        .stack_set
+        .expect("stack set");
+    assert!(
+        described
+            .template_body()
+            .unwrap_or_default()
+            .contains("ec2:StopInstances"),
+        "the StackSet has the scheduling level's template"
+    );
+
+    // Revoke: the StackSet, its instances and the MemberAccounts go.
+    connections
+        .delete("acme", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_gone(&connections, "acme").await;
+    assert!(members(&member_api).await.is_empty());
+    assert_stack_set_gone(&cloudformation, &name).await;
+    let event = revoked_event(&ns, "acme").await;
+    assert_eq!(event.type_.as_deref(), Some("Normal"));
+    let note = event.note.unwrap_or_default();
+    assert!(
+        note.contains(&format!(
+            "deleted the member-role StackSet {name} and its stack instances"
+        )),
+        "{note}"
+    );
+    assert!(note.contains("removed 5 MemberAccounts"), "{note}");
+    assert!(
+        note.contains(&format!(
+            "Remains on the AWS side: the managing-account role {}",
+            managing_role(&org.managing_account_id)
+        )),
+        "{note}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_ous_and_regions_move_the_stack_instances() {
+    let Scenario {
+        bed,
+        org,
+        ns,
+        operator: _operator,
+    } = Scenario::start(
+        "stackset-targets",
+        &OrgSpec {
+            root_accounts: 1,
+            ous: vec![
+                OuSpec::new("Dev").accounts(2),
+                OuSpec::new("Prod").accounts(1),
+            ],
         },
     )
     .await;
-    wait_condition(
+    let ou = |path: &str| {
+        org.ous
+            .iter()
+            .find(|o| o.path.ends_with(path))
+            .unwrap_or_else(|| panic!("OU {path}"))
+            .id
+            .clone()
+    };
+    let (dev, prod) = (ou("Dev"), ou("Prod"));
+    let accounts_in = |ou_id: &str| -> Vec<String> {
+        org.accounts
+            .iter()
+            .filter(|a| a.parent_id == ou_id)
+            .map(|a| a.id.clone())
+            .collect()
+    };
+    let expected = |ou_id: &str, regions: &[&str]| -> BTreeSet<(String, String)> {
+        accounts_in(ou_id)
+            .into_iter()
+            .flat_map(|a| regions.iter().map(move |r| (a.clone(), (*r).to_owned())))
+            .collect()
+    };
+    let connections: Api<AwsOrgConnection> = ns.api();
+    apply_connection(
+        &connections,
+        "acme",
+        serde_json::json!({
+            "roleArn": managing_role(&org.managing_account_id),
+            "memberAccess": { "roleName": "OrgconnectMemberRole" },
+            "stackSet": { "enabled": true, "organizationalUnits": [dev], "regions": ["us-east-1"] },
+        }),
+    )
+    .await;
+    let ready = wait_condition(
         &connections,
         "acme",
         ConditionType::StackSetReady,
@@ -163,39 +366,66 @@ async fn the_stack_set_connects_blocked_accounts_and_goes_on_revoke() {
         "Deployed",
     )
     .await;
+    let name = ready
+        .status
+        .and_then(|s| s.stack_set)
+        .expect("stack set status")
+        .name;
+    let cloudformation = aws_sdk_cloudformation::Client::new(&bed.sdk_config());
+    assert_eq!(
+        instances(&cloudformation, &name).await,
+        expected(&dev, &["us-east-1"])
+    );
 
-    // Revoke: the StackSet, its instances and the MemberAccounts go.
+    // Another region: the instances move there (the old region's go first: the member
+    // role is global, so two stacks of one account cannot both create it).
+    patch_and_wait_deployed(
+        &connections,
+        "acme",
+        serde_json::json!({ "stackSet": { "regions": ["eu-west-1"] } }),
+    )
+    .await;
+    assert_eq!(
+        instances(&cloudformation, &name).await,
+        expected(&dev, &["eu-west-1"])
+    );
+
+    // Another OU instead: its accounts get instances, Dev's go.
+    patch_and_wait_deployed(
+        &connections,
+        "acme",
+        serde_json::json!({ "stackSet": { "organizationalUnits": [prod] } }),
+    )
+    .await;
+    assert_eq!(
+        instances(&cloudformation, &name).await,
+        expected(&prod, &["eu-west-1"])
+    );
+
+    // Both OUs.
+    let settled = patch_and_wait_deployed(
+        &connections,
+        "acme",
+        serde_json::json!({ "stackSet": { "organizationalUnits": [dev, prod] } }),
+    )
+    .await;
+    let mut both = expected(&dev, &["eu-west-1"]);
+    both.extend(expected(&prod, &["eu-west-1"]));
+    assert_eq!(instances(&cloudformation, &name).await, both);
+    assert_eq!(
+        settled
+            .status
+            .and_then(|s| s.stack_set)
+            .map(|s| s.instances),
+        Some(3)
+    );
+
     connections
         .delete("acme", &DeleteParams::default())
         .await
         .expect("delete");
-    eventually("the connection gone", Duration::from_secs(60), || async {
-        connections
-            .get_opt("acme")
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
-    .await;
-    assert!(members(&member_api).await.is_empty());
-    let after = cloudformation
-        .describe_stack_set()
-        .stack_set_name(&name)
-        .call_as(CallAs::SelfValue)
-        .send()
-        .await;
-    let gone = match after {
-        Err(_) => true,
-        Ok(output) => {
-            output
-                .stack_set
-                .and_then(|s| s.status)
-                .map(|s| s.as_str().to_owned())
-                == Some("DELETED".into())
-        }
-    };
-    assert!(gone, "the StackSet was deleted");
+    wait_gone(&connections, "acme").await;
+    assert_stack_set_gone(&cloudformation, &name).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,7 +434,7 @@ async fn an_unreachable_aws_holds_the_revoke_until_skipped() {
         bed,
         org,
         ns,
-        operator: _operator,
+        operator,
     } = Scenario::start("revoke-skip", &OrgSpec::flat(1)).await;
     let connections: Api<AwsOrgConnection> = ns.api();
     apply_connection(
@@ -241,19 +471,51 @@ async fn an_unreachable_aws_holds_the_revoke_until_skipped() {
     )
     .await;
     assert!(held.metadata.deletion_timestamp.is_some());
+    let message = held
+        .status
+        .as_ref()
+        .and_then(|s| find_condition(&s.conditions, ConditionType::Ready))
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(message.contains("ServiceUnavailable"), "{message}");
+    assert!(message.contains("orgconnect.dev/revoke=skip"), "{message}");
+
+    // The retries back off (5 s, then 10 s, then 20 s: two attempts in the next 30 s,
+    // where a fixed 5 s would make five), and waiting writes nothing.
+    let attempts =
+        || orgconnect::controller::Diagnostics::get(&operator.diagnostics.revoke_attempts);
+    let before = attempts();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let retried = attempts() - before;
+    assert!(
+        (1..=2).contains(&retried),
+        "{retried} revoke attempts in 30 s after the first failure"
+    );
+    let still = connections.get("acme").await.expect("still held");
+    assert_eq!(
+        still.metadata.resource_version, held.metadata.resource_version,
+        "no writes while waiting to retry"
+    );
+
     let patch =
         serde_json::json!({ "metadata": { "annotations": { "orgconnect.dev/revoke": "skip" } } });
     connections
         .patch("acme", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .expect("annotate revoke=skip");
-    eventually("the connection let go", Duration::from_secs(60), || async {
-        connections
-            .get_opt("acme")
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    wait_gone(&connections, "acme").await;
+    let event = revoked_event(&ns, "acme").await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    let note = event.note.unwrap_or_default();
+    assert!(
+        note.contains("did not delete the member-role StackSet"),
+        "{note}"
+    );
+    assert!(note.contains("orgconnect.dev/revoke=skip"), "{note}");
+    assert!(note.contains("may remain in AWS"), "{note}");
+    assert!(!note.contains("deleted the member-role"), "{note}");
+    assert!(
+        note.contains("Remains on the AWS side: the managing-account role"),
+        "{note}"
+    );
 }

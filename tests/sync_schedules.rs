@@ -10,7 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::ResourceExt;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use orgconnect::api::member_account::MemberPhase;
 use orgconnect::api::sync_schedule::{RUN_ANNOTATION, RunMode, RunOutcome};
 use orgconnect::api::{
@@ -25,6 +25,7 @@ use support::operator::{
 use support::org::{OrgSpec, seed};
 
 const SCHEDULE_LABEL: &str = "orgconnect.dev/sync-schedule";
+const CONNECTION_LABEL: &str = "orgconnect.dev/connection";
 
 async fn apply_schedule(api: &Api<SyncSchedule>, name: &str, spec: serde_json::Value) {
     let manifest = serde_json::json!({
@@ -419,4 +420,160 @@ async fn a_scheduled_slot_starts_one_job_named_for_its_slot() {
     );
     assert!(status.next_schedule_time.is_some_and(|next| next.0 > slot));
     assert_eq!(jobs_of(&jobs, "every-minute").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_connection_removes_its_sync_runs_and_its_schedules_say_so() {
+    let Scenario {
+        bed: _bed,
+        org,
+        ns,
+        operator: _operator,
+    } = Scenario::start("sync-revoke", &OrgSpec::flat(2)).await;
+    let connections: Api<AwsOrgConnection> = ns.api();
+    apply_connection(
+        &connections,
+        "acme",
+        serde_json::json!({ "roleArn": managing_role(&org.managing_account_id) }),
+    )
+    .await;
+    let member_api: Api<MemberAccount> = ns.api();
+    eventually("accounts Connected", Duration::from_secs(60), || async {
+        let listed = members(&member_api).await;
+        (listed.len() == 3
+            && listed
+                .iter()
+                .all(|m| m.status.as_ref().and_then(|s| s.phase) == Some(MemberPhase::Connected)))
+        .then_some(())
+    })
+    .await;
+    let schedules: Api<SyncSchedule> = ns.api();
+    apply_schedule(
+        &schedules,
+        "inventory",
+        serde_json::json!({
+            "connectionRef": { "name": "acme" },
+            "schedule": "0 0 1 1 *",
+            "jobTemplate": { "spec": { "template": { "spec": {
+                "containers": [{ "name": "c", "image": "busybox" }] } } } },
+        }),
+    )
+    .await;
+    let jobs: Api<Job> = ns.api();
+    let config_maps: Api<ConfigMap> = ns.api();
+    run_now(&schedules, "inventory").await;
+    let job = eventually("the run's Job", Duration::from_secs(30), || async {
+        jobs_of(&jobs, "inventory").await.into_iter().next()
+    })
+    .await;
+    assert_eq!(
+        job.labels().get(CONNECTION_LABEL).map(String::as_str),
+        Some("acme"),
+        "a run is labelled with its connection"
+    );
+    let run_config = config_maps
+        .get(&job.name_any())
+        .await
+        .expect("the run's ConfigMap");
+    assert_eq!(
+        run_config
+            .labels()
+            .get(CONNECTION_LABEL)
+            .map(String::as_str),
+        Some("acme")
+    );
+    // A run ConfigMap from before runs carried the connection label, and one of another
+    // connection's schedule, which must stay.
+    for (name, labels) in [
+        ("inventory-1", vec![(SCHEDULE_LABEL, "inventory")]),
+        (
+            "other-1",
+            vec![(SCHEDULE_LABEL, "other"), (CONNECTION_LABEL, "other")],
+        ),
+    ] {
+        let config_map = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                labels: Some(
+                    labels
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .collect(),
+                ),
+                ..ObjectMeta::default()
+            },
+            ..ConfigMap::default()
+        };
+        config_maps
+            .create(&PostParams::default(), &config_map)
+            .await
+            .expect("create ConfigMap");
+    }
+
+    connections
+        .delete("acme", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually("the connection gone", Duration::from_secs(60), || async {
+        connections
+            .get_opt("acme")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        jobs_of(&jobs, "inventory").await.is_empty(),
+        "the sync Job is deleted"
+    );
+    for gone in [job.name_any().as_str(), "inventory-1"] {
+        assert!(
+            config_maps.get_opt(gone).await.expect("get").is_none(),
+            "ConfigMap {gone} is deleted"
+        );
+    }
+    assert!(
+        config_maps.get_opt("other-1").await.expect("get").is_some(),
+        "another connection's run is left alone"
+    );
+    assert!(members(&member_api).await.is_empty(), "MemberAccounts gone");
+
+    // The schedule is the user's: it stays, and says why nothing runs.
+    let condition = eventually(
+        "the schedule: ConnectionNotFound",
+        Duration::from_secs(30),
+        || async {
+            let status = schedules.get("inventory").await.ok()?.status?;
+            let condition = find_condition(&status.conditions, ConditionType::Ready)?.clone();
+            (condition.reason == "ConnectionNotFound").then_some(condition)
+        },
+    )
+    .await;
+    assert_eq!(condition.status, ConditionStatus::False);
+    assert!(
+        condition
+            .message
+            .contains("AwsOrgConnection acme does not exist"),
+        "{}",
+        condition.message
+    );
+
+    let event = eventually("the Revoked Event", Duration::from_secs(30), || async {
+        ns.events("acme", "Revoked").await.into_iter().next()
+    })
+    .await;
+    let note = event.note.unwrap_or_default();
+    assert!(
+        note.contains("removed 3 MemberAccounts, 1 sync Jobs and 2 run ConfigMaps"),
+        "{note}"
+    );
+    assert!(
+        note.contains("the operator managed no StackSet for this connection"),
+        "{note}"
+    );
+    assert!(
+        note.contains("Remains on the AWS side: the managing-account role"),
+        "{note}"
+    );
 }

@@ -21,10 +21,15 @@ pub struct DesiredStackSet {
 }
 
 /// What AWS holds.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExistingStackSet {
     pub template_body: String,
     pub instances: usize,
+    /// The root or OU ids the StackSet is deployed to, as AWS reports them (the StackSet's
+    /// `OrganizationalUnitIds` and its instances' `OrganizationalUnitId`), sorted.
+    pub organizational_units: Vec<String>,
+    /// The regions holding stack instances (and the StackSet's `Regions`), sorted.
+    pub regions: Vec<String>,
 }
 
 fn parameters(desired: &DesiredStackSet) -> Vec<Parameter> {
@@ -40,10 +45,16 @@ fn parameters(desired: &DesiredStackSet) -> Vec<Parameter> {
         .collect()
 }
 
-fn targets(desired: &DesiredStackSet) -> DeploymentTargets {
+fn targets(ids: &[String]) -> DeploymentTargets {
     DeploymentTargets::builder()
-        .set_organizational_unit_ids(Some(desired.targets.clone()))
+        .set_organizational_unit_ids(Some(ids.to_vec()))
         .build()
+}
+
+fn sorted(mut values: Vec<String>) -> Vec<String> {
+    values.sort();
+    values.dedup();
+    values
 }
 
 /// The StackSet and its instance count, or `None` when it does not exist (or was deleted).
@@ -70,18 +81,34 @@ pub async fn describe(client: &Client, name: &str) -> Result<Option<ExistingStac
     if stack_set.status().map(|s| s.as_str()) == Some("DELETED") {
         return Ok(None);
     }
-    let instances = client
-        .list_stack_instances()
-        .stack_set_name(name)
-        .call_as(CallAs::SelfValue)
-        .send()
-        .await
-        .map_err(|e| classify("ListStackInstances", &e))?
-        .summaries()
-        .len();
+    let mut organizational_units = stack_set.organizational_unit_ids().to_vec();
+    let mut regions = stack_set.regions().to_vec();
+    let mut instances = 0;
+    let mut next_token = None;
+    loop {
+        let page = client
+            .list_stack_instances()
+            .stack_set_name(name)
+            .call_as(CallAs::SelfValue)
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(|e| classify("ListStackInstances", &e))?;
+        for summary in page.summaries() {
+            instances += 1;
+            regions.extend(summary.region().map(str::to_owned));
+            organizational_units.extend(summary.organizational_unit_id().map(str::to_owned));
+        }
+        next_token = page.next_token;
+        if next_token.is_none() {
+            break;
+        }
+    }
     Ok(Some(ExistingStackSet {
         template_body: stack_set.template_body().unwrap_or_default().to_owned(),
         instances,
+        organizational_units: sorted(organizational_units),
+        regions: sorted(regions),
     }))
 }
 
@@ -108,7 +135,8 @@ pub async fn create(client: &Client, desired: &DesiredStackSet) -> Result<(), Aw
     Ok(())
 }
 
-/// Replaces the template (a new policy level); returns the operation id.
+/// Replaces the template (a new policy level) in the StackSet and all its instances
+/// (naming no targets or regions updates every instance); returns the operation id.
 pub async fn update(client: &Client, desired: &DesiredStackSet) -> Result<String, AwsFailure> {
     let output = client
         .update_stack_set()
@@ -117,8 +145,6 @@ pub async fn update(client: &Client, desired: &DesiredStackSet) -> Result<String
         .set_parameters(Some(parameters(desired)))
         .capabilities(Capability::CapabilityNamedIam)
         .permission_model(PermissionModels::ServiceManaged)
-        .deployment_targets(targets(desired))
-        .set_regions(Some(desired.regions.clone()))
         .call_as(CallAs::SelfValue)
         .send()
         .await
@@ -126,16 +152,18 @@ pub async fn update(client: &Client, desired: &DesiredStackSet) -> Result<String
     Ok(output.operation_id.unwrap_or_default())
 }
 
-/// Deploys instances to the targets; returns the operation id.
+/// Deploys instances to `ous` (root or OU ids) in `regions`; returns the operation id.
 pub async fn create_instances(
     client: &Client,
-    desired: &DesiredStackSet,
+    name: &str,
+    ous: &[String],
+    regions: &[String],
 ) -> Result<String, AwsFailure> {
     let output = client
         .create_stack_instances()
-        .stack_set_name(&desired.name)
-        .deployment_targets(targets(desired))
-        .set_regions(Some(desired.regions.clone()))
+        .stack_set_name(name)
+        .deployment_targets(targets(ous))
+        .set_regions(Some(regions.to_vec()))
         .call_as(CallAs::SelfValue)
         .send()
         .await
@@ -143,12 +171,21 @@ pub async fn create_instances(
     Ok(output.operation_id.unwrap_or_default())
 }
 
-/// The status of an operation: RUNNING, SUCCEEDED, FAILED, STOPPING, STOPPED, QUEUED.
-pub async fn operation_status(
+/// A StackSet operation as AWS reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Operation {
+    /// RUNNING, SUCCEEDED, FAILED, STOPPING, STOPPED, QUEUED.
+    pub status: String,
+    /// CREATE (instances deployed), UPDATE, DELETE (instances removed), DETECT_DRIFT.
+    pub action: Option<String>,
+}
+
+/// The status and action of an operation.
+pub async fn operation(
     client: &Client,
     name: &str,
     operation_id: &str,
-) -> Result<String, AwsFailure> {
+) -> Result<Operation, AwsFailure> {
     let output = client
         .describe_stack_set_operation()
         .stack_set_name(name)
@@ -157,23 +194,33 @@ pub async fn operation_status(
         .send()
         .await
         .map_err(|e| classify("DescribeStackSetOperation", &e))?;
-    Ok(output
-        .stack_set_operation
-        .and_then(|op| op.status)
-        .map(|s| s.as_str().to_owned())
-        .unwrap_or_default())
+    let operation = output.stack_set_operation;
+    Ok(Operation {
+        status: operation
+            .as_ref()
+            .and_then(|op| op.status.as_ref())
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default(),
+        action: operation
+            .as_ref()
+            .and_then(|op| op.action.as_ref())
+            .map(|a| a.as_str().to_owned()),
+    })
 }
 
-/// Removes the instances from the targets (deleting the stacks); returns the operation id.
+/// Removes the instances of `ous` in `regions` (deleting the stacks); returns the
+/// operation id.
 pub async fn delete_instances(
     client: &Client,
-    desired: &DesiredStackSet,
+    name: &str,
+    ous: &[String],
+    regions: &[String],
 ) -> Result<String, AwsFailure> {
     let output = client
         .delete_stack_instances()
-        .stack_set_name(&desired.name)
-        .deployment_targets(targets(desired))
-        .set_regions(Some(desired.regions.clone()))
+        .stack_set_name(name)
+        .deployment_targets(targets(ous))
+        .set_regions(Some(regions.to_vec()))
         .retain_stacks(false)
         .call_as(CallAs::SelfValue)
         .send()

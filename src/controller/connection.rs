@@ -2,15 +2,17 @@
 //! the ExternalId, discover the organization when due, own its MemberAccounts, and write
 //! status only when it changed.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -23,7 +25,11 @@ use super::connection_status::{
 use super::context::{Context, Diagnostics, jitter, object_key};
 use super::credentials::{CredentialProblem, keys_from_secret, secret_name};
 use super::members::{MemberPlan, connection_selector, desired_member, plan};
+use super::revoke::{
+    RevokeSummary, StackSetFate, StackSetRevokeInput, revoke_event, stack_set_fate, sync_selectors,
+};
 use super::stackset;
+use crate::api::SyncSchedule;
 use crate::api::condition::{
     Condition, ConditionStatus, ConditionType, find_condition, set_condition,
 };
@@ -50,6 +56,8 @@ const WRITE_CONCURRENCY: usize = 16;
 /// How soon a denied or failed AssumeRole is tried again: the fix happens in IAM, which
 /// the operator cannot watch.
 const RECHECK_DENIED: Duration = Duration::from_secs(120);
+/// How often a revoke whose StackSet operation is running looks again.
+const REVOKE_POLL: Duration = Duration::from_secs(5);
 
 /// Entry point for the controller: adds the finalizer, then applies or cleans up.
 pub async fn reconcile(connection: Arc<AwsOrgConnection>, ctx: Arc<Context>) -> Result<Action> {
@@ -87,11 +95,24 @@ async fn reconcile_inner(connection: Arc<AwsOrgConnection>, ctx: &Arc<Context>) 
 /// Retries a failed reconcile after a pause; never a hot loop.
 pub fn error_policy(connection: Arc<AwsOrgConnection>, error: &Error, ctx: Arc<Context>) -> Action {
     if let Error::Finalizer(inner) = error
-        && let kube::runtime::finalizer::Error::CleanupFailed(Error::RevokeInProgress(step)) =
-            inner.as_ref()
+        && let kube::runtime::finalizer::Error::CleanupFailed(cleanup) = inner.as_ref()
     {
-        info!(connection = %object_key(connection.as_ref()), step = %step, "revoking");
-        return Action::requeue(Duration::from_secs(5));
+        match cleanup {
+            Error::RevokeInProgress(step) => {
+                info!(connection = %object_key(connection.as_ref()), step = %step, "revoking");
+                return Action::requeue(REVOKE_POLL);
+            }
+            Error::RevokeBlocked { problem, retry_in } => {
+                warn!(
+                    connection = %object_key(connection.as_ref()),
+                    problem = %problem,
+                    retry_in = ?retry_in,
+                    "revoke blocked; retrying with backoff"
+                );
+                return Action::requeue(*retry_in);
+            }
+            _ => {}
+        }
     }
     Diagnostics::add(&ctx.diagnostics.connection_failures, 1);
     ctx.health
@@ -738,7 +759,18 @@ async fn stack_set_step(pass: &mut Pass<'_>, session: &ManagingSession) -> Optio
     let root = pass.status.organization.as_ref()?.root_id.clone()?;
     let desired = stackset::desired(pass.connection, &root)?;
     let client = crate::aws::clients::cloudformation(&session.config);
-    match stackset::ensure(&client, &desired, pass.status.stack_set.as_ref()).await {
+    // A failed operation stays reported until the spec changes.
+    let hold_failure = pass
+        .condition(ConditionType::StackSetReady)
+        .is_none_or(|c| c.observed_generation == pass.generation());
+    match stackset::ensure(
+        &client,
+        &desired,
+        pass.status.stack_set.as_ref(),
+        hold_failure,
+    )
+    .await
+    {
         Ok(progress) => {
             pass.status.stack_set = Some(progress.status);
             pass.set(ConditionType::StackSetReady, progress.verdict);
@@ -762,44 +794,60 @@ async fn stack_set_step(pass: &mut Pass<'_>, session: &ManagingSession) -> Optio
     }
 }
 
-/// Removes the operator-managed StackSet, one step per call; `Ok(())` once it is gone.
+/// Settles the StackSet on revoke, one step per call: `Ok` with its fate once it is
+/// gone or kept; `RevokeInProgress` while its instances are being removed;
+/// `RevokeBlocked` when AWS cannot be reached, tried again with backoff.
 async fn revoke_stack_set(
     connection: &AwsOrgConnection,
     ctx: &Context,
     namespace: &str,
-) -> Result<()> {
-    let skip = connection
-        .annotations()
-        .get(REVOKE_ANNOTATION)
-        .is_some_and(|v| v == "skip");
+) -> Result<StackSetFate> {
     let spec = &connection.spec.stack_set;
-    let root = connection
-        .status
-        .as_ref()
-        .and_then(|s| s.organization.as_ref())
-        .and_then(|o| o.root_id.clone());
-    let created = connection
-        .status
-        .as_ref()
-        .is_some_and(|s| s.stack_set.is_some());
-    if skip || !spec.enabled || !spec.delete_on_revoke || !created {
-        return Ok(());
-    }
-    let Some(desired) = root.and_then(|root| stackset::desired(connection, &root)) else {
-        return Ok(());
+    let fate = stack_set_fate(StackSetRevokeInput {
+        enabled: spec.enabled,
+        delete_on_revoke: spec.delete_on_revoke,
+        created: connection
+            .status
+            .as_ref()
+            .and_then(|s| s.stack_set.as_ref())
+            .map(|s| s.name.as_str()),
+        skip: connection
+            .annotations()
+            .get(REVOKE_ANNOTATION)
+            .is_some_and(|v| v == "skip"),
+    });
+    let key = object_key(connection);
+    let StackSetFate::Delete { name } = &fate else {
+        ctx.revoke_progressed(&key);
+        return Ok(fate);
     };
+    let now = Timestamp::now();
+    if let Some(retry) = ctx.revoke_retry(&key)
+        && now < retry.not_before
+    {
+        // Still waiting after a failure; the condition already says why.
+        let retry_in = Duration::try_from(retry.not_before.duration_since(now))
+            .unwrap_or_default()
+            .max(Duration::from_secs(1));
+        return Err(Error::RevokeBlocked {
+            problem: retry.problem,
+            retry_in,
+        });
+    }
     let mut pass = Pass {
         connection,
         ctx,
         api: Api::namespaced(ctx.client.clone(), namespace),
         status: connection.status.clone().unwrap_or_default(),
-        now: Timestamp::now(),
+        now,
     };
+    Diagnostics::add(&ctx.diagnostics.revoke_attempts, 1);
     let external_id = pass.status.external_id.clone().unwrap_or_default();
+    let (ous, regions) = stackset::revoke_hints(connection);
     let outcome = match authenticate(&mut pass, namespace, external_id).await {
         Ok(Authentication::Ready(session)) => {
             let client = crate::aws::clients::cloudformation(&session.config);
-            stackset::remove(&client, &desired)
+            stackset::remove(&client, name, (&ous, &regions))
                 .await
                 .map_err(|f| f.to_string())
         }
@@ -807,36 +855,122 @@ async fn revoke_stack_set(
         Err(err) => Err(err.to_string()),
     };
     match outcome {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(Error::RevokeInProgress(format!(
-            "removing the stack instances of StackSet {}",
-            desired.name
-        ))),
+        Ok(true) => {
+            ctx.revoke_progressed(&key);
+            Ok(fate)
+        }
+        Ok(false) => {
+            ctx.revoke_progressed(&key);
+            Err(Error::RevokeInProgress(format!(
+                "removing the stack instances of StackSet {name}"
+            )))
+        }
         Err(problem) => {
+            let retry_in = ctx.revoke_failed(&key, now, &problem);
+            // The message stays the same from one attempt to the next, so waiting
+            // writes nothing.
             pass.set(
                 ConditionType::Ready,
                 (
                     ConditionStatus::False,
                     "RevokeBlocked",
                     format!(
-                        "the connection is being deleted but StackSet {} could not be removed ({problem}); \
-                         retrying. To let go without removing it, annotate the connection \
-                         orgconnect.dev/revoke=skip",
-                        desired.name
+                        "the connection is being deleted but StackSet {name} could not be removed \
+                         ({problem}); retrying with backoff (5s, doubling up to 5m). To let go \
+                         without removing it, annotate the connection orgconnect.dev/revoke=skip"
                     ),
                 ),
             );
-            let _ = pass.write_status().await;
-            Err(Error::RevokeInProgress(problem))
+            if let Err(err) = pass.write_status().await {
+                debug!(connection = %key, error = %err, "could not record RevokeBlocked");
+            }
+            Err(Error::RevokeBlocked { problem, retry_in })
         }
     }
 }
 
-/// Revoking: removes the StackSet the operator created, the connection's MemberAccounts,
-/// and forgets its session.
+/// Deletes what sync schedules generated for the connection: its sync Jobs (their Pods
+/// in the background) and run ConfigMaps, which hold the role ARNs and the ExternalId.
+/// Returns how many Jobs and ConfigMaps were deleted.
+async fn delete_sync_runs(
+    ctx: &Context,
+    connection: &AwsOrgConnection,
+    namespace: &str,
+) -> Result<(usize, usize)> {
+    let name = connection.name_any();
+    let schedules: Api<SyncSchedule> = Api::namespaced(ctx.client.clone(), namespace);
+    let referencing: Vec<String> = schedules
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|s| s.spec.connection_ref.name == name)
+        .map(|s| s.name_any())
+        .collect();
+    let selectors = sync_selectors(&name, &referencing);
+    let params = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..DeleteParams::default()
+    };
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
+
+    let mut job_names = BTreeSet::new();
+    for selector in &selectors {
+        let listed = jobs
+            .list_metadata(&ListParams::default().labels(selector))
+            .await?;
+        job_names.extend(listed.items.iter().map(ResourceExt::name_any));
+    }
+    // A run's ConfigMap has its Job's name; listing finds those left without a Job.
+    let mut config_map_names = job_names.clone();
+    for selector in &selectors {
+        match config_maps
+            .list_metadata(&ListParams::default().labels(selector))
+            .await
+        {
+            Ok(listed) => config_map_names.extend(listed.items.iter().map(ResourceExt::name_any)),
+            Err(kube::Error::Api(status)) if status.code == 403 => {
+                warn!(
+                    connection = %object_key(connection),
+                    "may not list ConfigMaps; only the run ConfigMaps of existing Jobs are removed"
+                );
+                break;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    let mut deleted_jobs = 0;
+    for job in &job_names {
+        if deleted(jobs.delete(job, &params).await)? {
+            deleted_jobs += 1;
+        }
+    }
+    let mut deleted_config_maps = 0;
+    for config_map in &config_map_names {
+        if deleted(config_maps.delete(config_map, &params).await)? {
+            deleted_config_maps += 1;
+        }
+    }
+    Ok((deleted_jobs, deleted_config_maps))
+}
+
+/// Whether a delete removed something; a missing object is no error.
+fn deleted<T>(result: std::result::Result<T, kube::Error>) -> Result<bool> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Revoking: settles the StackSet the operator created, removes what sync schedules
+/// generated for the connection and its MemberAccounts, forgets its session, and says
+/// in an Event what happened and what remains on the AWS side.
 async fn cleanup(connection: Arc<AwsOrgConnection>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = connection.namespace().unwrap_or_default();
-    revoke_stack_set(&connection, &ctx, &namespace).await?;
+    let stack_set = revoke_stack_set(&connection, &ctx, &namespace).await?;
+    let (jobs, config_maps) = delete_sync_runs(&ctx, &connection, &namespace).await?;
     let api: Api<crate::api::MemberAccount> = Api::namespaced(ctx.client.clone(), &namespace);
     let name = connection.name_any();
     let listed = api
@@ -854,21 +988,21 @@ async fn cleanup(connection: Arc<AwsOrgConnection>, ctx: Arc<Context>) -> Result
         });
     }
     ctx.discovery_succeeded(&object_key(connection.as_ref()));
-    info!(connection = %object_key(connection.as_ref()), removed, "connection deleted; MemberAccounts removed");
-    ctx.event(
-        connection.as_ref(),
-        EventType::Normal,
-        "Revoked",
-        format!(
-            "removed {removed} MemberAccounts{}; on the AWS side, delete the managing-account role \
-             (its CloudFormation stack) to revoke the operator's access",
-            if connection.spec.stack_set.enabled && connection.spec.stack_set.delete_on_revoke {
-                " and the member-role StackSet"
-            } else {
-                ""
-            }
-        ),
-    )
-    .await;
+    ctx.revoke_progressed(&object_key(connection.as_ref()));
+    info!(
+        connection = %object_key(connection.as_ref()),
+        members = removed,
+        jobs,
+        config_maps,
+        "connection deleted; revoked"
+    );
+    let (type_, note) = revoke_event(&RevokeSummary {
+        stack_set,
+        members: removed,
+        jobs,
+        config_maps,
+        role_arn: connection.spec.role_arn.clone(),
+    });
+    ctx.event(connection.as_ref(), type_, "Revoked", note).await;
     Ok(Action::await_change())
 }

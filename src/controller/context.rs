@@ -88,6 +88,8 @@ pub struct Diagnostics {
     /// Probes whose outcome has been applied to the MemberAccount (written or found equal).
     pub probes_applied: AtomicU64,
     pub member_status_writes: AtomicU64,
+    /// Revoke attempts that called AWS (waiting out a backoff is not one).
+    pub revoke_attempts: AtomicU64,
 }
 
 impl Diagnostics {
@@ -107,6 +109,16 @@ pub struct DiscoveryRetry {
     pub generation: Option<i64>,
     pub failures: u32,
     pub not_before: Timestamp,
+}
+
+/// A revoke that could not reach AWS, and when it may be tried again.
+#[derive(Clone, Debug)]
+pub struct RevokeRetry {
+    /// Consecutive failed attempts.
+    pub failures: u32,
+    pub not_before: Timestamp,
+    /// Why the last attempt failed.
+    pub problem: String,
 }
 
 /// When a member was last probed, from what, and when it is due again.
@@ -132,11 +144,18 @@ pub struct Context {
     pub health: Arc<crate::server::Health>,
     /// Every AwsOrgConnection the operator reconciles.
     pub connections: Store<AwsOrgConnection>,
+    /// The same connections, from the watch that tells SyncSchedules of changes to their
+    /// connection: updated before they hear of it.
+    pub schedule_connections: Store<AwsOrgConnection>,
     /// Asks the member controller to probe these MemberAccounts.
     probe_requests: tokio::sync::mpsc::UnboundedSender<ObjectRef<MemberAccount>>,
     /// Turns true once `members` holds the first complete listing.
     members_ready: tokio::sync::watch::Receiver<bool>,
+    /// Turns true once `schedule_connections` holds the first complete listing.
+    schedule_connections_ready: tokio::sync::watch::Receiver<bool>,
     retries: Mutex<HashMap<String, DiscoveryRetry>>,
+    /// Failed revokes by connection, kept in memory so waiting writes nothing.
+    revokes: Mutex<HashMap<String, RevokeRetry>>,
     probes: Mutex<HashMap<String, ProbeRecord>>,
     connection_limits: Mutex<HashMap<String, (usize, Arc<Semaphore>)>>,
     global_probes: Arc<Semaphore>,
@@ -147,7 +166,11 @@ impl Context {
         client: Client,
         settings: Settings,
         sessions: SessionCache,
-        (members, connections): (Store<MemberAccount>, Store<AwsOrgConnection>),
+        (members, connections, schedule_connections): (
+            Store<MemberAccount>,
+            Store<AwsOrgConnection>,
+            Store<AwsOrgConnection>,
+        ),
         probe_requests: tokio::sync::mpsc::UnboundedSender<ObjectRef<MemberAccount>>,
         diagnostics: Arc<Diagnostics>,
         health: Arc<crate::server::Health>,
@@ -163,6 +186,13 @@ impl Context {
                 ready_health.set_ready();
             }
         });
+        let (connections_tx, schedule_connections_ready) = tokio::sync::watch::channel(false);
+        let store = schedule_connections.clone();
+        tokio::spawn(async move {
+            if store.wait_until_ready().await.is_ok() {
+                let _ = connections_tx.send(true);
+            }
+        });
         let reporter = Reporter {
             controller: "orgconnect".into(),
             instance: Some(settings.instance.clone()),
@@ -175,9 +205,12 @@ impl Context {
             diagnostics,
             health,
             connections,
+            schedule_connections,
             probe_requests,
             members_ready,
+            schedule_connections_ready,
             retries: Mutex::new(HashMap::new()),
+            revokes: Mutex::new(HashMap::new()),
             probes: Mutex::new(HashMap::new()),
             connection_limits: Mutex::new(HashMap::new()),
             global_probes: Arc::new(Semaphore::new(settings_probe_limit(&settings))),
@@ -188,6 +221,12 @@ impl Context {
     /// Waits until the MemberAccount cache holds a complete listing.
     pub async fn members_ready(&self) {
         let mut ready = self.members_ready.clone();
+        let _ = ready.wait_for(|ready| *ready).await;
+    }
+
+    /// Waits until `schedule_connections` holds a complete listing.
+    pub async fn schedule_connections_ready(&self) {
+        let mut ready = self.schedule_connections_ready.clone();
         let _ = ready.wait_for(|ready| *ready).await;
     }
 
@@ -284,6 +323,33 @@ impl Context {
 
     pub fn discovery_succeeded(&self, key: &str) {
         self.retries().remove(key);
+    }
+
+    /// The failed revoke of connection `key`, if its last attempt failed.
+    pub fn revoke_retry(&self, key: &str) -> Option<RevokeRetry> {
+        lock(&self.revokes).get(key).cloned()
+    }
+
+    /// Records a failed revoke attempt; returns how long to wait before the next one
+    /// (see [`super::revoke::revoke_backoff`]).
+    pub fn revoke_failed(&self, key: &str, now: Timestamp, problem: &str) -> Duration {
+        let mut revokes = lock(&self.revokes);
+        let failures = revokes.get(key).map_or(0, |r| r.failures).saturating_add(1);
+        let delay = super::revoke::revoke_backoff(failures);
+        revokes.insert(
+            key.to_owned(),
+            RevokeRetry {
+                failures,
+                not_before: now.checked_add(delay).unwrap_or(now),
+                problem: problem.to_owned(),
+            },
+        );
+        delay
+    }
+
+    /// Forgets the failures of a revoke that made progress or finished.
+    pub fn revoke_progressed(&self, key: &str) {
+        lock(&self.revokes).remove(key);
     }
 
     /// Publishes an Event about `object`; a failure to publish is logged, not fatal.

@@ -8,6 +8,7 @@ mod credentials;
 mod member;
 pub mod members;
 mod probe_status;
+mod revoke;
 mod stackset;
 mod sync;
 pub mod sync_config;
@@ -102,6 +103,17 @@ impl Operator {
         .default_backoff()
         .touched_objects();
 
+        // Connections as the schedules see them: this store is updated before a schedule
+        // hears that its connection changed (or went), so its reconcile sees the change.
+        let (schedule_connections, schedule_connections_writer) =
+            reflector::store::<AwsOrgConnection>();
+        let connection_events = reflector(
+            schedule_connections_writer,
+            watcher(self.api::<AwsOrgConnection>(), connections_config.clone()),
+        )
+        .default_backoff()
+        .touched_objects();
+
         let controller = Controller::new(self.api::<AwsOrgConnection>(), connections_config)
             .with_config(ControllerConfig::default().concurrency(16));
         let connections = controller.store();
@@ -110,7 +122,7 @@ impl Operator {
             self.client.clone(),
             self.settings.clone(),
             SessionCache::new(self.aws.clone()),
-            (members, connections.clone()),
+            (members, connections.clone(), schedule_connections),
             probe_tx,
             self.diagnostics.clone(),
             self.health.clone(),
@@ -177,21 +189,34 @@ impl Operator {
                 }
             });
         let sync_controller =
-            Controller::new(self.api::<SyncSchedule>(), connections_config_for_schedules)
-                .owns(
-                    self.api::<Job>(),
-                    watcher::Config::default().labels(sync::SCHEDULE_LABEL),
-                )
-                .graceful_shutdown_on(sync_shutdown)
-                .run(sync::reconcile, sync::error_policy, sync_context)
-                .for_each(|result| async move {
-                    match result {
-                        Ok((object, _)) => debug!(schedule = %object, "reconciled"),
-                        Err(err) => {
-                            debug!(error = %err, "sync schedule reconcile did not complete")
-                        }
+            Controller::new(self.api::<SyncSchedule>(), connections_config_for_schedules);
+        // A schedule reports at once when its connection goes (or comes back).
+        let schedules = sync_controller.store();
+        let sync_controller = sync_controller
+            .owns(
+                self.api::<Job>(),
+                watcher::Config::default().labels(sync::SCHEDULE_LABEL),
+            )
+            .watches_stream(connection_events, move |connection| {
+                let namespace = connection.namespace();
+                let name = connection.name_any();
+                schedules
+                    .state()
+                    .into_iter()
+                    .filter(|s| s.namespace() == namespace && s.spec.connection_ref.name == name)
+                    .map(|s| ObjectRef::from_obj(s.as_ref()))
+                    .collect::<Vec<_>>()
+            })
+            .graceful_shutdown_on(sync_shutdown)
+            .run(sync::reconcile, sync::error_policy, sync_context)
+            .for_each(|result| async move {
+                match result {
+                    Ok((object, _)) => debug!(schedule = %object, "reconciled"),
+                    Err(err) => {
+                        debug!(error = %err, "sync schedule reconcile did not complete")
                     }
-                });
+                }
+            });
         futures::join!(connection_controller, member_controller, sync_controller);
         info!("orgconnect controllers stopped");
     }

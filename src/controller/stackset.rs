@@ -10,7 +10,7 @@ use crate::api::AwsOrgConnection;
 use crate::api::condition::ConditionStatus;
 use crate::api::connection::StackSetStatus;
 use crate::aws::arn::RoleArn;
-use crate::aws::stackset::{self, DesiredStackSet};
+use crate::aws::stackset::{self, DesiredStackSet, ExistingStackSet};
 use crate::aws::{AwsFailure, FailureKind};
 use crate::templates::{MemberRoleOptions, member_role};
 
@@ -109,6 +109,115 @@ pub fn failure_verdict(failure: &AwsFailure) -> Verdict {
     )
 }
 
+/// The next thing to do to make the StackSet match the spec, once no operation of ours
+/// is running. StackSets run one operation at a time, so a change of both OUs and
+/// regions takes several steps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The template changed (a new policy level): update the StackSet and every instance.
+    UpdateTemplate,
+    /// Deploy stack instances to these roots or OUs in these regions.
+    AddInstances {
+        ous: Vec<String>,
+        regions: Vec<String>,
+    },
+    /// Remove the stack instances of these roots or OUs in these regions.
+    RemoveInstances {
+        ous: Vec<String>,
+        regions: Vec<String>,
+    },
+    /// The StackSet matches the spec.
+    Settled,
+}
+
+fn missing_from(wanted: &[String], present: &[String]) -> Vec<String> {
+    let mut missing: Vec<String> = wanted
+        .iter()
+        .filter(|w| !present.contains(w))
+        .cloned()
+        .collect();
+    missing.sort();
+    missing.dedup();
+    missing
+}
+
+fn union(a: &[String], b: &[String]) -> Vec<String> {
+    let mut all: Vec<String> = a.iter().chain(b).cloned().collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
+/// Decides the next step from the desired StackSet and what AWS holds. In order: the
+/// template; instances for new OUs (in every wanted region), so accounts moving to
+/// another OU keep their role; the removal of regions no longer listed, before new
+/// regions are deployed, because the member role is global and two stacks of one account
+/// cannot both create it; new regions; the removal of OUs no longer listed.
+///
+/// `last_deploy_succeeded`: the StackSet's last operation was ours, deployed instances,
+/// and succeeded. With no instance to tell the regions, that means the targets hold no
+/// accounts; otherwise (nothing deployed yet, or the instances were just removed, as in
+/// a move to another region) the wanted regions are deployed.
+pub fn next_step(
+    desired: &DesiredStackSet,
+    existing: &ExistingStackSet,
+    last_deploy_succeeded: bool,
+) -> Step {
+    if existing.template_body != desired.template_body {
+        return Step::UpdateTemplate;
+    }
+    let targets = union(&desired.targets, &[]);
+    let regions = union(&desired.regions, &[]);
+    // AWS reports the deployment targets of a service-managed StackSet; should it not,
+    // while instances exist, the spec's targets are taken as deployed rather than
+    // deploying them again and again.
+    let deployed_ous = if existing.organizational_units.is_empty() && existing.instances > 0 {
+        targets.clone()
+    } else {
+        union(&existing.organizational_units, &[])
+    };
+    let new_ous = missing_from(&targets, &deployed_ous);
+    if !new_ous.is_empty() {
+        return Step::AddInstances {
+            ous: new_ous,
+            regions,
+        };
+    }
+    // Regions are known from the instances.
+    let deployed_regions = union(&existing.regions, &[]);
+    if deployed_regions.is_empty() {
+        if !last_deploy_succeeded && !targets.is_empty() {
+            return Step::AddInstances {
+                ous: targets,
+                regions,
+            };
+        }
+    } else {
+        let stale_regions = missing_from(&deployed_regions, &regions);
+        if !stale_regions.is_empty() {
+            return Step::RemoveInstances {
+                ous: deployed_ous,
+                regions: stale_regions,
+            };
+        }
+        let new_regions = missing_from(&regions, &deployed_regions);
+        if !new_regions.is_empty() {
+            return Step::AddInstances {
+                ous: targets,
+                regions: new_regions,
+            };
+        }
+    }
+    let stale_ous = missing_from(&deployed_ous, &targets);
+    if !stale_ous.is_empty() {
+        return Step::RemoveInstances {
+            ous: stale_ous,
+            regions: union(&deployed_regions, &regions),
+        };
+    }
+    Step::Settled
+}
+
 /// One step towards the desired StackSet. Returns the condition, the new status and, when
 /// an operation is still running, how soon to look again; `deployed` tells whether an
 /// operation just succeeded (members should be probed again).
@@ -119,16 +228,20 @@ pub struct Progress {
     pub deployed: bool,
 }
 
-pub async fn ensure(
-    client: &aws_sdk_cloudformation::Client,
-    desired: &DesiredStackSet,
-    previous: Option<&StackSetStatus>,
-) -> Result<Progress, AwsFailure> {
-    let mut status = StackSetStatus {
-        name: desired.name.clone(),
-        ..previous.cloned().unwrap_or_default()
-    };
-    let running = |status: StackSetStatus, what: &str| Progress {
+fn operation_finished(status: Option<&str>) -> bool {
+    matches!(status, Some("SUCCEEDED" | "FAILED" | "STOPPED"))
+}
+
+fn operation_failed(status: Option<&str>) -> bool {
+    matches!(status, Some("FAILED" | "STOPPED"))
+}
+
+fn in_progress(failure: &AwsFailure) -> bool {
+    failure.code.as_deref() == Some("OperationInProgressException")
+}
+
+fn running(status: StackSetStatus, what: &str, deployed: bool) -> Progress {
+    Progress {
         verdict: (
             ConditionStatus::Unknown,
             "OperationRunning",
@@ -139,92 +252,201 @@ pub async fn ensure(
         ),
         status,
         poll: Some(OPERATION_POLL),
-        deployed: false,
-    };
-    let existing = match stackset::describe(client, &desired.name).await? {
-        None => {
-            stackset::create(client, desired).await?;
-            let operation = stackset::create_instances(client, desired).await?;
-            status.operation_id = Some(operation);
-            status.operation_status = Some("RUNNING".to_owned());
-            status.instances = 0;
-            return Ok(running(
-                status,
-                "created the StackSet and started deploying it",
-            ));
-        }
-        Some(existing) => existing,
-    };
-    status.instances = i32::try_from(existing.instances).unwrap_or(i32::MAX);
-    if existing.template_body != desired.template_body {
-        let operation = stackset::update(client, desired).await?;
-        status.operation_id = Some(operation);
-        status.operation_status = Some("RUNNING".to_owned());
-        return Ok(running(status, "updating the StackSet to the new template"));
-    }
-    if existing.instances == 0 && status.operation_status.as_deref() != Some("RUNNING") {
-        let operation = stackset::create_instances(client, desired).await?;
-        status.operation_id = Some(operation);
-        status.operation_status = Some("RUNNING".to_owned());
-        return Ok(running(status, "deploying the StackSet"));
-    }
-    let was = status.operation_status.clone();
-    if let Some(operation) = status.operation_id.clone() {
-        let now = stackset::operation_status(client, &desired.name, &operation).await?;
-        status.operation_status = Some(now.clone());
-        match now.as_str() {
-            "RUNNING" | "QUEUED" | "STOPPING" => return Ok(running(status, "deploying")),
-            "FAILED" | "STOPPED" => {
-                return Ok(Progress {
-                    verdict: (
-                        ConditionStatus::False,
-                        "OperationFailed",
-                        format!(
-                            "StackSet operation {operation} ended {now}; see the StackSet's operations in the CloudFormation console"
-                        ),
-                    ),
-                    status,
-                    poll: None,
-                    deployed: false,
-                });
-            }
-            _ => {}
-        }
-    }
-    let deployed = was.as_deref() != Some("SUCCEEDED")
-        && status.operation_status.as_deref() == Some("SUCCEEDED");
-    Ok(Progress {
-        verdict: (
-            ConditionStatus::True,
-            "Deployed",
-            format!(
-                "StackSet {} is deployed to {} with {} stack instances; accounts joining later get it automatically",
-                desired.name,
-                desired.targets.join(", "),
-                existing.instances
-            ),
-        ),
-        status,
-        poll: None,
         deployed,
-    })
+    }
 }
 
-/// One step of revoking: removes the instances, then the StackSet. `Ok(true)` when gone.
-pub async fn remove(
+/// `hold_failure`: after an operation failed, start nothing new (the failure stays
+/// reported) until the spec changes.
+pub async fn ensure(
     client: &aws_sdk_cloudformation::Client,
     desired: &DesiredStackSet,
+    previous: Option<&StackSetStatus>,
+    hold_failure: bool,
+) -> Result<Progress, AwsFailure> {
+    let mut status = StackSetStatus {
+        name: desired.name.clone(),
+        ..previous.cloned().unwrap_or_default()
+    };
+    let Some(existing) = stackset::describe(client, &desired.name).await? else {
+        stackset::create(client, desired).await?;
+        let operation =
+            stackset::create_instances(client, &desired.name, &desired.targets, &desired.regions)
+                .await?;
+        status.operation_id = Some(operation);
+        status.operation_status = Some("RUNNING".to_owned());
+        status.instances = 0;
+        return Ok(running(
+            status,
+            "created the StackSet and started deploying it",
+            false,
+        ));
+    };
+    status.instances = i32::try_from(existing.instances).unwrap_or(i32::MAX);
+
+    let was = status.operation_status.clone();
+    let mut just_finished = false;
+    let mut last_action = None;
+    if let Some(operation) = status.operation_id.clone()
+        && !operation_finished(was.as_deref())
+    {
+        let now = stackset::operation(client, &desired.name, &operation).await?;
+        status.operation_status = Some(now.status.clone());
+        if !operation_finished(Some(&now.status)) {
+            return Ok(running(status, "deploying", false));
+        }
+        just_finished = true;
+        last_action = now.action;
+    }
+    let deployed = just_finished && status.operation_status.as_deref() == Some("SUCCEEDED");
+    if operation_failed(status.operation_status.as_deref()) && (just_finished || hold_failure) {
+        let operation = status.operation_id.clone().unwrap_or_default();
+        let ended = status.operation_status.clone().unwrap_or_default();
+        return Ok(Progress {
+            verdict: (
+                ConditionStatus::False,
+                "OperationFailed",
+                format!(
+                    "StackSet operation {operation} ended {ended}; see the StackSet's operations                      in the CloudFormation console. The operator tries again when the                      connection's spec changes"
+                ),
+            ),
+            status,
+            poll: None,
+            deployed: false,
+        });
+    }
+
+    // Only asked when no instance tells the regions.
+    let succeeded = status.operation_status.as_deref() == Some("SUCCEEDED");
+    if existing.instances == 0
+        && succeeded
+        && last_action.is_none()
+        && let Some(operation) = status.operation_id.clone()
+    {
+        last_action = stackset::operation(client, &desired.name, &operation)
+            .await?
+            .action;
+    }
+    let last_deploy_succeeded = succeeded && last_action.as_deref() == Some("CREATE");
+    let started = match next_step(desired, &existing, last_deploy_succeeded) {
+        Step::UpdateTemplate => stackset::update(client, desired).await.map(|op| {
+            (
+                op,
+                "updating the StackSet and its instances to the new template".to_owned(),
+            )
+        }),
+        Step::AddInstances { ous, regions } => {
+            stackset::create_instances(client, &desired.name, &ous, &regions)
+                .await
+                .map(|op| {
+                    (
+                        op,
+                        format!(
+                            "deploying stack instances to {} in {}",
+                            ous.join(", "),
+                            regions.join(", ")
+                        ),
+                    )
+                })
+        }
+        Step::RemoveInstances { ous, regions } => {
+            stackset::delete_instances(client, &desired.name, &ous, &regions)
+                .await
+                .map(|op| {
+                    (
+                        op,
+                        format!(
+                            "removing the stack instances of {} in {}, no longer listed",
+                            ous.join(", "),
+                            regions.join(", ")
+                        ),
+                    )
+                })
+        }
+        Step::Settled => {
+            return Ok(Progress {
+                verdict: (
+                    ConditionStatus::True,
+                    "Deployed",
+                    format!(
+                        "StackSet {} is deployed to {} in {} with {} stack instances; accounts                          joining later get it automatically",
+                        desired.name,
+                        desired.targets.join(", "),
+                        desired.regions.join(", "),
+                        existing.instances
+                    ),
+                ),
+                status,
+                poll: None,
+                deployed,
+            });
+        }
+    };
+    match started {
+        Ok((operation, what)) => {
+            status.operation_id = Some(operation);
+            status.operation_status = Some("RUNNING".to_owned());
+            Ok(running(status, &what, deployed))
+        }
+        // An operation someone else started: wait for it, then look again.
+        Err(failure) if in_progress(&failure) => Ok(Progress {
+            verdict: (
+                ConditionStatus::Unknown,
+                "OperationRunning",
+                "another operation on the StackSet is running; waiting for it".to_owned(),
+            ),
+            status,
+            poll: Some(OPERATION_POLL),
+            deployed,
+        }),
+        Err(failure) => Err(failure),
+    }
+}
+
+/// The targets and regions to remove instances from on revoke when AWS does not report
+/// them: the spec's (the root when it lists no OUs).
+pub fn revoke_hints(connection: &AwsOrgConnection) -> (Vec<String>, Vec<String>) {
+    let spec = &connection.spec.stack_set;
+    let root = connection
+        .status
+        .as_ref()
+        .and_then(|s| s.organization.as_ref())
+        .and_then(|o| o.root_id.clone());
+    let ous = if spec.organizational_units.is_empty() {
+        root.into_iter().collect()
+    } else {
+        spec.organizational_units.clone()
+    };
+    let regions = if spec.regions.is_empty() {
+        vec![connection.spec.region.clone()]
+    } else {
+        spec.regions.clone()
+    };
+    (ous, regions)
+}
+
+/// One step of revoking: removes the instances (of every target and region AWS reports,
+/// and the spec's), then the StackSet. `Ok(true)` when gone.
+pub async fn remove(
+    client: &aws_sdk_cloudformation::Client,
+    name: &str,
+    (ous, regions): (&[String], &[String]),
 ) -> Result<bool, AwsFailure> {
-    match stackset::describe(client, &desired.name).await? {
-        None => Ok(true),
-        Some(existing) if existing.instances > 0 => {
-            stackset::delete_instances(client, desired).await?;
-            Ok(false)
-        }
-        Some(_) => {
-            stackset::delete(client, &desired.name).await?;
-            Ok(true)
-        }
+    let step = match stackset::describe(client, name).await? {
+        None => return Ok(true),
+        Some(existing) if existing.instances > 0 => stackset::delete_instances(
+            client,
+            name,
+            &union(&existing.organizational_units, ous),
+            &union(&existing.regions, regions),
+        )
+        .await
+        .map(|_| false),
+        Some(_) => stackset::delete(client, name).await.map(|()| true),
+    };
+    match step {
+        Err(failure) if in_progress(&failure) => Ok(false),
+        other => other,
     }
 }
 
@@ -275,5 +497,186 @@ mod tests {
         let desired = desired(&connection, "r-abcd").expect("desired");
         assert_eq!(desired.targets, ["r-abcd"]);
         assert_eq!(desired.regions, ["us-east-1"]);
+    }
+
+    /// The decision when the last operation was not a deployment that succeeded.
+    fn next_step_(desired: &DesiredStackSet, existing: &ExistingStackSet) -> Step {
+        next_step(desired, existing, false)
+    }
+
+    fn strings(values: &[&str]) -> Vec<String> {
+        values.iter().map(|v| (*v).to_owned()).collect()
+    }
+
+    fn wanted(ous: &[&str], regions: &[&str]) -> DesiredStackSet {
+        DesiredStackSet {
+            name: "ss".into(),
+            template_body: "template".into(),
+            parameters: vec![],
+            targets: strings(ous),
+            regions: strings(regions),
+        }
+    }
+
+    fn held(ous: &[&str], regions: &[&str], instances: usize) -> ExistingStackSet {
+        ExistingStackSet {
+            template_body: "template".into(),
+            instances,
+            organizational_units: strings(ous),
+            regions: strings(regions),
+        }
+    }
+
+    #[test]
+    fn a_matching_stack_set_is_settled() {
+        let desired = wanted(&["ou-a"], &["us-east-1"]);
+        assert_eq!(
+            next_step_(&desired, &held(&["ou-a"], &["us-east-1"], 3)),
+            Step::Settled
+        );
+        // Targets holding no accounts: a deployment succeeded and made no instances.
+        assert_eq!(
+            next_step(&desired, &held(&["ou-a"], &[], 0), true),
+            Step::Settled
+        );
+    }
+
+    #[test]
+    fn a_new_template_comes_first() {
+        let desired = wanted(&["ou-b"], &["eu-west-1"]);
+        let mut existing = held(&["ou-a"], &["us-east-1"], 3);
+        existing.template_body = "older".into();
+        assert_eq!(next_step_(&desired, &existing), Step::UpdateTemplate);
+    }
+
+    #[test]
+    fn new_ous_get_every_wanted_region() {
+        let desired = wanted(&["ou-a", "ou-b"], &["us-east-1", "eu-west-1"]);
+        assert_eq!(
+            next_step_(&desired, &held(&["ou-a"], &["us-east-1"], 2)),
+            Step::AddInstances {
+                ous: strings(&["ou-b"]),
+                regions: strings(&["eu-west-1", "us-east-1"]),
+            }
+        );
+        // Nothing deployed yet: everything.
+        assert_eq!(
+            next_step_(&desired, &held(&[], &[], 0)),
+            Step::AddInstances {
+                ous: strings(&["ou-a", "ou-b"]),
+                regions: strings(&["eu-west-1", "us-east-1"]),
+            }
+        );
+    }
+
+    #[test]
+    fn new_regions_reach_the_ous_already_deployed() {
+        let desired = wanted(&["ou-a"], &["us-east-1", "eu-west-1"]);
+        assert_eq!(
+            next_step_(&desired, &held(&["ou-a"], &["us-east-1"], 2)),
+            Step::AddInstances {
+                ous: strings(&["ou-a"]),
+                regions: strings(&["eu-west-1"]),
+            }
+        );
+    }
+
+    #[test]
+    fn targets_no_longer_listed_lose_their_instances_after_the_new_ones_are_in() {
+        // Moving from ou-a to ou-b: first deploy ou-b ...
+        let desired = wanted(&["ou-b"], &["us-east-1"]);
+        assert_eq!(
+            next_step_(&desired, &held(&["ou-a"], &["us-east-1"], 2)),
+            Step::AddInstances {
+                ous: strings(&["ou-b"]),
+                regions: strings(&["us-east-1"]),
+            }
+        );
+        // ... then remove ou-a.
+        assert_eq!(
+            next_step_(&desired, &held(&["ou-a", "ou-b"], &["us-east-1"], 4)),
+            Step::RemoveInstances {
+                ous: strings(&["ou-a"]),
+                regions: strings(&["us-east-1"]),
+            }
+        );
+    }
+
+    #[test]
+    fn a_region_move_removes_the_old_region_first() {
+        // The member role is global: a stack in the new region could not create it while
+        // the old one holds it.
+        let desired = wanted(&["ou-a"], &["eu-west-1"]);
+        assert_eq!(
+            next_step_(&desired, &held(&["ou-a"], &["us-east-1"], 2)),
+            Step::RemoveInstances {
+                ous: strings(&["ou-a"]),
+                regions: strings(&["us-east-1"]),
+            }
+        );
+        // Then, with no instance left, the new region.
+        assert_eq!(
+            next_step_(&desired, &held(&["ou-a"], &[], 0)),
+            Step::AddInstances {
+                ous: strings(&["ou-a"]),
+                regions: strings(&["eu-west-1"]),
+            }
+        );
+        assert_eq!(
+            next_step(&desired, &held(&["ou-a"], &[], 0), true),
+            Step::Settled
+        );
+    }
+
+    #[test]
+    fn regions_no_longer_listed_lose_their_instances() {
+        let desired = wanted(&["ou-a"], &["us-east-1"]);
+        assert_eq!(
+            next_step_(&desired, &held(&["ou-a"], &["eu-west-1", "us-east-1"], 4)),
+            Step::RemoveInstances {
+                ous: strings(&["ou-a"]),
+                regions: strings(&["eu-west-1"]),
+            }
+        );
+    }
+
+    #[test]
+    fn unreported_targets_are_taken_as_deployed() {
+        // An endpoint that reports no OUs while instances exist: no endless redeploys.
+        let desired = wanted(&["r-abcd"], &["us-east-1"]);
+        assert_eq!(
+            next_step_(&desired, &held(&[], &["us-east-1"], 5)),
+            Step::Settled
+        );
+    }
+
+    #[test]
+    fn revoke_hints_fall_back_to_the_root_and_the_connection_region() {
+        let mut connection = AwsOrgConnection::new(
+            "acme",
+            serde_json::from_value(serde_json::json!({
+                "roleArn": "arn:aws:iam::111111111111:role/x",
+                "region": "eu-west-1",
+            }))
+            .expect("spec"),
+        );
+        assert_eq!(revoke_hints(&connection), (vec![], strings(&["eu-west-1"])));
+        connection.status = Some(crate::api::connection::AwsOrgConnectionStatus {
+            organization: Some(crate::api::connection::OrganizationInfo {
+                root_id: Some("r-abcd".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert_eq!(
+            revoke_hints(&connection),
+            (strings(&["r-abcd"]), strings(&["eu-west-1"]))
+        );
+        connection.spec.stack_set.organizational_units = strings(&["ou-a"]);
+        connection.spec.stack_set.regions = strings(&["us-east-1", "us-west-2"]);
+        assert_eq!(
+            revoke_hints(&connection),
+            (strings(&["ou-a"]), strings(&["us-east-1", "us-west-2"]))
+        );
     }
 }

@@ -22,7 +22,7 @@ use tracing::{info, warn};
 
 use super::connection::FIELD_MANAGER;
 use super::context::Context;
-use super::members::label_value;
+use super::members::{CONNECTION_LABEL, label_value};
 use super::sync_config::{ConfigInput, JobIdentity, RunAccount, accounts_json, aws_config};
 use super::sync_plan::{JobState, JobView, PlanInput, decide, prune, run_mode};
 use crate::api::AwsOrgConnection;
@@ -39,6 +39,8 @@ use crate::schedule::Schedule;
 
 /// Label on every Job and ConfigMap of a schedule.
 pub const SCHEDULE_LABEL: &str = "orgconnect.dev/sync-schedule";
+// Every Job and ConfigMap also carries the connection's label
+// ([`super::members::CONNECTION_LABEL`]), so revoking the connection finds them.
 const MODE_ANNOTATION: &str = "orgconnect.dev/mode";
 const ACCOUNTS_ANNOTATION: &str = "orgconnect.dev/accounts";
 const MOUNT_PATH: &str = "/etc/orgconnect";
@@ -133,6 +135,10 @@ pub async fn reconcile(schedule: Arc<SyncSchedule>, ctx: Arc<Context>) -> Result
         }
     };
 
+    let connection_name = &schedule.spec.connection_ref.name;
+    let found = find_connection(&ctx, &namespace, connection_name).await;
+    let connection = usable_connection(found.as_deref(), connection_name);
+
     let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
     let selector = format!("{SCHEDULE_LABEL}={}", label_value(&name));
     let jobs: Vec<Job> = jobs_api
@@ -204,13 +210,22 @@ pub async fn reconcile(schedule: Arc<SyncSchedule>, ctx: Arc<Context>) -> Result
     if let Some(slot) = plan.last_schedule_time {
         status.last_schedule_time = Some(to_time(slot));
     }
-    let mut ready = (
-        ConditionStatus::True,
-        "Scheduled",
-        "the schedule is running".to_owned(),
-    );
+    let mut ready = match &connection {
+        Err((reason, message)) => (ConditionStatus::False, *reason, message.clone()),
+        Ok(_) => (
+            ConditionStatus::True,
+            "Scheduled",
+            "the schedule is running".to_owned(),
+        ),
+    };
     if let Some(start) = &plan.start {
-        match start_run(&ctx, &schedule, &status, &start.job_name, now).await? {
+        let started = match connection {
+            Ok(connection) => {
+                start_run(&ctx, &schedule, connection, &status, &start.job_name, now).await?
+            }
+            Err(refusal) => Err(refusal),
+        };
+        match started {
             Ok(accounts) => {
                 info!(schedule = %name, job = %start.job_name, accounts, "sync Job started");
                 ctx.event(
@@ -420,6 +435,53 @@ async fn delete_run(ctx: &Context, namespace: &str, job: &str) -> Result<()> {
 
 type Refusal = (&'static str, String);
 
+/// The labels of a run's Job and ConfigMap: its schedule and its connection.
+fn run_labels(schedule: &str, connection: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (SCHEDULE_LABEL.to_owned(), label_value(schedule)),
+        (CONNECTION_LABEL.to_owned(), label_value(connection)),
+    ])
+}
+
+/// The connection the schedule names, from the watch cache (once it holds a complete
+/// listing).
+async fn find_connection(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Option<Arc<AwsOrgConnection>> {
+    ctx.schedule_connections_ready().await;
+    ctx.schedule_connections
+        .get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))
+}
+
+/// The connection the schedule names, or why no run can start for it: it does not exist
+/// (never created, or deleted: revoked), or it is being deleted. The schedule belongs to
+/// the user and is left in place; it runs again once the connection exists.
+fn usable_connection<'a>(
+    connection: Option<&'a AwsOrgConnection>,
+    name: &str,
+) -> Result<&'a AwsOrgConnection, Refusal> {
+    match connection {
+        None => Err((
+            "ConnectionNotFound",
+            format!(
+                "AwsOrgConnection {name} does not exist in this namespace (never created, or \
+                 deleted and revoked): no runs start until it exists; delete this SyncSchedule \
+                 if the connection is gone for good"
+            ),
+        )),
+        Some(connection) if connection.metadata.deletion_timestamp.is_some() => Err((
+            "ConnectionDeleting",
+            format!(
+                "AwsOrgConnection {name} is being deleted (revoked): no runs start, and its sync \
+                 Jobs and run ConfigMaps are removed"
+            ),
+        )),
+        Some(connection) => Ok(connection),
+    }
+}
+
 /// The Connected accounts of the connection the schedule names, optionally narrowed by
 /// the schedule's label selector.
 fn run_accounts(
@@ -513,21 +575,13 @@ fn label_selector_matches(
 async fn start_run(
     ctx: &Context,
     schedule: &SyncSchedule,
+    connection: &AwsOrgConnection,
     status: &SyncScheduleStatus,
     job_name: &str,
     now: Timestamp,
 ) -> Result<Result<usize, Refusal>> {
     let namespace = schedule.namespace().unwrap_or_default();
     let connection_name = &schedule.spec.connection_ref.name;
-    let Some(connection) = ctx
-        .connections
-        .get(&kube::runtime::reflector::ObjectRef::new(connection_name).within(&namespace))
-    else {
-        return Ok(Err((
-            "ConnectionNotFound",
-            format!("AwsOrgConnection {connection_name} does not exist in this namespace"),
-        )));
-    };
     let Some(external_id) = connection
         .status
         .as_ref()
@@ -538,7 +592,7 @@ async fn start_run(
             format!("connection {connection_name} has no ExternalId yet"),
         )));
     };
-    let accounts = match run_accounts(ctx, schedule, &connection) {
+    let accounts = match run_accounts(ctx, schedule, connection) {
         Ok(accounts) => accounts,
         Err(refusal) => return Ok(Err(refusal)),
     };
@@ -557,7 +611,7 @@ async fn start_run(
         .and_then(|p| p.spec.as_ref())
         .and_then(|s| s.service_account_name.clone())
         .unwrap_or_else(|| "default".to_owned());
-    let identity = job_identity(ctx, &namespace, &connection, &service_account).await?;
+    let identity = job_identity(ctx, &namespace, connection, &service_account).await?;
     let config = aws_config(&ConfigInput {
         managing_role_arn: &connection.spec.role_arn,
         external_id: &external_id,
@@ -570,7 +624,7 @@ async fn start_run(
     let owner: OwnerReference = schedule
         .controller_owner_ref(&())
         .ok_or(Error::MissingField("metadata.uid"))?;
-    let labels = BTreeMap::from([(SCHEDULE_LABEL.to_owned(), label_value(&schedule.name_any()))]);
+    let labels = run_labels(&schedule.name_any(), connection_name);
     let config_map = ConfigMap {
         metadata: ObjectMeta {
             name: Some(job_name.to_owned()),
@@ -743,4 +797,44 @@ async fn job_identity(
         },
         None => JobIdentity::Container,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connection() -> AwsOrgConnection {
+        AwsOrgConnection::new(
+            "acme",
+            serde_json::from_value(
+                serde_json::json!({"roleArn": "arn:aws:iam::111111111111:role/x"}),
+            )
+            .expect("spec"),
+        )
+    }
+
+    #[test]
+    fn runs_are_labelled_with_their_schedule_and_connection() {
+        let labels = run_labels("inventory", "acme");
+        assert_eq!(labels[SCHEDULE_LABEL], "inventory");
+        assert_eq!(labels[CONNECTION_LABEL], "acme");
+        let long = "c".repeat(80);
+        assert!(run_labels("s", &long)[CONNECTION_LABEL].len() <= 63);
+    }
+
+    #[test]
+    fn a_missing_or_deleting_connection_starts_no_run() {
+        let (reason, message) = usable_connection(None, "acme").expect_err("missing");
+        assert_eq!(reason, "ConnectionNotFound");
+        assert!(message.contains("AwsOrgConnection acme does not exist"));
+
+        let mut deleting = connection();
+        deleting.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
+        let (reason, message) = usable_connection(Some(&deleting), "acme").expect_err("deleting");
+        assert_eq!(reason, "ConnectionDeleting");
+        assert!(message.contains("being deleted"));
+
+        let live = connection();
+        assert!(usable_connection(Some(&live), "acme").is_ok());
+    }
 }

@@ -4,10 +4,15 @@
 //! base access key to the test's own managing account (moto's `x-moto-account-id`), so
 //! tests running in parallel each see their own organization.
 //!
+//! It also makes moto's StackSets behave like AWS's where the operator relies on it:
+//! DeleteStackInstances by OU removes the instances of that OU's accounts (moto ignores
+//! DeploymentTargets there), and DescribeStackSet reports the OUs a service-managed
+//! StackSet is deployed to (`OrganizationalUnitIds`, which moto leaves out).
+//!
 //! Sockets on both sides set TCP_NODELAY: without it every call waits ~40 ms for delayed
 //! ACKs.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -126,6 +131,8 @@ impl Drop for InFlight {
 struct Shared {
     faults: Mutex<Faults>,
     stats: Mutex<Stats>,
+    /// StackSet name -> the roots and OUs it is deployed to, as AWS would report them.
+    stack_set_targets: Mutex<HashMap<String, BTreeSet<String>>>,
     upstream: String,
     client: Client<HttpConnector, Body>,
 }
@@ -163,6 +170,7 @@ impl FaultProxy {
         let shared = Arc::new(Shared {
             faults: Mutex::new(Faults::default()),
             stats: Mutex::new(Stats::default()),
+            stack_set_targets: Mutex::new(HashMap::new()),
             upstream: upstream.trim_end_matches('/').to_owned(),
             client,
         });
@@ -334,6 +342,20 @@ struct Call {
     external_id: Option<String>,
     /// For AssumeRole: the role ARN asked for.
     role_arn: Option<String>,
+}
+
+/// The values of a list parameter (`Prefix.member.1`, `Prefix.member.2`, ...), in order.
+fn form_list(body: &str, prefix: &str) -> Vec<String> {
+    let mut values: Vec<(u32, String)> = body
+        .split('&')
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            let index = k.strip_prefix(prefix)?.strip_prefix(".member.")?;
+            Some((index.parse().ok()?, percent_decode(v)))
+        })
+        .collect();
+    values.sort();
+    values.into_iter().map(|(_, v)| v).collect()
 }
 
 fn form_value(body: &str, key: &str) -> Option<String> {
@@ -546,21 +568,35 @@ async fn handle(
             faults.denied_accounts.clear();
         }
     }
+    let mapped_account = call
+        .access_key_id
+        .as_ref()
+        .and_then(|key| lock(&shared.faults).principals.get(key).cloned());
     // moto ignores DeploymentTargets when deleting stack instances: name the accounts.
+    let form = String::from_utf8_lossy(&body).into_owned();
+    let target_ous = form_list(&form, "DeploymentTargets.OrganizationalUnitIds");
+    let stack_set_name = form_value(&form, "StackSetName");
+    let mut emptied_ous = Vec::new();
     let body = if call.operation == "DeleteStackInstances"
-        && !String::from_utf8_lossy(&body).contains("Accounts.member")
+        && !form.contains("Accounts.member")
+        && let Some(name) = &stack_set_name
     {
-        with_instance_accounts(&shared, &parts, body).await
+        let upstream = Upstream {
+            shared: &shared,
+            parts: &parts,
+            account: mapped_account.as_deref(),
+        };
+        let (rewritten, emptied) =
+            with_instance_accounts(&upstream, name, &form, &target_ous).await;
+        emptied_ous = emptied;
+        rewritten
     } else {
         body
     };
     let (latency, fault, account) = {
         let mut faults = lock(&shared.faults);
-        let account = call
-            .access_key_id
-            .as_ref()
-            .and_then(|key| faults.principals.get(key).cloned());
-        (faults.latency, injected_fault(&mut faults, &call), account)
+        let fault = injected_fault(&mut faults, &call);
+        (faults.latency, fault, mapped_account)
     };
     {
         let mut stats = lock(&shared.stats);
@@ -626,58 +662,208 @@ async fn handle(
             parts.headers.remove("content-length");
         }
     }
+    if parts.status.is_success()
+        && let Some(name) = stack_set_name
+    {
+        let mut targets = lock(&shared.stack_set_targets);
+        match call.operation.as_str() {
+            "CreateStackInstances" => targets.entry(name).or_default().extend(target_ous),
+            "DeleteStackInstances" => {
+                if let Some(deployed) = targets.get_mut(&name) {
+                    for ou in &emptied_ous {
+                        deployed.remove(ou);
+                    }
+                }
+            }
+            "DeleteStackSet" => {
+                targets.remove(&name);
+            }
+            "DescribeStackSet" => {
+                if let Some(deployed) = targets.get(&name).filter(|d| !d.is_empty()) {
+                    body = with_organizational_units(&body, deployed);
+                    parts.headers.remove("content-length");
+                }
+            }
+            _ => {}
+        }
+    }
     Ok(Response::from_parts(parts, Full::new(body)))
 }
 
-/// Adds `Accounts.member.N` for every stack instance of the StackSet to a
-/// DeleteStackInstances request that targets OUs, which moto would otherwise ignore.
-async fn with_instance_accounts(
-    shared: &Shared,
-    parts: &hyper::http::request::Parts,
-    body: Bytes,
-) -> Bytes {
-    let text = String::from_utf8_lossy(&body).into_owned();
-    let Some(name) = form_value(&text, "StackSetName") else {
-        return body;
-    };
-    let list = format!("Action=ListStackInstances&Version=2010-05-15&StackSetName={name}");
-    let mut request = Request::builder()
-        .method("POST")
-        .uri(format!("{}/", shared.upstream))
-        .header("content-type", "application/x-www-form-urlencoded");
-    for header in ["authorization", "x-amz-date", "host"] {
-        if let Some(value) = parts.headers.get(header) {
-            request = request.header(header, value);
+/// Where the proxy sends calls of its own: moto, acting as the caller of the request at
+/// hand.
+struct Upstream<'a> {
+    shared: &'a Shared,
+    parts: &'a hyper::http::request::Parts,
+    /// The moto account the caller is mapped to, if any.
+    account: Option<&'a str>,
+}
+
+impl Upstream<'_> {
+    /// Sends `body` to `service` (`cloudformation`, `organizations`) as the caller, with
+    /// the awsJson `target` when given; the answer's body.
+    async fn call(&self, service: &str, target: Option<&str>, body: String) -> Option<String> {
+        let authorization = self
+            .parts
+            .headers
+            .get("authorization")?
+            .to_str()
+            .ok()?
+            .replace(
+                "/cloudformation/aws4_request",
+                &format!("/{service}/aws4_request"),
+            );
+        let mut request = Request::builder()
+            .method("POST")
+            .uri(format!("{}/", self.shared.upstream))
+            .header("authorization", authorization);
+        for header in ["x-amz-date", "host"] {
+            if let Some(value) = self.parts.headers.get(header) {
+                request = request.header(header, value);
+            }
+        }
+        if let Some(account) = self.account {
+            request = request.header("x-moto-account-id", account);
+        }
+        request = match target {
+            Some(target) => request
+                .header("content-type", "application/x-amz-json-1.1")
+                .header("x-amz-target", target),
+            None => request.header("content-type", "application/x-www-form-urlencoded"),
+        };
+        let request = request.body(Full::new(Bytes::from(body))).ok()?;
+        let response = self.shared.client.request(request).await.ok()?;
+        let bytes = response.into_body().collect().await.ok()?.to_bytes();
+        Some(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// The stack instances of StackSet `name`: (account, region) pairs.
+    async fn instances(&self, name: &str) -> Vec<(String, String)> {
+        let list = format!("Action=ListStackInstances&Version=2010-05-15&StackSetName={name}");
+        let listed = self
+            .call("cloudformation", None, list)
+            .await
+            .unwrap_or_default();
+        let tags = |tag: &str| -> Vec<String> {
+            listed
+                .split(&format!("<{tag}>"))
+                .skip(1)
+                .filter_map(|rest| rest.split(&format!("</{tag}>")).next())
+                .map(str::to_owned)
+                .collect()
+        };
+        tags("Account").into_iter().zip(tags("Region")).collect()
+    }
+
+    /// An Organizations listing under `parent`: the `Id`s in `field`, every page.
+    async fn organizations_ids(&self, operation: &str, field: &str, parent: &str) -> Vec<String> {
+        let mut ids = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut request = serde_json::json!({ "ParentId": parent });
+            if let Some(token) = &token {
+                request["NextToken"] = serde_json::Value::from(token.clone());
+            }
+            let target = format!("AWSOrganizationsV20161128.{operation}");
+            let Some(answer) = self
+                .call("organizations", Some(&target), request.to_string())
+                .await
+            else {
+                return ids;
+            };
+            let Ok(answer) = serde_json::from_str::<serde_json::Value>(&answer) else {
+                return ids;
+            };
+            ids.extend(
+                answer[field]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|item| item["Id"].as_str().map(str::to_owned)),
+            );
+            token = answer["NextToken"].as_str().map(str::to_owned);
+            if token.is_none() {
+                return ids;
+            }
         }
     }
-    if let Some(account) = parts.headers.get("x-moto-account-id") {
-        request = request.header("x-moto-account-id", account);
+
+    /// The accounts moto deploys to for `ou`: those in it and in its direct child OUs.
+    async fn accounts_under(&self, ou: &str) -> HashSet<String> {
+        let mut parents = vec![ou.to_owned()];
+        parents.extend(
+            self.organizations_ids(
+                "ListOrganizationalUnitsForParent",
+                "OrganizationalUnits",
+                ou,
+            )
+            .await,
+        );
+        let mut accounts = HashSet::new();
+        for parent in parents {
+            accounts.extend(
+                self.organizations_ids("ListAccountsForParent", "Accounts", &parent)
+                    .await,
+            );
+        }
+        accounts
     }
-    let Ok(request) = request.body(Full::new(Bytes::from(list))) else {
-        return body;
-    };
-    let Ok(response) = shared.client.request(request).await else {
-        return body;
-    };
-    let listed = response
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let listed = String::from_utf8_lossy(&listed);
-    let mut accounts: Vec<&str> = listed
-        .split("<Account>")
-        .skip(1)
-        .filter_map(|rest| rest.split("</Account>").next())
-        .collect();
-    accounts.sort_unstable();
-    accounts.dedup();
-    let mut text = text;
+}
+
+/// Adds `Accounts.member.N` to a DeleteStackInstances request that targets OUs, which
+/// moto would otherwise ignore: the accounts of those OUs with an instance in the named
+/// regions. Also returns the OUs left with no instance at all, which AWS then no longer
+/// reports as deployment targets.
+async fn with_instance_accounts(
+    upstream: &Upstream<'_>,
+    name: &str,
+    form: &str,
+    ous: &[String],
+) -> (Bytes, Vec<String>) {
+    let regions = form_list(form, "Regions");
+    let instances = upstream.instances(name).await;
+    let mut accounts = BTreeSet::new();
+    let mut emptied = Vec::new();
+    for ou in ous {
+        let under = upstream.accounts_under(ou).await;
+        let mut left = false;
+        for (account, region) in &instances {
+            if !under.contains(account) {
+                continue;
+            }
+            if regions.contains(region) {
+                accounts.insert(account.clone());
+            } else {
+                left = true;
+            }
+        }
+        if !left {
+            emptied.push(ou.clone());
+        }
+    }
+    let mut text = form.to_owned();
     for (i, account) in accounts.iter().enumerate() {
         text.push_str(&format!("&Accounts.member.{}={account}", i + 1));
     }
-    Bytes::from(text)
+    (Bytes::from(text), emptied)
+}
+
+/// Adds `OrganizationalUnitIds` to a DescribeStackSet answer, as AWS reports them for a
+/// service-managed StackSet.
+fn with_organizational_units(body: &Bytes, ous: &BTreeSet<String>) -> Bytes {
+    let text = String::from_utf8_lossy(body);
+    if text.contains("<OrganizationalUnitIds>") {
+        return body.clone();
+    }
+    let members: String = ous
+        .iter()
+        .map(|ou| format!("<member>{ou}</member>"))
+        .collect();
+    Bytes::from(text.replacen(
+        "<StackSet>",
+        &format!("<StackSet><OrganizationalUnitIds>{members}</OrganizationalUnitIds>"),
+        1,
+    ))
 }
 
 /// Rewrites a ListAccounts answer so the given accounts joined by invitation.
@@ -713,6 +899,33 @@ mod tests {
         assert!((0..100).all(|_| !never.fire()));
         let mut always = RateFault::new(1.0);
         assert!((0..100).all(|_| always.fire()));
+    }
+
+    #[test]
+    fn reads_list_parameters_in_order() {
+        let body = "Action=DeleteStackInstances&Regions.member.2=eu-west-1&Regions.member.1=us-east-1\
+                    &DeploymentTargets.OrganizationalUnitIds.member.1=ou-ab12-cdef3456";
+        assert_eq!(form_list(body, "Regions"), ["us-east-1", "eu-west-1"]);
+        assert_eq!(
+            form_list(body, "DeploymentTargets.OrganizationalUnitIds"),
+            ["ou-ab12-cdef3456"]
+        );
+        assert!(form_list(body, "Accounts").is_empty());
+    }
+
+    #[test]
+    fn reports_the_deployment_targets_of_a_stack_set() {
+        let body = Bytes::from(
+            "<DescribeStackSetResult><StackSet><StackSetName>s</StackSetName></StackSet>",
+        );
+        let ous = BTreeSet::from(["ou-a".to_owned(), "r-b".to_owned()]);
+        assert_eq!(
+            with_organizational_units(&body, &ous),
+            Bytes::from(
+                "<DescribeStackSetResult><StackSet><OrganizationalUnitIds><member>ou-a</member>\
+                 <member>r-b</member></OrganizationalUnitIds><StackSetName>s</StackSetName></StackSet>"
+            )
+        );
     }
 
     #[test]

@@ -89,6 +89,26 @@ impl TestNamespace {
         Self { client, name }
     }
 
+    /// The Events (events.k8s.io/v1, as the operator records them) about object `name`
+    /// with `reason`.
+    pub async fn events(
+        &self,
+        name: &str,
+        reason: &str,
+    ) -> Vec<k8s_openapi::api::events::v1::Event> {
+        let api: Api<k8s_openapi::api::events::v1::Event> = self.api();
+        api.list(&kube::api::ListParams::default())
+            .await
+            .expect("list Events")
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.reason.as_deref() == Some(reason)
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+            })
+            .collect()
+    }
+
     /// An API for a namespaced kind in this namespace.
     pub fn api<K>(&self) -> Api<K>
     where
