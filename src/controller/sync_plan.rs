@@ -147,8 +147,14 @@ pub fn decide(input: &PlanInput<'_>) -> Plan {
     let Some(slot) = missed.latest else {
         return plan;
     };
-    plan.missed = missed.count.saturating_sub(1);
     plan.last_schedule_time = Some(slot);
+    // The slot's Job exists already: an operator stopped between creating it and recording
+    // the slot. The slot ran (and was reported): record it, start, skip or replace nothing.
+    let slot_job = job_name(input.name, slot, false);
+    if input.jobs.iter().any(|job| job.name == slot_job) {
+        return plan;
+    }
+    plan.missed = missed.count.saturating_sub(1);
     if let Some(deadline) = input.starting_deadline {
         let late = input.now.duration_since(slot);
         if late > jiff::SignedDuration::try_from(deadline).unwrap_or(jiff::SignedDuration::MAX) {
@@ -400,6 +406,46 @@ mod tests {
                 plan.next.is_some_and(|next| next > at(case.now)),
                 "{}",
                 case.name
+            );
+        }
+    }
+
+    #[test]
+    fn a_slot_whose_job_exists_is_recorded_and_not_started_again() {
+        // An operator created sync-29539350 (the 10:30 slot) and was killed before it
+        // recorded the slot; its successor sees the slot due and its Job running.
+        let schedule = Schedule::parse("*/30 * * * *", None).expect("valid");
+        let jobs = [job(
+            "sync-29539350",
+            JobState::Active,
+            "2026-03-01T10:30:01Z",
+            None,
+        )];
+        for policy in [
+            ConcurrencyPolicy::Forbid,
+            ConcurrencyPolicy::Allow,
+            ConcurrencyPolicy::Replace,
+        ] {
+            let plan = decide(&PlanInput {
+                now: at("2026-03-01T10:30:05Z"),
+                name: "sync",
+                schedule: &schedule,
+                suspend: false,
+                policy,
+                starting_deadline: None,
+                last_schedule_time: Some(at("2026-03-01T09:00:00Z")),
+                created: at("2026-03-01T08:00:00Z"),
+                jobs: &jobs,
+                run_now: false,
+            });
+            assert_eq!(
+                plan,
+                Plan {
+                    last_schedule_time: Some(at("2026-03-01T10:30:00Z")),
+                    next: Some(at("2026-03-01T11:00:00Z")),
+                    ..Plan::default()
+                },
+                "{policy:?}: no second start, no skip, no replacement, no missed-slot report"
             );
         }
     }

@@ -2,6 +2,7 @@
 //! (`scripts/testbed`): a real kube-apiserver with etcd, and moto behind a fault proxy.
 #![allow(dead_code)]
 
+pub mod apiserver_proxy;
 pub mod aws;
 pub mod fault_proxy;
 pub mod kube;
@@ -9,6 +10,7 @@ pub mod operator;
 pub mod org;
 pub mod process;
 pub mod scenario;
+pub mod testbed;
 
 /// Polls `check` until it returns `Some`, or panics naming `what` after `timeout`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: std::time::Duration, mut check: F) -> T
@@ -48,10 +50,26 @@ pub fn unique_suffix() -> String {
 /// GETs `path` over plain HTTP/1.0 from `address`: the status code and body, or `None`
 /// when nothing answers there.
 pub async fn http_get(address: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+    http_request(address, "GET", path).await
+}
+
+/// POSTs an empty body to `path` over plain HTTP/1.0 (moto's `/moto-api/` endpoints).
+pub async fn http_post(address: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+    http_request(address, "POST", path).await
+}
+
+async fn http_request(
+    address: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
     stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: operator\r\n\r\n").as_bytes())
+        .write_all(
+            format!("{method} {path} HTTP/1.0\r\nHost: operator\r\nContent-Length: 0\r\n\r\n")
+                .as_bytes(),
+        )
         .await
         .ok()?;
     let mut response = String::new();

@@ -167,6 +167,23 @@ struct PendingAccount {
 
 /// Creates the organization in the account `config`'s credentials act in.
 pub async fn seed(config: &SdkConfig, spec: &OrgSpec) -> SeededOrg {
+    seed_with(config, spec, 16, &super::unique_suffix()).await
+}
+
+/// Like [`seed`], one call at a time and with e-mail addresses made from `suffix`: after
+/// moto's random generator is seeded with the same value
+/// ([`super::testbed::seed_moto_random`]), the same calls in the same order give the
+/// same organization with the same ids, so a restarted moto can be re-seeded identically.
+pub async fn seed_in_order(config: &SdkConfig, spec: &OrgSpec, suffix: &str) -> SeededOrg {
+    seed_with(config, spec, 1, suffix).await
+}
+
+async fn seed_with(
+    config: &SdkConfig,
+    spec: &OrgSpec,
+    concurrency: usize,
+    suffix: &str,
+) -> SeededOrg {
     let client = Client::new(config);
     let org = client
         .create_organization()
@@ -182,7 +199,6 @@ pub async fn seed(config: &SdkConfig, spec: &OrgSpec) -> SeededOrg {
 
     let mut ous = Vec::new();
     let mut pending = Vec::new();
-    let suffix = super::unique_suffix();
     let mut push_accounts = |parent_id: &str, path: &str, active: usize, suspended: usize| {
         for i in 0..active + suspended {
             pending.push(PendingAccount {
@@ -234,10 +250,9 @@ pub async fn seed(config: &SdkConfig, spec: &OrgSpec) -> SeededOrg {
         .map(|account| {
             let client = client.clone();
             let root = root.clone();
-            let suffix = suffix.clone();
-            async move { create_account(&client, &root, account, &suffix).await }
+            async move { create_account(&client, &root, account, suffix).await }
         })
-        .buffer_unordered(16)
+        .buffered(concurrency.max(1))
         .try_collect()
         .await
         .expect("seeding accounts");

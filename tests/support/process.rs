@@ -41,6 +41,19 @@ impl OperatorProcess {
     ) -> Self {
         let kubeconfig = std::env::var(KUBECONFIG_ENV)
             .unwrap_or_else(|_| panic!("{KUBECONFIG_ENV} is not set: run under scripts/testbed"));
+        Self::spawn_with_kubeconfig(binary, bed, name, args, log, Path::new(&kubeconfig))
+    }
+
+    /// Like [`OperatorProcess::spawn`], reaching the API server through `kubeconfig`
+    /// (for example an [`super::apiserver_proxy::ApiServerProxy`]'s).
+    pub fn spawn_with_kubeconfig(
+        binary: &Path,
+        bed: &AwsBed,
+        name: &str,
+        args: &[&str],
+        log: Option<&Path>,
+        kubeconfig: &Path,
+    ) -> Self {
         let http = free_address();
         let output = || match log {
             Some(path) => std::fs::OpenOptions::new()
