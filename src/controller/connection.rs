@@ -19,8 +19,8 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use tracing::{debug, info, warn};
 
 use super::connection_status::{
-    ExternalIdDecision, Verdict, count_phases, decide_external_id, generate_external_id,
-    members_connected, ready, transitions,
+    ExternalIdDecision, Verdict, count_phases, decide_external_id, defer_count_update,
+    generate_external_id, members_connected, ready, transitions,
 };
 use super::context::{Context, Diagnostics, jitter, object_key};
 use super::credentials::{CredentialProblem, keys_from_secret, secret_name};
@@ -187,6 +187,7 @@ impl Pass<'_> {
             )
             .await?;
         Diagnostics::add(&self.ctx.diagnostics.status_writes, 1);
+        self.ctx.status_written(&object_key(self.connection), false);
         Ok(true)
     }
 
@@ -225,6 +226,14 @@ impl Pass<'_> {
             .as_ref()
             .map(|s| s.conditions.clone())
             .unwrap_or_default();
+        // While probes land, the counts are rewritten every few seconds, not per account.
+        if let Some(wait) = defer_count_update(
+            &self.connection.status.clone().unwrap_or_default(),
+            &self.status,
+            self.ctx.since_status_write(&object_key(self.connection)),
+        ) {
+            return Ok(Action::requeue(wait));
+        }
         if self.write_status().await? {
             for condition in transitions(&before, &self.status.conditions) {
                 if condition.type_ == ConditionType::MembersConnected
@@ -262,6 +271,9 @@ async fn apply(connection: Arc<AwsOrgConnection>, ctx: Arc<Context>) -> Result<A
         now: Timestamp::now(),
     };
 
+    if let Some(problem) = connection.spec.problem() {
+        return refuse_spec(pass, problem).await;
+    }
     let Some(external_id) = external_id(&mut pass).await? else {
         return pass.finish(Action::await_change()).await;
     };
@@ -288,6 +300,31 @@ async fn apply(connection: Arc<AwsOrgConnection>, ctx: Arc<Context>) -> Result<A
         requeue = requeue.min(poll);
     }
     pass.finish(Action::requeue(requeue)).await
+}
+
+/// Reports a spec the CRD's validation refuses (it reached the operator from an API server
+/// that does not enforce it) and does nothing else until the spec changes.
+async fn refuse_spec(mut pass: Pass<'_>, problem: String) -> Result<Action> {
+    warn!(connection = %object_key(pass.connection), problem = %problem, "invalid spec");
+    pass.set(
+        ConditionType::Ready,
+        (
+            ConditionStatus::False,
+            "InvalidSpec",
+            format!(
+                "{problem}. The CRD's validation refuses this spec, so the API server does not \
+                 enforce it (are the CRDs installed from this release?); nothing is done until \
+                 the spec is fixed"
+            ),
+        ),
+    );
+    pass.status.observed_generation = pass.generation();
+    if pass.write_status().await? {
+        pass.ctx
+            .event(pass.connection, EventType::Warning, "InvalidSpec", problem)
+            .await;
+    }
+    Ok(Action::await_change())
 }
 
 /// Settles the ExternalId; a generated one is written to status before it is first used,
@@ -980,6 +1017,7 @@ async fn cleanup(connection: Arc<AwsOrgConnection>, ctx: Arc<Context>) -> Result
     let removed = names.len();
     write_members(&ctx, &connection, Vec::new(), names).await?;
     ctx.sessions.forget(&object_key(connection.as_ref()));
+    ctx.status_written(&object_key(connection.as_ref()), true);
     for phase in ["Connected", "Blocked", "Suspended", "Pending", "Paused"] {
         ctx.health.metrics.accounts.remove(&PhaseLabels {
             namespace: namespace.clone(),

@@ -2,9 +2,10 @@
 //! account counts, and the summarising conditions.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::api::condition::{Condition, ConditionStatus, ConditionType, find_condition};
-use crate::api::connection::{AccountCounts, ExternalIdSource};
+use crate::api::connection::{AccountCounts, AwsOrgConnectionStatus, ExternalIdSource};
 use crate::api::member_account::{MemberAccount, MemberPhase};
 
 /// Which ExternalId the connection presents.
@@ -144,6 +145,31 @@ pub fn ready(conditions: &[Condition]) -> Verdict {
     )
 }
 
+/// While member probes land, the account counts alone rewrite a connection's status at
+/// most this often; the written counts trail the MemberAccounts by at most this long.
+pub const COUNTS_REFRESH: Duration = Duration::from_secs(5);
+
+/// How long to hold back writing `next` over `current`: `Some` only when all that changed
+/// is what member probes move (the account counts and `MembersConnected`) and the status
+/// was written less than [`COUNTS_REFRESH`] ago (`since_last_write`). Anything else is
+/// written at once.
+pub fn defer_count_update(
+    current: &AwsOrgConnectionStatus,
+    next: &AwsOrgConnectionStatus,
+    since_last_write: Option<Duration>,
+) -> Option<Duration> {
+    let wait = COUNTS_REFRESH.checked_sub(since_last_write?)?;
+    let without_counts = |status: &AwsOrgConnectionStatus| {
+        let mut status = status.clone();
+        status.accounts = None;
+        status
+            .conditions
+            .retain(|c| c.type_ != ConditionType::MembersConnected);
+        status
+    };
+    (!wait.is_zero() && without_counts(current) == without_counts(next)).then_some(wait)
+}
+
 /// Conditions whose status or reason changed between `before` and `after`: the
 /// transitions worth an Event.
 pub fn transitions<'a>(before: &[Condition], after: &'a [Condition]) -> Vec<&'a Condition> {
@@ -159,6 +185,63 @@ pub fn transitions<'a>(before: &[Condition], after: &'a [Condition]) -> Vec<&'a 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn count_updates_wait_for_the_refresh_but_nothing_else_does() {
+        let counts = |connected| AccountCounts {
+            total: 10,
+            connected,
+            ..AccountCounts::default()
+        };
+        let condition = |type_, status, reason: &str| Condition {
+            type_,
+            status,
+            reason: reason.to_owned(),
+            message: String::new(),
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                Timestamp::UNIX_EPOCH,
+            ),
+            observed_generation: None,
+        };
+        let current = AwsOrgConnectionStatus {
+            accounts: Some(counts(3)),
+            conditions: vec![
+                condition(ConditionType::Ready, ConditionStatus::True, "Connected"),
+                condition(
+                    ConditionType::MembersConnected,
+                    ConditionStatus::Unknown,
+                    "Probing",
+                ),
+            ],
+            ..AwsOrgConnectionStatus::default()
+        };
+        let mut moved = current.clone();
+        moved.accounts = Some(counts(7));
+        moved.conditions[1] = condition(
+            ConditionType::MembersConnected,
+            ConditionStatus::True,
+            "AllConnected",
+        );
+        let soon = Some(Duration::from_secs(2));
+        assert_eq!(
+            defer_count_update(&current, &moved, soon),
+            Some(Duration::from_secs(3))
+        );
+        // Long enough since the last write, or never written: write now.
+        assert_eq!(
+            defer_count_update(&current, &moved, Some(COUNTS_REFRESH)),
+            None
+        );
+        assert_eq!(defer_count_update(&current, &moved, None), None);
+        // Anything beyond the counts is written at once.
+        let mut other = moved.clone();
+        other.conditions[0] =
+            condition(ConditionType::Ready, ConditionStatus::False, "NotConnected");
+        assert_eq!(defer_count_update(&current, &other, soon), None);
+        let mut generation = moved.clone();
+        generation.observed_generation = Some(2);
+        assert_eq!(defer_count_update(&current, &generation, soon), None);
+    }
     use crate::api::member_account::MemberAccountStatus;
     use k8s_openapi::jiff::Timestamp;
 

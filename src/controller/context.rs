@@ -157,6 +157,8 @@ pub struct Context {
     /// Failed revokes by connection, kept in memory so waiting writes nothing.
     revokes: Mutex<HashMap<String, RevokeRetry>>,
     probes: Mutex<HashMap<String, ProbeRecord>>,
+    /// When each connection's status was last written.
+    status_written: Mutex<HashMap<String, std::time::Instant>>,
     connection_limits: Mutex<HashMap<String, (usize, Arc<Semaphore>)>>,
     global_probes: Arc<Semaphore>,
 }
@@ -194,7 +196,7 @@ impl Context {
             }
         });
         let reporter = Reporter {
-            controller: "orgconnect".into(),
+            controller: REPORTING_CONTROLLER.into(),
             instance: Some(settings.instance.clone()),
         };
         Self {
@@ -212,6 +214,7 @@ impl Context {
             retries: Mutex::new(HashMap::new()),
             revokes: Mutex::new(HashMap::new()),
             probes: Mutex::new(HashMap::new()),
+            status_written: Mutex::new(HashMap::new()),
             connection_limits: Mutex::new(HashMap::new()),
             global_probes: Arc::new(Semaphore::new(settings_probe_limit(&settings))),
             settings,
@@ -256,6 +259,23 @@ impl Context {
             let _ = self
                 .probe_requests
                 .send(ObjectRef::from_obj(member.as_ref()));
+        }
+    }
+
+    /// How long ago connection `key`'s status was last written by this process.
+    pub fn since_status_write(&self, key: &str) -> Option<Duration> {
+        lock(&self.status_written)
+            .get(key)
+            .map(std::time::Instant::elapsed)
+    }
+
+    /// Notes that connection `key`'s status was written now; `forget` drops the note.
+    pub fn status_written(&self, key: &str, forget: bool) {
+        let mut written = lock(&self.status_written);
+        if forget {
+            written.remove(key);
+        } else {
+            written.insert(key.to_owned(), std::time::Instant::now());
         }
     }
 
@@ -373,8 +393,94 @@ impl Context {
             action: "Reconcile".to_owned(),
             secondary: None,
         };
-        if let Err(err) = self.recorder.publish(&event, &object.object_ref(&())).await {
+        let regarding = object.object_ref(&());
+        let published = if regarding
+            .name
+            .as_ref()
+            .is_some_and(|name| name.len() > RECORDER_NAME_ROOM)
+        {
+            self.publish_with_generated_name(&event, regarding).await
+        } else {
+            self.recorder.publish(&event, &regarding).await
+        };
+        if let Err(err) = published {
             tracing::warn!(error = %err, reason, "could not publish an Event");
         }
+    }
+
+    /// Publishes `event` under a name the API server generates, for objects whose names
+    /// leave no room for the recorder's (see [`RECORDER_NAME_ROOM`]).
+    async fn publish_with_generated_name(
+        &self,
+        event: &Event,
+        regarding: k8s_openapi::api::core::v1::ObjectReference,
+    ) -> Result<(), kube::Error> {
+        use k8s_openapi::api::events::v1::Event as ApiEvent;
+        let namespace = regarding
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned());
+        let body = ApiEvent {
+            metadata: kube::api::ObjectMeta {
+                generate_name: Some(event_generate_name(
+                    regarding.name.as_deref().unwrap_or_default(),
+                )),
+                namespace: Some(namespace.clone()),
+                ..kube::api::ObjectMeta::default()
+            },
+            action: Some(event.action.clone()),
+            reason: Some(event.reason.clone()),
+            note: event.note.clone(),
+            type_: Some(
+                match event.type_ {
+                    EventType::Normal => "Normal",
+                    EventType::Warning => "Warning",
+                }
+                .to_owned(),
+            ),
+            event_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+                Timestamp::now(),
+            )),
+            regarding: Some(regarding),
+            reporting_controller: Some(REPORTING_CONTROLLER.to_owned()),
+            reporting_instance: Some(self.settings.instance.clone()),
+            ..ApiEvent::default()
+        };
+        kube::Api::<ApiEvent>::namespaced(self.client.clone(), &namespace)
+            .create(&kube::api::PostParams::default(), &body)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// The controller name Events are reported under.
+const REPORTING_CONTROLLER: &str = "orgconnect";
+
+/// The recorder names an Event `<object>.<nanoseconds in hex>`, and names are at most 253
+/// characters: objects with longer names than this get a generated Event name instead.
+const RECORDER_NAME_ROOM: usize = 253 - 1 - 20;
+
+/// The `generateName` of an Event about `object`: a prefix of its name, which the API
+/// server completes with five random characters.
+fn event_generate_name(object: &str) -> String {
+    let prefix: String = object.chars().take(200).collect();
+    format!("{}.", prefix.trim_end_matches(['-', '.']))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_names_fit_for_objects_of_any_name() {
+        let longest = "a".repeat(253);
+        assert!(longest.len() > RECORDER_NAME_ROOM);
+        // What the recorder would make of a name just within the room.
+        let within = "a".repeat(RECORDER_NAME_ROOM);
+        assert!(format!("{within}.{:x}", i128::from(i64::MAX)).len() <= 253);
+        let generated = event_generate_name(&longest);
+        assert!(generated.len() + 5 <= 253, "{}", generated.len());
+        assert!(generated.starts_with("aaaa") && generated.ends_with('.'));
+        assert_eq!(event_generate_name("x-.-"), "x.");
     }
 }

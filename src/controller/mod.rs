@@ -91,7 +91,8 @@ impl Operator {
             watcher(
                 self.api::<MemberAccount>(),
                 watcher::Config::default().labels(members::CONNECTION_LABEL),
-            ),
+            )
+            .modify(slim),
         )
         .default_backoff()
         .touched_objects();
@@ -109,7 +110,7 @@ impl Operator {
             reflector::store::<AwsOrgConnection>();
         let connection_events = reflector(
             schedule_connections_writer,
-            watcher(self.api::<AwsOrgConnection>(), connections_config.clone()),
+            watcher(self.api::<AwsOrgConnection>(), connections_config.clone()).modify(slim),
         )
         .default_backoff()
         .touched_objects();
@@ -171,11 +172,18 @@ impl Operator {
 
         // Probe requests from the connection reconciler (new credentials, new spec).
         let probe_requests = futures::stream::poll_fn(move |cx| probe_rx.poll_recv(cx));
-        let member_controller =
-            Controller::new(
+        let (member_cache, member_cache_writer) = reflector::store::<MemberAccount>();
+        let member_triggers = reflector(
+            member_cache_writer,
+            watcher(
                 self.api::<MemberAccount>(),
                 watcher::Config::default().labels(members::CONNECTION_LABEL),
             )
+            .modify(slim),
+        )
+        .default_backoff()
+        .touched_objects();
+        let member_controller = Controller::for_stream(member_triggers, member_cache)
             .with_config(ControllerConfig::default().concurrency(
                 u16::try_from(self.settings.probe_concurrency.max(1)).unwrap_or(u16::MAX),
             ))
@@ -220,4 +228,10 @@ impl Operator {
         futures::join!(connection_controller, member_controller, sync_controller);
         info!("orgconnect controllers stopped");
     }
+}
+
+/// Drops what the operator never reads from the objects it caches (their managedFields),
+/// so the caches of thousands of MemberAccounts stay small.
+fn slim<K: Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
 }
