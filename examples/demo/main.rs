@@ -11,7 +11,7 @@
 mod support;
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -50,26 +50,8 @@ fn step(what: &str) {
     println!("\n==> {what}");
 }
 
-/// The `orgconnect` binary built beside this example.
-fn orgconnect_binary() -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let binary = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join("orgconnect"))
-        .ok_or("cannot locate the build directory")?;
-    if !binary.exists() {
-        return Err(format!(
-            "{} is missing: build it first (`cargo build --bin orgconnect`)",
-            binary.display()
-        )
-        .into());
-    }
-    Ok(binary)
-}
-
 async fn demo() -> Result<()> {
-    let binary = orgconnect_binary()?;
+    let binary = support::process::beside_current_exe("orgconnect")?;
     let kubeconfig = std::env::var(KUBECONFIG_ENV)
         .map_err(|_| format!("{KUBECONFIG_ENV} is not set: run under `scripts/testbed run`"))?;
     let kubectl = std::env::var("ORGCONNECT_TESTBED_KUBECTL").unwrap_or_else(|_| "kubectl".into());

@@ -283,6 +283,15 @@ impl FaultProxy {
             .unwrap_or(0)
     }
 
+    /// Calls that reached the proxy, by operation.
+    pub fn call_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        lock(&self.shared.stats)
+            .calls
+            .iter()
+            .map(|(operation, n)| (operation.clone(), *n))
+            .collect()
+    }
+
     /// The most calls to `operation` the proxy was handling at once.
     pub fn max_in_flight(&self, operation: &str) -> u64 {
         lock(&self.shared.stats)

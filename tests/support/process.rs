@@ -29,6 +29,38 @@ fn free_address() -> SocketAddr {
         .expect("a free loopback port")
 }
 
+/// The program `name` built beside the running one (`target/<profile>/examples/x` finds
+/// `target/<profile>/name`), for the demo and the benchmark.
+pub fn beside_current_exe(name: &str) -> Result<std::path::PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let binary = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join(name))
+        .ok_or("cannot locate the build directory")?;
+    if !binary.exists() {
+        return Err(format!(
+            "{} is missing: build it first (`cargo build --bin {name}`)",
+            binary.display()
+        ));
+    }
+    Ok(binary)
+}
+
+/// The peak resident set size of process `pid` (VmHWM), in bytes.
+pub fn peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
 impl OperatorProcess {
     /// Starts `binary run ARGS` as replica `name`, with the bed's base credentials as its
     /// default AWS chain and the bed's kubeconfig. Its logs go to `log` (or are dropped).
