@@ -367,6 +367,14 @@ fn form_list(body: &str, prefix: &str) -> Vec<String> {
     values.into_iter().map(|(_, v)| v).collect()
 }
 
+/// The text of the first `<tag>` element of an XML answer.
+fn xml_value(body: &[u8], tag: &str) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let (_, rest) = text.split_once(&format!("<{tag}>"))?;
+    let (value, _) = rest.split_once(&format!("</{tag}>"))?;
+    Some(value.trim().to_owned())
+}
+
 fn form_value(body: &str, key: &str) -> Option<String> {
     body.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
@@ -664,6 +672,21 @@ async fn handle(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    // Session keys minted here act in the role's account, as on AWS. Remembering them
+    // spares moto finding the account by scanning every account it holds on each call
+    // made with them, which makes an organization of thousands of accounts quadratic.
+    if call.operation == "AssumeRole"
+        && parts.status.is_success()
+        && let Some(role_account) = call
+            .role_arn
+            .as_deref()
+            .and_then(|arn| arn.split(':').nth(4))
+        && let Some(key) = xml_value(&body, "AccessKeyId")
+    {
+        lock(&shared.faults)
+            .principals
+            .insert(key, role_account.to_owned());
+    }
     if call.operation == "ListAccounts" {
         let invited = lock(&shared.faults).invited.clone();
         if !invited.is_empty() {
