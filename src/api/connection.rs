@@ -117,6 +117,37 @@ pub struct AwsOrgConnectionSpec {
     pub stack_set: StackSetSpec,
 }
 
+impl AwsOrgConnectionSpec {
+    /// What is wrong with the spec that the CRD's validation refuses, should it reach the
+    /// operator anyway (from an API server that does not enforce the CRD's rules): the
+    /// field, its value and what it must be. `None` when the operator can act on it.
+    pub fn problem(&self) -> Option<String> {
+        let concurrency = self.member_access.concurrency;
+        if !(MIN_CONCURRENCY..=MAX_CONCURRENCY).contains(&concurrency) {
+            return Some(format!(
+                "memberAccess.concurrency is {concurrency}; it must be between \
+                 {MIN_CONCURRENCY} and {MAX_CONCURRENCY}"
+            ));
+        }
+        for (field, value) in [
+            ("discoveryInterval", &self.discovery_interval),
+            (
+                "memberAccess.probeInterval",
+                &self.member_access.probe_interval,
+            ),
+        ] {
+            let at_least_a_minute = crate::duration::parse_duration(value)
+                .is_ok_and(|d| d >= std::time::Duration::from_secs(60));
+            if !at_least_a_minute {
+                return Some(format!(
+                    "{field} is {value:?}; it must be a duration such as 30m or 1h, at least 1m"
+                ));
+            }
+        }
+        None
+    }
+}
+
 fn default_region() -> String {
     "us-east-1".into()
 }
@@ -217,7 +248,7 @@ pub struct MemberAccess {
 
     /// How many member accounts of this connection are probed at the same time.
     #[serde(default = "default_concurrency")]
-    #[schemars(range(min = 1, max = 1000))]
+    #[schemars(range(min = MIN_CONCURRENCY, max = MAX_CONCURRENCY))]
     pub concurrency: i32,
 }
 
@@ -242,6 +273,10 @@ fn default_member_role_name() -> String {
 fn default_probe_interval() -> String {
     "30m".into()
 }
+
+/// The bounds of `memberAccess.concurrency`.
+pub const MIN_CONCURRENCY: i32 = 1;
+pub const MAX_CONCURRENCY: i32 = 1000;
 
 fn default_concurrency() -> i32 {
     16
@@ -426,4 +461,61 @@ pub struct AccountCounts {
     pub pending: i32,
     /// Paused by a user.
     pub paused: i32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(extra: serde_json::Value) -> AwsOrgConnectionSpec {
+        let mut spec =
+            serde_json::json!({ "roleArn": "arn:aws:iam::111122223333:role/orgconnect" });
+        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+            spec.extend(extra.clone());
+        }
+        serde_json::from_value(spec).expect("spec")
+    }
+
+    #[test]
+    fn a_spec_within_the_schema_has_no_problem() {
+        assert_eq!(spec(serde_json::json!({})).problem(), None);
+        let edges = spec(serde_json::json!({
+            "discoveryInterval": "1m",
+            "memberAccess": { "concurrency": 1000, "probeInterval": "1h30m" },
+        }));
+        assert_eq!(edges.problem(), None);
+    }
+
+    #[test]
+    fn names_what_the_schema_would_have_refused() {
+        for (extra, field) in [
+            (
+                serde_json::json!({ "memberAccess": { "concurrency": 0 } }),
+                "memberAccess.concurrency is 0",
+            ),
+            (
+                serde_json::json!({ "memberAccess": { "concurrency": -3 } }),
+                "memberAccess.concurrency is -3",
+            ),
+            (
+                serde_json::json!({ "memberAccess": { "concurrency": 1001 } }),
+                "memberAccess.concurrency is 1001",
+            ),
+            (
+                serde_json::json!({ "discoveryInterval": "30s" }),
+                "discoveryInterval is \"30s\"",
+            ),
+            (
+                serde_json::json!({ "discoveryInterval": "hourly" }),
+                "discoveryInterval is \"hourly\"",
+            ),
+            (
+                serde_json::json!({ "memberAccess": { "probeInterval": "" } }),
+                "memberAccess.probeInterval is \"\"",
+            ),
+        ] {
+            let problem = spec(extra).problem().expect("a problem");
+            assert!(problem.starts_with(field), "{problem}");
+        }
+    }
 }

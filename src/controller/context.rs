@@ -460,11 +460,12 @@ const REPORTING_CONTROLLER: &str = "orgconnect";
 /// characters: objects with longer names than this get a generated Event name instead.
 const RECORDER_NAME_ROOM: usize = 253 - 1 - 20;
 
-/// The `generateName` of an Event about `object`: a prefix of its name, which the API
-/// server completes with five random characters.
+/// The `generateName` of an Event about `object`: a prefix of its name and a dash (the
+/// server refuses a prefix ending in a dot), which the API server completes with five
+/// random characters.
 fn event_generate_name(object: &str) -> String {
     let prefix: String = object.chars().take(200).collect();
-    format!("{}.", prefix.trim_end_matches(['-', '.']))
+    format!("{}-", prefix.trim_end_matches(['-', '.']))
 }
 
 #[cfg(test)]
@@ -480,7 +481,7 @@ mod tests {
         assert!(format!("{within}.{:x}", i128::from(i64::MAX)).len() <= 253);
         let generated = event_generate_name(&longest);
         assert!(generated.len() + 5 <= 253, "{}", generated.len());
-        assert!(generated.starts_with("aaaa") && generated.ends_with('.'));
-        assert_eq!(event_generate_name("x-.-"), "x.");
+        assert!(generated.starts_with("aaaa") && generated.ends_with('-'));
+        assert_eq!(event_generate_name("x-.-"), "x-");
     }
 }

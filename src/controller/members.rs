@@ -2,7 +2,6 @@
 //! that build the desired objects and compare them with what exists.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{DefaultHasher, Hash, Hasher};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ObjectMeta;
@@ -19,10 +18,14 @@ pub const ACCOUNT_LABEL: &str = "orgconnect.dev/account-id";
 /// Label holding the id of the account's parent OU (or root).
 pub const OU_LABEL: &str = "orgconnect.dev/ou-id";
 
+/// Eight hex digits of FNV-1a over `value`: the same in every build and release (unlike
+/// `DefaultHasher`), since it ends up in names and labels that outlive the process and
+/// that `orgconnect tree` computes too.
 fn short_hash(value: &str) -> String {
-    let mut hasher = DefaultHasher::new();
-    value.hash(&mut hasher);
-    format!("{:08x}", hasher.finish() as u32)
+    let hash = value.bytes().fold(0x811c_9dc5_u32, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    });
+    format!("{hash:08x}")
 }
 
 /// `value` as a label value: itself when it fits in 63 characters, else a prefix and a
@@ -215,6 +218,20 @@ mod tests {
         assert_ne!(name, member_name(&"c".repeat(252), "222222222222"));
         assert_eq!(label_value("acme"), "acme");
         assert!(label_value(&long).len() <= 63);
+        assert_ne!(label_value(&long), label_value(&"c".repeat(252)));
+        assert_eq!(label_value(&"c".repeat(63)), "c".repeat(63));
+    }
+
+    #[test]
+    fn shortened_names_are_the_same_in_every_build() {
+        // FNV-1a's published values: a changed hash would orphan existing labels.
+        assert_eq!(short_hash(""), "811c9dc5");
+        assert_eq!(short_hash("a"), "e40c292c");
+        let long = format!("{}-x", "c".repeat(70));
+        assert_eq!(
+            label_value(&long),
+            format!("{}-{}", "c".repeat(54), short_hash(&long))
+        );
     }
 
     #[test]
