@@ -74,9 +74,22 @@ pub async fn list_organization(
         .unwrap_or_default()
         .to_owned();
 
-    let units = list_units(client, &root_id, concurrency).await?;
-    let parents = list_account_parents(client, &root_id, &units, concurrency).await?;
-    let accounts = list_accounts(client, &root_id, &parents).await?;
+    // ListAccounts pages can only be fetched one after another: walk the OUs meanwhile.
+    let units_and_parents = async {
+        let units = list_units(client, &root_id, concurrency).await?;
+        let parents = list_account_parents(client, &root_id, &units, concurrency).await?;
+        Ok::<_, AwsFailure>((units, parents))
+    };
+    let ((units, parents), mut accounts) =
+        futures::try_join!(units_and_parents, list_accounts(client))?;
+    // An account whose parent was not listed (it moved while discovery ran) is placed
+    // under the root until the next discovery.
+    for account in &mut accounts {
+        account.parent_id = parents
+            .get(&account.id)
+            .map_or(root_id.as_str(), String::as_str)
+            .to_owned();
+    }
 
     Ok(OrganizationSnapshot {
         id: header.id,
@@ -169,14 +182,8 @@ async fn list_account_parents(
     Ok(listed.into_iter().flatten().collect())
 }
 
-/// Every account, in pages of [`ACCOUNTS_PAGE_SIZE`]. An account whose parent was not
-/// listed (it moved while discovery ran) is placed under the root until the next
-/// discovery.
-async fn list_accounts(
-    client: &Client,
-    root_id: &str,
-    parents: &BTreeMap<String, String>,
-) -> Result<Vec<Account>, AwsFailure> {
+/// Every account, in pages of [`ACCOUNTS_PAGE_SIZE`], its parent not yet known.
+async fn list_accounts(client: &Client) -> Result<Vec<Account>, AwsFailure> {
     let mut pages = client
         .list_accounts()
         .max_results(ACCOUNTS_PAGE_SIZE)
@@ -197,7 +204,7 @@ async fn list_accounts(
                     "INVITED" => Some(JoinedMethod::Invited),
                     _ => None,
                 }),
-                parent_id: parents.get(id).map_or(root_id, String::as_str).to_owned(),
+                parent_id: String::new(),
             });
         }
     }
