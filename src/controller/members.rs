@@ -21,7 +21,7 @@ pub const OU_LABEL: &str = "orgconnect.dev/ou-id";
 /// Eight hex digits of FNV-1a over `value`: the same in every build and release (unlike
 /// `DefaultHasher`), since it ends up in names and labels that outlive the process and
 /// that `orgconnect tree` computes too.
-fn short_hash(value: &str) -> String {
+pub(crate) fn short_hash(value: &str) -> String {
     let hash = value.bytes().fold(0x811c_9dc5_u32, |hash, byte| {
         (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
     });

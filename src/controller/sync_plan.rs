@@ -2,7 +2,6 @@
 //! CronJob controller decides: given the schedule, its status, its Jobs and now, which Job
 //! to start, which to stop, which to prune, and when to look again.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -90,9 +89,9 @@ pub fn job_name(schedule: &str, slot: Timestamp, manual: bool) -> String {
     if name.len() <= 63 {
         return name;
     }
-    let mut hasher = DefaultHasher::new();
-    schedule.hash(&mut hasher);
-    let hash = format!("{:08x}", hasher.finish() as u32);
+    // Stable across builds and releases: a restarted (or upgraded) operator must name a
+    // slot's Job as its predecessor did.
+    let hash = crate::controller::members::short_hash(schedule);
     let keep = 63 - suffix.len() - hash.len() - 2;
     let prefix: String = schedule.chars().take(keep).collect();
     format!("{}-{hash}-{suffix}", prefix.trim_end_matches(['-', '.']))
@@ -490,6 +489,14 @@ mod tests {
         let long = "s".repeat(253);
         assert!(job_name(&long, slot, false).len() <= 63);
         assert!(job_name(&long, slot, true).ends_with("-run-1772361000"));
+        assert_eq!(
+            job_name(&long, slot, false),
+            format!(
+                "{}-{}-29539350",
+                "s".repeat(45),
+                crate::controller::members::short_hash(&long)
+            )
+        );
     }
 
     #[test]
