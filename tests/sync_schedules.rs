@@ -22,7 +22,7 @@ use support::kube::TestNamespace;
 use support::operator::{
     apply_connection, create_key_secret, in_namespace, managing_role, members, start,
 };
-use support::org::{OrgSpec, seed};
+use support::org::{OrgSpec, SeededOrg, seed};
 
 const SCHEDULE_LABEL: &str = "orgconnect.dev/sync-schedule";
 const CONNECTION_LABEL: &str = "orgconnect.dev/connection";
@@ -82,6 +82,33 @@ async fn complete(api: &Api<Job>, name: &str) {
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
         .await
         .unwrap_or_else(|e| panic!("marking Job {name} complete: {e}"));
+}
+
+/// Applies connection `acme` to `org`'s managing role and waits until its `accounts`
+/// MemberAccounts are all Connected.
+async fn connect_acme(
+    ns: &TestNamespace,
+    org: &SeededOrg,
+    accounts: usize,
+) -> (Api<AwsOrgConnection>, Api<MemberAccount>) {
+    let connections: Api<AwsOrgConnection> = ns.api();
+    apply_connection(
+        &connections,
+        "acme",
+        serde_json::json!({ "roleArn": managing_role(&org.managing_account_id) }),
+    )
+    .await;
+    let member_api: Api<MemberAccount> = ns.api();
+    eventually("accounts Connected", Duration::from_secs(60), || async {
+        let listed = members(&member_api).await;
+        (listed.len() == accounts
+            && listed
+                .iter()
+                .all(|m| m.status.as_ref().and_then(|s| s.phase) == Some(MemberPhase::Connected)))
+        .then_some(())
+    })
+    .await;
+    (connections, member_api)
 }
 
 fn env_of(job: &Job) -> std::collections::BTreeMap<String, String> {
@@ -371,23 +398,7 @@ async fn a_scheduled_slot_starts_one_job_named_for_its_slot() {
         ns,
         operator: _operator,
     } = Scenario::start("cron", &OrgSpec::flat(1)).await;
-    let connections: Api<AwsOrgConnection> = ns.api();
-    apply_connection(
-        &connections,
-        "acme",
-        serde_json::json!({ "roleArn": managing_role(&org.managing_account_id) }),
-    )
-    .await;
-    let member_api: Api<MemberAccount> = ns.api();
-    eventually("accounts Connected", Duration::from_secs(60), || async {
-        let listed = members(&member_api).await;
-        (listed.len() == 2
-            && listed
-                .iter()
-                .all(|m| m.status.as_ref().and_then(|s| s.phase) == Some(MemberPhase::Connected)))
-        .then_some(())
-    })
-    .await;
+    connect_acme(&ns, &org, 2).await;
     let schedules: Api<SyncSchedule> = ns.api();
     apply_schedule(
         &schedules,
@@ -430,23 +441,7 @@ async fn revoking_a_connection_removes_its_sync_runs_and_its_schedules_say_so() 
         ns,
         operator: _operator,
     } = Scenario::start("sync-revoke", &OrgSpec::flat(2)).await;
-    let connections: Api<AwsOrgConnection> = ns.api();
-    apply_connection(
-        &connections,
-        "acme",
-        serde_json::json!({ "roleArn": managing_role(&org.managing_account_id) }),
-    )
-    .await;
-    let member_api: Api<MemberAccount> = ns.api();
-    eventually("accounts Connected", Duration::from_secs(60), || async {
-        let listed = members(&member_api).await;
-        (listed.len() == 3
-            && listed
-                .iter()
-                .all(|m| m.status.as_ref().and_then(|s| s.phase) == Some(MemberPhase::Connected)))
-        .then_some(())
-    })
-    .await;
+    let (connections, member_api) = connect_acme(&ns, &org, 3).await;
     let schedules: Api<SyncSchedule> = ns.api();
     apply_schedule(
         &schedules,
@@ -575,5 +570,96 @@ async fn revoking_a_connection_removes_its_sync_runs_and_its_schedules_say_so() 
     assert!(
         note.contains("Remains on the AWS side: the managing-account role"),
         "{note}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_take_only_the_selected_accounts_and_are_skipped_when_none_is_connected() {
+    let Scenario {
+        bed: _bed,
+        org,
+        ns,
+        operator: _operator,
+    } = Scenario::start("selector", &OrgSpec::flat(3)).await;
+    let (_, member_api) = connect_acme(&ns, &org, 4).await;
+    let schedules: Api<SyncSchedule> = ns.api();
+    apply_schedule(
+        &schedules,
+        "audit",
+        serde_json::json!({
+            "connectionRef": { "name": "acme" },
+            "schedule": "0 0 1 1 *",
+            "accountSelector": { "matchLabels": { "team": "audit" } },
+            "jobTemplate": { "spec": { "template": { "spec": {
+                "containers": [{ "name": "c", "image": "busybox" }] } } } },
+        }),
+    )
+    .await;
+    let jobs: Api<Job> = ns.api();
+
+    // No Connected account carries the label: the run is skipped, with a reason and an Event.
+    run_now(&schedules, "audit").await;
+    let skipped = eventually("NoConnectedAccounts", Duration::from_secs(30), || async {
+        let status = schedules.get("audit").await.ok()?.status?;
+        let ready = find_condition(&status.conditions, ConditionType::Ready)?.clone();
+        (ready.reason == "NoConnectedAccounts").then_some(ready)
+    })
+    .await;
+    assert_eq!(skipped.status, ConditionStatus::False);
+    assert!(skipped.message.contains("acme"), "{}", skipped.message);
+    assert!(
+        jobs_of(&jobs, "audit").await.is_empty(),
+        "no Job for a skipped run"
+    );
+    let events: Api<k8s_openapi::api::events::v1::Event> = ns.api();
+    eventually(
+        "a Warning Event for the skipped run",
+        Duration::from_secs(30),
+        || async {
+            let listed = events.list(&ListParams::default()).await.ok()?.items;
+            listed
+                .iter()
+                .any(|e| {
+                    e.type_.as_deref() == Some("Warning")
+                        && e.reason.as_deref() == Some("NoConnectedAccounts")
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("audit")
+                })
+                .then_some(())
+        },
+    )
+    .await;
+
+    // One account labelled by its owner: the next run holds that account and no other.
+    let chosen = org.member_accounts().next().expect("a member").id.clone();
+    let label = serde_json::json!({ "metadata": { "labels": { "team": "audit" } } });
+    member_api
+        .patch(
+            &format!("acme-{chosen}"),
+            &PatchParams::default(),
+            &Patch::Merge(&label),
+        )
+        .await
+        .expect("label an account");
+    run_now(&schedules, "audit").await;
+    let job = eventually("the run's Job", Duration::from_secs(30), || async {
+        jobs_of(&jobs, "audit").await.into_iter().next()
+    })
+    .await;
+    let config_maps: Api<ConfigMap> = ns.api();
+    let data = config_maps
+        .get(&job.name_any())
+        .await
+        .expect("the run's ConfigMap")
+        .data
+        .expect("data");
+    let accounts: Vec<serde_json::Value> =
+        serde_json::from_str(&data["accounts.json"]).expect("accounts.json");
+    let ids: Vec<&str> = accounts.iter().filter_map(|a| a["id"].as_str()).collect();
+    assert_eq!(ids, [chosen.as_str()]);
+    assert!(data["aws-config"].contains(&format!("[profile {chosen}]")));
+    assert_eq!(
+        data["aws-config"].matches("[profile ").count(),
+        2,
+        "the account and the managing hop"
     );
 }
