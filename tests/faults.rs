@@ -512,6 +512,14 @@ async fn restarted_moto_during_a_probe_cycle_blocks_no_account() {
         "the restarted moto holds the same organization"
     );
     eprintln!("moto restarted in {took:?} and seeded again");
+    // A restart can be quicker than the SDK's retries: AWS stays down until a probe of the
+    // cycle has run out of them, so the outage is known to have hit the cycle.
+    eventually(
+        "a probe failed while AWS was down",
+        Duration::from_secs(60),
+        || async { (watch.entered("ProbeFailed") > 0).then_some(()) },
+    )
+    .await;
     bed.proxy.server_errors("*", 0.0);
     bed.proxy.latency(Duration::ZERO);
 
