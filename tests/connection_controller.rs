@@ -333,22 +333,7 @@ async fn a_wrong_external_id_is_denied_with_the_trust_statement_and_recovers_whe
         members(&ns.api()).await.is_empty(),
         "nothing is discovered while denied"
     );
-    let events: Api<k8s_openapi::api::events::v1::Event> = ns.api();
-    eventually(
-        "a Warning Event for the denial",
-        Duration::from_secs(30),
-        || async {
-            let listed = events.list(&Default::default()).await.ok()?.items;
-            listed
-                .iter()
-                .any(|e| {
-                    e.type_.as_deref() == Some("Warning")
-                        && e.reason.as_deref() == Some("AssumeRoleDenied")
-                })
-                .then_some(())
-        },
-    )
-    .await;
+    ns.wait_event("acme", "Warning", "AssumeRoleDenied").await;
 
     patch_spec(
         &connections,

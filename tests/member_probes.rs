@@ -387,24 +387,8 @@ async fn invited_paused_and_custom_role_accounts() {
         connected_reason(member).as_deref(),
         Some("RoleMissingForInvitedAccount")
     );
-    let events: Api<k8s_openapi::api::events::v1::Event> = ns.api();
-    eventually(
-        "a Warning Blocked Event for the invited account",
-        Duration::from_secs(30),
-        || async {
-            let listed = events.list(&Default::default()).await.ok()?.items;
-            listed
-                .iter()
-                .any(|e| {
-                    e.type_.as_deref() == Some("Warning")
-                        && e.reason.as_deref() == Some("Blocked")
-                        && e.regarding.as_ref().and_then(|r| r.name.as_deref())
-                            == Some(&format!("acme-{invited}"))
-                })
-                .then_some(())
-        },
-    )
-    .await;
+    ns.wait_event(&format!("acme-{invited}"), "Warning", "Blocked")
+        .await;
 
     // A user pauses one account and gives another its own role.
     let patch = serde_json::json!({ "spec": { "paused": true } });

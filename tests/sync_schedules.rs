@@ -611,23 +611,8 @@ async fn runs_take_only_the_selected_accounts_and_are_skipped_when_none_is_conne
         jobs_of(&jobs, "audit").await.is_empty(),
         "no Job for a skipped run"
     );
-    let events: Api<k8s_openapi::api::events::v1::Event> = ns.api();
-    eventually(
-        "a Warning Event for the skipped run",
-        Duration::from_secs(30),
-        || async {
-            let listed = events.list(&ListParams::default()).await.ok()?.items;
-            listed
-                .iter()
-                .any(|e| {
-                    e.type_.as_deref() == Some("Warning")
-                        && e.reason.as_deref() == Some("NoConnectedAccounts")
-                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("audit")
-                })
-                .then_some(())
-        },
-    )
-    .await;
+    ns.wait_event("audit", "Warning", "NoConnectedAccounts")
+        .await;
 
     // One account labelled by its owner: the next run holds that account and no other.
     let chosen = org.member_accounts().next().expect("a member").id.clone();

@@ -109,6 +109,27 @@ impl TestNamespace {
             .collect()
     }
 
+    /// Waits (30 s) for an Event of `type_` (`Normal`, `Warning`) and `reason` about object
+    /// `name`, and returns it.
+    pub async fn wait_event(
+        &self,
+        name: &str,
+        type_: &str,
+        reason: &str,
+    ) -> k8s_openapi::api::events::v1::Event {
+        eventually(
+            &format!("a {type_} {reason} Event about {name}"),
+            Duration::from_secs(30),
+            || async {
+                self.events(name, reason)
+                    .await
+                    .into_iter()
+                    .find(|e| e.type_.as_deref() == Some(type_))
+            },
+        )
+        .await
+    }
+
     /// An API for a namespaced kind in this namespace.
     pub fn api<K>(&self) -> Api<K>
     where
