@@ -12,6 +12,7 @@ use crate::aws::arn::{RoleArn, trust_statement};
 use crate::aws::discovery::{describe_organization, list_organization};
 use crate::aws::probe::{probe_member, whoami};
 use crate::aws::session::{AssumeRequest, BaseCredentials, SessionCache};
+use crate::templates::delegation_policy;
 
 /// What to check.
 #[derive(Clone, Debug)]
@@ -121,24 +122,20 @@ pub async fn run(base: SdkConfig, request: &CheckRequest) -> Report {
     };
     let organizations = crate::aws::clients::organizations(&session.config);
     let header = match describe_organization(&organizations).await {
-        Ok(header) if header.managing_account_id != role.account_id => {
-            report.push(
-                "describe organization",
-                false,
-                format!(
-                    "account {} is a member of organization {}, not its managing account {}",
-                    role.account_id, header.id, header.managing_account_id
-                ),
-                Some("use a role in the organization's managing account".to_owned()),
-            );
-            return report;
-        }
         Ok(header) => {
+            let how = if header.managing_account_id == role.account_id {
+                "from its management account".to_owned()
+            } else {
+                format!(
+                    "as a delegated administrator (management account {})",
+                    header.managing_account_id
+                )
+            };
             report.push(
                 "describe organization",
                 true,
                 format!(
-                    "organization {} (feature set {})",
+                    "organization {} (feature set {}), {how}",
                     header.id, header.feature_set
                 ),
                 None,
@@ -150,7 +147,8 @@ pub async fn run(base: SdkConfig, request: &CheckRequest) -> Report {
             return report;
         }
     };
-    let org = match list_organization(&organizations, header, 8).await {
+    let delegated = header.managing_account_id != role.account_id;
+    let org = match list_organization(&organizations, header.clone(), 8).await {
         Ok(org) => {
             report.push(
                 "list organization",
@@ -165,29 +163,40 @@ pub async fn run(base: SdkConfig, request: &CheckRequest) -> Report {
             org
         }
         Err(failure) => {
-            report.push(
-                "list organization",
-                false,
-                failure.to_string(),
-                Some("the role needs organizations:Describe* and organizations:List*".to_owned()),
-            );
+            let fix = if delegated && failure.kind == FailureKind::AccessDenied {
+                format!(
+                    "account {} is not a delegated administrator of organization {}: in the \
+                     management account {}, attach this delegation policy with `aws organizations \
+                     put-resource-policy --content '<policy>'`: {}",
+                    role.account_id,
+                    header.id,
+                    header.managing_account_id,
+                    delegation_policy(&role.to_string())
+                )
+            } else {
+                format!(
+                    "the role needs {}",
+                    crate::templates::DISCOVERY_ACTIONS.join(", ")
+                )
+            };
+            report.push("list organization", false, failure.to_string(), Some(fix));
             return report;
         }
     };
 
-    let candidates: Vec<_> = org
+    let (candidates, inactive): (Vec<_>, Vec<_>) = org
         .accounts
         .iter()
-        .filter(|a| a.status.is_none_or(|s| s == AwsAccountStatus::Active))
-        .collect();
+        .partition(|a| a.status.is_none_or(|s| s == AwsAccountStatus::Active));
     let take = request
         .sample
         .unwrap_or(candidates.len())
         .min(candidates.len());
     let mut blocked = Vec::new();
+    let mut fixes = Vec::new();
     for account in candidates.into_iter().take(take) {
-        let result = if account.id == org.managing_account_id {
-            whoami(&session.config).await.map(|_| ())
+        let result = if account.id == role.account_id {
+            whoami(&session.config).await
         } else {
             let member_role = role.sibling(&account.id, &request.member_role);
             probe_member(
@@ -197,34 +206,77 @@ pub async fn run(base: SdkConfig, request: &CheckRequest) -> Report {
                 "orgconnect-check",
             )
             .await
-            .map(|_| ())
         };
-        if let Err(failure) = result {
-            blocked.push(format!("{} ({}): {}", account.id, account.name, failure));
+        match result {
+            Ok(reached) if reached.account_id == account.id => {}
+            Ok(reached) => blocked.push(format!(
+                "{} ({}): the role answered as account {}",
+                account.id, account.name, reached.account_id
+            )),
+            Err(failure) => {
+                if failure.kind == FailureKind::RegionDisabled {
+                    fixes.push(format!(
+                        "activate STS in {} for account {} (IAM console > Account settings), or \
+                         check with --region of a region active in every account",
+                        request.region, account.id
+                    ));
+                } else if account.id == org.managing_account_id {
+                    fixes.push(format!(
+                        "the management account {} has no OrganizationAccountAccessRole and no \
+                         StackSet reaches it: create {} in it by hand, trusting {role}",
+                        account.id, request.member_role
+                    ));
+                }
+                blocked.push(format!("{} ({}): {}", account.id, account.name, failure));
+            }
         }
     }
+    let skipped = if inactive.is_empty() {
+        String::new()
+    } else {
+        let listed: Vec<String> = inactive
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} {}",
+                    a.id,
+                    a.status.map(|s| s.as_aws_str()).unwrap_or_default()
+                )
+            })
+            .collect();
+        format!(
+            "; {} not ACTIVE, not probed ({})",
+            inactive.len(),
+            listed.join(", ")
+        )
+    };
     if blocked.is_empty() {
         report.push(
             "probe members",
             true,
             format!(
-                "{take} of {} accounts reached through {}",
+                "{take} of {} accounts reached through {}{skipped}",
                 org.accounts.len(),
                 request.member_role
             ),
             None,
         );
     } else {
+        fixes.push(format!(
+            "create {} in each blocked account trusting {role}; for every account at once, deploy \
+             it with a service-managed StackSet targeting the organization root with automatic \
+             deployment enabled",
+            request.member_role
+        ));
         report.push(
             "probe members",
             false,
-            format!("{} of {take} probed accounts are blocked: {}", blocked.len(), blocked.join("; ")),
-            Some(format!(
-                "create {} in each blocked account trusting {role}; for every account at once, deploy \
-                 it with a service-managed StackSet targeting the organization root with automatic \
-                 deployment enabled",
-                request.member_role
-            )),
+            format!(
+                "{} of {take} probed accounts are blocked: {}{skipped}",
+                blocked.len(),
+                blocked.join("; ")
+            ),
+            Some(fixes.join("; ")),
         );
     }
     report

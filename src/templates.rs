@@ -115,6 +115,30 @@ fn level_name(policy: AccessPolicy) -> &'static str {
     }
 }
 
+/// The AWS Organizations calls discovery makes, which a delegation policy must allow a
+/// delegated administrator.
+pub const DISCOVERY_ACTIONS: [&str; 6] = [
+    "organizations:DescribeOrganization",
+    "organizations:ListRoots",
+    "organizations:ListOrganizationalUnitsForParent",
+    "organizations:ListChildren",
+    "organizations:ListAccounts",
+    "organizations:ListAccountsForParent",
+];
+
+/// The resource-based delegation policy that lets the managing role `role_arn`, in a
+/// member account, list the organization as a delegated administrator. It is attached in
+/// the management account (`aws organizations put-resource-policy --content …`).
+pub fn delegation_policy(role_arn: &str) -> Value {
+    policy_document(vec![json!({
+        "Sid": "OrgconnectDiscovery",
+        "Effect": "Allow",
+        "Principal": { "AWS": role_arn },
+        "Action": DISCOVERY_ACTIONS,
+        "Resource": "*",
+    })])
+}
+
 const ARN_PATTERN: &str = "^arn:aws[a-z-]*:(iam|sts)::[0-9]{12}:.+$";
 const ROLE_NAME_PATTERN: &str = "^[A-Za-z0-9_+=,.@-]{1,64}$";
 

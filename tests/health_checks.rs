@@ -167,7 +167,7 @@ fn connected(generation: i64) -> Vec<Condition> {
             MembersConnected,
             True,
             "AllReachable",
-            "40 accounts Connected, 0 suspended, 0 paused",
+            "40 accounts Connected; not probed: 0 suspended, 0 closed, 0 pending activation, 0 paused",
             generation,
         ),
         condition(Ready, True, "Connected", READY_MESSAGE, generation),
@@ -424,7 +424,7 @@ fn member_without_status_is_progressing() {
 #[test]
 fn connected_member_is_healthy() {
     let message = "assumed arn:aws:iam::222222222222:role/OrganizationAccountAccessRole from the \
-                   managing role; GetCallerIdentity named account 222222222222";
+                   managing role; the session acts in account 222222222222";
     let condition = connected_condition(ConditionStatus::True, "RoleAssumed", message);
     assert_health(
         &member(1, MemberPhase::Connected, condition, None),

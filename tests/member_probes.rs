@@ -198,7 +198,7 @@ async fn blocked_accounts_are_named_with_the_fix_and_quiet_cycles_write_nothing(
     );
 
     // A second cycle with nothing changed writes no MemberAccount.
-    quiesce(&bed, "GetCallerIdentity").await;
+    quiesce(&bed, "AssumeRole").await;
     let versions: BTreeMap<String, Option<String>> = members(&member_api)
         .await
         .iter()

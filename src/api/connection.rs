@@ -443,6 +443,11 @@ pub struct OrganizationInfo {
     pub managing_account_id: String,
     /// `ALL` or `CONSOLIDATED_BILLING`.
     pub feature_set: String,
+    /// Set when `roleArn` is in a delegated administrator account rather than the
+    /// management account: that account's id. Its StackSet calls use
+    /// `CallAs=DELEGATED_ADMIN`, and the management account is probed like a member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegated_administrator_account_id: Option<String>,
 }
 
 /// Member accounts counted by phase.
@@ -457,10 +462,42 @@ pub struct AccountCounts {
     pub blocked: i32,
     /// Suspended or closing in AWS.
     pub suspended: i32,
+    /// Closed in AWS.
+    #[serde(default)]
+    pub closed: i32,
+    /// Not yet activated in AWS.
+    #[serde(default)]
+    pub pending_activation: i32,
     /// Not probed yet.
     pub pending: i32,
     /// Paused by a user.
     pub paused: i32,
+}
+
+impl AwsOrgConnection {
+    /// Whether the last discovery found `roleArn` in a delegated administrator account.
+    pub fn is_delegated_administrator(&self) -> bool {
+        self.status
+            .as_ref()
+            .and_then(|s| s.organization.as_ref())
+            .is_some_and(|o| o.delegated_administrator_account_id.is_some())
+    }
+}
+
+impl AccountCounts {
+    /// The count of accounts in `phase`.
+    pub fn of(&self, phase: crate::api::member_account::MemberPhase) -> i32 {
+        use crate::api::member_account::MemberPhase;
+        match phase {
+            MemberPhase::Pending => self.pending,
+            MemberPhase::Connected => self.connected,
+            MemberPhase::Blocked => self.blocked,
+            MemberPhase::Suspended => self.suspended,
+            MemberPhase::Closed => self.closed,
+            MemberPhase::PendingActivation => self.pending_activation,
+            MemberPhase::Paused => self.paused,
+        }
+    }
 }
 
 #[cfg(test)]

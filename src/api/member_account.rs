@@ -29,6 +29,7 @@ use super::rules;
         type_ = "string",
         json_path = ".spec.organizationalUnit.path"
     ),
+    printcolumn(name = "AWS State", type_ = "string", json_path = ".spec.awsStatus"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(
         name = "Reason",
@@ -74,7 +75,8 @@ pub struct MemberAccountSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub joined_method: Option<JoinedMethod>,
 
-    /// The account's status in AWS Organizations.
+    /// The account's state in AWS Organizations: its `State`, or the retired `Status`
+    /// where AWS reports no `State`. Only `ACTIVE` accounts are probed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws_status: Option<AwsAccountStatus>,
 
@@ -113,13 +115,47 @@ pub enum JoinedMethod {
     Invited,
 }
 
-/// An account's status in AWS Organizations.
+/// An account's state in AWS Organizations (`Account.State`).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AwsAccountStatus {
+    /// Being activated after it was created or joined; not usable yet.
+    PendingActivation,
+    /// Usable: the only state in which the account is probed.
     Active,
+    /// Suspended by AWS or by the organization.
     Suspended,
+    /// Closing: a closed account stays in this state until AWS has processed it.
     PendingClosure,
+    /// Closed; AWS keeps it for 90 days before it is removed for good.
+    Closed,
+}
+
+impl AwsAccountStatus {
+    /// AWS's spelling, e.g. `PENDING_CLOSURE`.
+    pub fn as_aws_str(self) -> &'static str {
+        match self {
+            Self::PendingActivation => "PENDING_ACTIVATION",
+            Self::Active => "ACTIVE",
+            Self::Suspended => "SUSPENDED",
+            Self::PendingClosure => "PENDING_CLOSURE",
+            Self::Closed => "CLOSED",
+        }
+    }
+
+    /// Reads AWS's `State` (or `Status`) value; `None` for a value this version does not
+    /// know.
+    pub fn from_aws_str(value: &str) -> Option<Self> {
+        [
+            Self::PendingActivation,
+            Self::Active,
+            Self::Suspended,
+            Self::PendingClosure,
+            Self::Closed,
+        ]
+        .into_iter()
+        .find(|state| state.as_aws_str() == value)
+    }
 }
 
 /// Whether the operator can reach the account.
@@ -134,15 +170,45 @@ pub enum MemberPhase {
     Blocked,
     /// Suspended or closing in AWS; not probed.
     Suspended,
+    /// Closed in AWS; not probed.
+    Closed,
+    /// Not yet activated in AWS; not probed until it is.
+    PendingActivation,
     /// Paused by a user; not probed.
     Paused,
+}
+
+impl MemberPhase {
+    /// Every phase, in the order counts and metrics list them.
+    pub const ALL: [Self; 7] = [
+        Self::Connected,
+        Self::Blocked,
+        Self::Suspended,
+        Self::Closed,
+        Self::PendingActivation,
+        Self::Pending,
+        Self::Paused,
+    ];
+
+    /// The phase as it is written in status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Connected => "Connected",
+            Self::Blocked => "Blocked",
+            Self::Suspended => "Suspended",
+            Self::Closed => "Closed",
+            Self::PendingActivation => "PendingActivation",
+            Self::Paused => "Paused",
+        }
+    }
 }
 
 /// What the operator observed about the account.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberAccountStatus {
-    /// Pending, Connected, Blocked, Suspended or Paused.
+    /// Pending, Connected, Blocked, Suspended, Closed, PendingActivation or Paused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<MemberPhase>,
 
@@ -155,7 +221,8 @@ pub struct MemberAccountStatus {
     pub observed_generation: Option<i64>,
 
     /// `Connected`, with a reason such as `AssumeRoleDenied`,
-    /// `RoleMissingForInvitedAccount`, `AccountSuspended` or `Throttled`.
+    /// `RoleMissingForInvitedAccount`, `RegionDisabled`, `AccountSuspended`,
+    /// `AccountClosed`, `AccountPendingActivation` or `Throttled`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

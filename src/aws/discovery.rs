@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_organizations::Client;
-use aws_sdk_organizations::types::{AccountStatus, ChildType};
+use aws_sdk_organizations::types::ChildType;
 use futures::{StreamExt, TryStreamExt};
 
 use super::error::{AwsFailure, FailureKind, classify};
@@ -198,7 +198,10 @@ async fn list_accounts(client: &Client) -> Result<Vec<Account>, AwsFailure> {
                 id: id.to_owned(),
                 name: account.name().unwrap_or_default().to_owned(),
                 email: account.email().unwrap_or_default().to_owned(),
-                status: account.status().and_then(account_status),
+                status: account_state(
+                    account.state().map(|s| s.as_str()),
+                    account.status().map(|s| s.as_str()),
+                ),
                 joined_method: account.joined_method().and_then(|m| match m.as_str() {
                     "CREATED" => Some(JoinedMethod::Created),
                     "INVITED" => Some(JoinedMethod::Invited),
@@ -211,11 +214,34 @@ async fn list_accounts(client: &Client) -> Result<Vec<Account>, AwsFailure> {
     Ok(accounts)
 }
 
-fn account_status(status: &AccountStatus) -> Option<AwsAccountStatus> {
-    match status.as_str() {
-        "ACTIVE" => Some(AwsAccountStatus::Active),
-        "SUSPENDED" => Some(AwsAccountStatus::Suspended),
-        "PENDING_CLOSURE" => Some(AwsAccountStatus::PendingClosure),
-        _ => None,
+/// The account's state: AWS's `State`, or the retired `Status` where no `State` is given
+/// (the values `Status` had are spelled the same in `State`).
+fn account_state(state: Option<&str>, status: Option<&str>) -> Option<AwsAccountStatus> {
+    match state {
+        Some(state) => AwsAccountStatus::from_aws_str(state),
+        None => status.and_then(AwsAccountStatus::from_aws_str),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_wins_over_the_retired_status() {
+        assert_eq!(
+            account_state(Some("CLOSED"), Some("SUSPENDED")),
+            Some(AwsAccountStatus::Closed)
+        );
+        assert_eq!(
+            account_state(Some("PENDING_ACTIVATION"), None),
+            Some(AwsAccountStatus::PendingActivation)
+        );
+        assert_eq!(
+            account_state(None, Some("PENDING_CLOSURE")),
+            Some(AwsAccountStatus::PendingClosure)
+        );
+        assert_eq!(account_state(None, None), None);
+        assert_eq!(account_state(Some("SOMETHING_NEW"), Some("ACTIVE")), None);
     }
 }

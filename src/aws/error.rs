@@ -13,6 +13,17 @@ pub enum FailureKind {
     InvalidCredentials,
     /// AWS Organizations is not enabled for the account.
     OrganizationsNotInUse,
+    /// STS is not active in the region for the account whose role was asked for
+    /// (`RegionDisabledException`): an administrator of that account must activate it.
+    RegionDisabled,
+    /// What the call named changed under it: an OU deleted while the organization was
+    /// walked (`ParentNotFoundException`), another StackSet operation since the one asked
+    /// about (`StaleRequestException`), a concurrent change (`ConcurrentModificationException`).
+    /// Trying again sees the new state.
+    Changed,
+    /// A service quota was reached (`LimitExceededException`): raise it or remove
+    /// something; trying again does not help.
+    LimitExceeded,
     /// AWS asked us to slow down; retried later, never reported as a failure of the
     /// connection.
     Throttled,
@@ -25,7 +36,7 @@ pub enum FailureKind {
 impl FailureKind {
     /// Whether trying again later may succeed without anyone changing anything.
     pub fn is_transient(self) -> bool {
-        matches!(self, Self::Throttled | Self::Transient)
+        matches!(self, Self::Throttled | Self::Transient | Self::Changed)
     }
 }
 
@@ -67,6 +78,11 @@ pub fn classify_code(code: Option<&str>, http_status: Option<u16>) -> FailureKin
             | "InvalidAccessKeyId",
         ) => FailureKind::InvalidCredentials,
         Some("AWSOrganizationsNotInUseException") => FailureKind::OrganizationsNotInUse,
+        Some("RegionDisabledException") => FailureKind::RegionDisabled,
+        Some(
+            "ParentNotFoundException" | "StaleRequestException" | "ConcurrentModificationException",
+        ) => FailureKind::Changed,
+        Some("LimitExceededException") => FailureKind::LimitExceeded,
         Some(
             "ServiceException"
             | "ServiceUnavailable"
@@ -164,6 +180,24 @@ mod tests {
             FailureKind::InvalidCredentials
         );
         assert!(!FailureKind::AccessDenied.is_transient());
+    }
+
+    #[test]
+    fn regions_changes_and_quotas_are_named() {
+        assert_eq!(
+            classify_code(Some("RegionDisabledException"), Some(403)),
+            FailureKind::RegionDisabled
+        );
+        assert!(!FailureKind::RegionDisabled.is_transient());
+        for code in ["ParentNotFoundException", "StaleRequestException"] {
+            assert_eq!(classify_code(Some(code), Some(400)), FailureKind::Changed);
+        }
+        assert!(FailureKind::Changed.is_transient());
+        assert_eq!(
+            classify_code(Some("LimitExceededException"), Some(400)),
+            FailureKind::LimitExceeded
+        );
+        assert!(!FailureKind::LimitExceeded.is_transient());
     }
 
     #[test]

@@ -9,6 +9,30 @@ use aws_sdk_cloudformation::types::{
 
 use super::error::{AwsFailure, classify};
 
+/// CloudFormation StackSet calls as the managing role makes them: `CallAs=SELF` from the
+/// organization's management account, `CallAs=DELEGATED_ADMIN` from a delegated
+/// administrator account (registered for `member.org.stacksets.cloudformation.amazonaws.com`),
+/// as AWS requires for service-managed StackSets.
+#[derive(Clone, Debug)]
+pub struct StackSets {
+    client: Client,
+    call_as: CallAs,
+}
+
+impl StackSets {
+    /// `delegated`: the managing role is in a delegated administrator account.
+    pub fn new(config: &aws_config::SdkConfig, delegated: bool) -> Self {
+        Self {
+            client: super::clients::cloudformation(config),
+            call_as: if delegated {
+                CallAs::DelegatedAdmin
+            } else {
+                CallAs::SelfValue
+            },
+        }
+    }
+}
+
 /// The StackSet the connection wants.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DesiredStackSet {
@@ -58,11 +82,15 @@ fn sorted(mut values: Vec<String>) -> Vec<String> {
 }
 
 /// The StackSet and its instance count, or `None` when it does not exist (or was deleted).
-pub async fn describe(client: &Client, name: &str) -> Result<Option<ExistingStackSet>, AwsFailure> {
-    let described = match client
+pub async fn describe(
+    stacks: &StackSets,
+    name: &str,
+) -> Result<Option<ExistingStackSet>, AwsFailure> {
+    let described = match stacks
+        .client
         .describe_stack_set()
         .stack_set_name(name)
-        .call_as(CallAs::SelfValue)
+        .call_as(stacks.call_as.clone())
         .send()
         .await
     {
@@ -86,10 +114,11 @@ pub async fn describe(client: &Client, name: &str) -> Result<Option<ExistingStac
     let mut instances = 0;
     let mut next_token = None;
     loop {
-        let page = client
+        let page = stacks
+            .client
             .list_stack_instances()
             .stack_set_name(name)
-            .call_as(CallAs::SelfValue)
+            .call_as(stacks.call_as.clone())
             .set_next_token(next_token)
             .send()
             .await
@@ -113,8 +142,9 @@ pub async fn describe(client: &Client, name: &str) -> Result<Option<ExistingStac
 }
 
 /// Creates the service-managed StackSet with automatic deployment on.
-pub async fn create(client: &Client, desired: &DesiredStackSet) -> Result<(), AwsFailure> {
-    client
+pub async fn create(stacks: &StackSets, desired: &DesiredStackSet) -> Result<(), AwsFailure> {
+    stacks
+        .client
         .create_stack_set()
         .stack_set_name(&desired.name)
         .description("orgconnect member role, installed in every account of the organization")
@@ -128,7 +158,7 @@ pub async fn create(client: &Client, desired: &DesiredStackSet) -> Result<(), Aw
                 .build(),
         )
         .capabilities(Capability::CapabilityNamedIam)
-        .call_as(CallAs::SelfValue)
+        .call_as(stacks.call_as.clone())
         .send()
         .await
         .map_err(|e| classify("CreateStackSet", &e))?;
@@ -137,15 +167,16 @@ pub async fn create(client: &Client, desired: &DesiredStackSet) -> Result<(), Aw
 
 /// Replaces the template (a new policy level) in the StackSet and all its instances
 /// (naming no targets or regions updates every instance); returns the operation id.
-pub async fn update(client: &Client, desired: &DesiredStackSet) -> Result<String, AwsFailure> {
-    let output = client
+pub async fn update(stacks: &StackSets, desired: &DesiredStackSet) -> Result<String, AwsFailure> {
+    let output = stacks
+        .client
         .update_stack_set()
         .stack_set_name(&desired.name)
         .template_body(&desired.template_body)
         .set_parameters(Some(parameters(desired)))
         .capabilities(Capability::CapabilityNamedIam)
         .permission_model(PermissionModels::ServiceManaged)
-        .call_as(CallAs::SelfValue)
+        .call_as(stacks.call_as.clone())
         .send()
         .await
         .map_err(|e| classify("UpdateStackSet", &e))?;
@@ -154,17 +185,18 @@ pub async fn update(client: &Client, desired: &DesiredStackSet) -> Result<String
 
 /// Deploys instances to `ous` (root or OU ids) in `regions`; returns the operation id.
 pub async fn create_instances(
-    client: &Client,
+    stacks: &StackSets,
     name: &str,
     ous: &[String],
     regions: &[String],
 ) -> Result<String, AwsFailure> {
-    let output = client
+    let output = stacks
+        .client
         .create_stack_instances()
         .stack_set_name(name)
         .deployment_targets(targets(ous))
         .set_regions(Some(regions.to_vec()))
-        .call_as(CallAs::SelfValue)
+        .call_as(stacks.call_as.clone())
         .send()
         .await
         .map_err(|e| classify("CreateStackInstances", &e))?;
@@ -182,15 +214,16 @@ pub struct Operation {
 
 /// The status and action of an operation.
 pub async fn operation(
-    client: &Client,
+    stacks: &StackSets,
     name: &str,
     operation_id: &str,
 ) -> Result<Operation, AwsFailure> {
-    let output = client
+    let output = stacks
+        .client
         .describe_stack_set_operation()
         .stack_set_name(name)
         .operation_id(operation_id)
-        .call_as(CallAs::SelfValue)
+        .call_as(stacks.call_as.clone())
         .send()
         .await
         .map_err(|e| classify("DescribeStackSetOperation", &e))?;
@@ -211,18 +244,19 @@ pub async fn operation(
 /// Removes the instances of `ous` in `regions` (deleting the stacks); returns the
 /// operation id.
 pub async fn delete_instances(
-    client: &Client,
+    stacks: &StackSets,
     name: &str,
     ous: &[String],
     regions: &[String],
 ) -> Result<String, AwsFailure> {
-    let output = client
+    let output = stacks
+        .client
         .delete_stack_instances()
         .stack_set_name(name)
         .deployment_targets(targets(ous))
         .set_regions(Some(regions.to_vec()))
         .retain_stacks(false)
-        .call_as(CallAs::SelfValue)
+        .call_as(stacks.call_as.clone())
         .send()
         .await
         .map_err(|e| classify("DeleteStackInstances", &e))?;
@@ -230,11 +264,12 @@ pub async fn delete_instances(
 }
 
 /// Deletes the (empty) StackSet.
-pub async fn delete(client: &Client, name: &str) -> Result<(), AwsFailure> {
-    match client
+pub async fn delete(stacks: &StackSets, name: &str) -> Result<(), AwsFailure> {
+    match stacks
+        .client
         .delete_stack_set()
         .stack_set_name(name)
-        .call_as(CallAs::SelfValue)
+        .call_as(stacks.call_as.clone())
         .send()
         .await
     {

@@ -36,8 +36,9 @@ use crate::api::condition::{
 use crate::api::connection::{
     AwsOrgConnection, AwsOrgConnectionStatus, ExternalIdSource, OrganizationInfo, REVOKE_ANNOTATION,
 };
+use crate::api::member_account::MemberPhase;
 use crate::aws::arn::{RoleArn, partition_of_region, trust_principal, trust_statement};
-use crate::aws::discovery::{describe_organization, list_organization};
+use crate::aws::discovery::{OrganizationHeader, describe_organization, list_organization};
 use crate::aws::session::{
     AssumeFailure, AssumeRequest, BaseCredentials, ManagingSession, session_name,
 };
@@ -195,13 +196,7 @@ impl Pass<'_> {
     async fn finish(mut self, action: Action) -> Result<Action> {
         let members = self.ctx.members_of(self.connection);
         let counts = count_phases(&members);
-        for (phase, count) in [
-            ("Connected", counts.connected),
-            ("Blocked", counts.blocked),
-            ("Suspended", counts.suspended),
-            ("Pending", counts.pending),
-            ("Paused", counts.paused),
-        ] {
+        for (phase, count) in MemberPhase::ALL.map(|phase| (phase.as_str(), counts.of(phase))) {
             self.ctx
                 .health
                 .metrics
@@ -573,30 +568,50 @@ async fn discover_when_due(pass: &mut Pass<'_>, session: &ManagingSession) -> Re
         Ok(header) => header,
         Err(failure) => return Ok(discovery_failed(pass, failure).await),
     };
-    if header.managing_account_id != role_account {
-        pass.ctx.discovery_succeeded(&object_key(pass.connection));
-        pass.set(
-            ConditionType::Discovered,
-            (
-                ConditionStatus::False,
-                "NotManagementAccount",
-                format!(
-                    "account {role_account} is a member of organization {}, whose managing \
-                     account is {}; roleArn must name a role in the managing account",
-                    header.id, header.managing_account_id
-                ),
-            ),
-        );
-        return Ok(interval);
-    }
+    // A role outside the management account lists the organization as a delegated
+    // administrator; AWS refuses the List calls when no delegation policy allows it.
+    let delegated_from = (header.managing_account_id != role_account).then_some(role_account);
+    let organization = header.clone();
     match list_organization(&client, header, pass.ctx.settings.discovery_concurrency).await {
         Ok(org) => {
             pass.ctx.discovery_succeeded(&object_key(pass.connection));
-            apply_discovery(pass, &org).await?;
+            apply_discovery(pass, &org, delegated_from).await?;
             Ok(until_next_discovery(pass, interval))
+        }
+        Err(failure) if failure.kind == FailureKind::AccessDenied && delegated_from.is_some() => {
+            pass.ctx.discovery_succeeded(&object_key(pass.connection));
+            let (reason, message) =
+                not_delegated(&organization, &pass.connection.spec.role_arn, &failure);
+            pass.set(
+                ConditionType::Discovered,
+                (ConditionStatus::False, reason, message),
+            );
+            Ok(interval)
         }
         Err(failure) => Ok(discovery_failed(pass, failure).await),
     }
+}
+
+/// The reason and message for a role in a member account that may not list the
+/// organization: the delegation policy to attach in the management account.
+fn not_delegated(
+    organization: &OrganizationHeader,
+    role_arn: &str,
+    failure: &AwsFailure,
+) -> (&'static str, String) {
+    let policy = crate::templates::delegation_policy(role_arn);
+    (
+        "NotDelegatedAdministrator",
+        format!(
+            "{role_arn} is in a member account of organization {}, whose management account is {}, \
+             and may not list the organization ({failure}). Either point roleArn at a role in the \
+             management account, or make its account a delegated administrator: in the \
+             management account, attach this delegation policy (`aws organizations \
+             put-resource-policy --content '<policy>'`, or Organizations console > Settings > \
+             Delegated administrator): {policy}",
+            organization.id, organization.managing_account_id
+        ),
+    )
 }
 
 /// Records a discovery that did not complete. Nothing is deleted; a connection that was
@@ -618,9 +633,11 @@ async fn discovery_failed(pass: &mut Pass<'_>, failure: AwsFailure) -> Duration 
             ConditionStatus::False,
             "DiscoveryDenied",
             format!(
-                "the managing role may not list the organization ({failure}); roleArn must be in \
-                 the organization's management account and allow organizations:Describe* and \
-                 organizations:List*"
+                "the managing role may not call organizations:{} ({failure}); its policy must \
+                 allow {} (`orgconnect template managing-role` grants organizations:Describe* and \
+                 organizations:List*)",
+                failure.operation,
+                crate::templates::DISCOVERY_ACTIONS.join(", ")
             ),
         ),
         kind if kind.is_transient() => {
@@ -675,13 +692,19 @@ async fn discovery_failed(pass: &mut Pass<'_>, failure: AwsFailure) -> Duration 
 }
 
 /// Writes the MemberAccounts a complete discovery calls for, and the organization status.
-async fn apply_discovery(pass: &mut Pass<'_>, org: &OrganizationSnapshot) -> Result<()> {
+/// `delegated_from`: the delegated administrator account the listing was made from.
+async fn apply_discovery(
+    pass: &mut Pass<'_>,
+    org: &OrganizationSnapshot,
+    delegated_from: Option<String>,
+) -> Result<()> {
     let spec = &pass.connection.spec;
     pass.status.organization = Some(OrganizationInfo {
         id: org.id.clone(),
         root_id: Some(org.root_id.clone()),
         managing_account_id: org.managing_account_id.clone(),
         feature_set: org.feature_set.clone(),
+        delegated_administrator_account_id: delegated_from,
     });
     let unknown = org.unknown_units(&spec.account_selector);
     if !unknown.is_empty() {
@@ -795,7 +818,10 @@ async fn write_members(
 async fn stack_set_step(pass: &mut Pass<'_>, session: &ManagingSession) -> Option<Duration> {
     let root = pass.status.organization.as_ref()?.root_id.clone()?;
     let desired = stackset::desired(pass.connection, &root)?;
-    let client = crate::aws::clients::cloudformation(&session.config);
+    let client = crate::aws::stackset::StackSets::new(
+        &session.config,
+        pass.connection.is_delegated_administrator(),
+    );
     // A failed operation stays reported until the spec changes.
     let hold_failure = pass
         .condition(ConditionType::StackSetReady)
@@ -883,7 +909,10 @@ async fn revoke_stack_set(
     let (ous, regions) = stackset::revoke_hints(connection);
     let outcome = match authenticate(&mut pass, namespace, external_id).await {
         Ok(Authentication::Ready(session)) => {
-            let client = crate::aws::clients::cloudformation(&session.config);
+            let client = crate::aws::stackset::StackSets::new(
+                &session.config,
+                connection.is_delegated_administrator(),
+            );
             stackset::remove(&client, name, (&ous, &regions))
                 .await
                 .map_err(|f| f.to_string())
@@ -1018,7 +1047,7 @@ async fn cleanup(connection: Arc<AwsOrgConnection>, ctx: Arc<Context>) -> Result
     write_members(&ctx, &connection, Vec::new(), names).await?;
     ctx.sessions.forget(&object_key(connection.as_ref()));
     ctx.status_written(&object_key(connection.as_ref()), true);
-    for phase in ["Connected", "Blocked", "Suspended", "Pending", "Paused"] {
+    for phase in MemberPhase::ALL.map(MemberPhase::as_str) {
         ctx.health.metrics.accounts.remove(&PhaseLabels {
             namespace: namespace.clone(),
             connection: name.clone(),

@@ -62,6 +62,8 @@ pub fn count_phases<'a>(
             MemberPhase::Connected => counts.connected += 1,
             MemberPhase::Blocked => counts.blocked += 1,
             MemberPhase::Suspended => counts.suspended += 1,
+            MemberPhase::Closed => counts.closed += 1,
+            MemberPhase::PendingActivation => counts.pending_activation += 1,
             MemberPhase::Paused => counts.paused += 1,
         }
     }
@@ -105,8 +107,12 @@ pub fn members_connected(counts: &AccountCounts, connection: &str) -> Verdict {
         ConditionStatus::True,
         "AllReachable",
         format!(
-            "{} accounts Connected, {} suspended, {} paused",
-            counts.connected, counts.suspended, counts.paused
+            "{} accounts Connected; not probed: {} suspended, {} closed, {} pending activation, {} paused",
+            counts.connected,
+            counts.suspended,
+            counts.closed,
+            counts.pending_activation,
+            counts.paused
         ),
     )
 }

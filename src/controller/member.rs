@@ -141,12 +141,16 @@ async fn probe(
         .clone()
         .unwrap_or_else(|| spec.member_access.role_name.clone());
     let role_arn = managing_arn.sibling(&member.spec.account_id, &role_name);
-    let managing_account = connection
+    // The management account, when the managing role is in a delegated administrator
+    // account: probed like a member, with a fix of its own.
+    let management_account = connection
         .status
         .as_ref()
         .and_then(|s| s.organization.as_ref())
-        .map(|o| o.managing_account_id.as_str())
-        .unwrap_or(managing_arn.account_id.as_str());
+        .is_some_and(|o| {
+            o.managing_account_id == member.spec.account_id
+                && o.managing_account_id != managing_arn.account_id
+        });
     let limit = usize::try_from(spec.member_access.concurrency).unwrap_or(1);
     let Some(_permits) = ctx.probe_permits(&object_key(connection), limit).await else {
         return (
@@ -156,7 +160,8 @@ async fn probe(
     };
 
     Diagnostics::add(&ctx.diagnostics.probes, 1);
-    let outcome = if member.spec.account_id == managing_account {
+    // The account holding the managing role is reached with that role's session itself.
+    let outcome = if member.spec.account_id == managing_arn.account_id {
         match whoami(managing).await {
             Ok(_) => ProbeOutcome::ReachedManaging,
             Err(failure) => ProbeOutcome::Failed(failure),
@@ -184,8 +189,8 @@ async fn probe(
 
     let now = Timestamp::now();
     // Anything but an answer (reached, or denied) is retried with backoff.
-    let transient =
-        matches!(&outcome, ProbeOutcome::Failed(f) if f.kind != FailureKind::AccessDenied);
+    let transient = matches!(&outcome, ProbeOutcome::Failed(f)
+        if !matches!(f.kind, FailureKind::AccessDenied | FailureKind::RegionDisabled));
     let (failures, wait) = if transient {
         let failures = record.map_or(0, |r| r.failures).saturating_add(1);
         let backoff = Duration::from_secs((10u64 << failures.min(5).saturating_sub(1)).min(300));
@@ -209,6 +214,8 @@ async fn probe(
         role_arn: &role_arn.to_string(),
         role_name: &role_name,
         managing_role_arn: &spec.role_arn,
+        region: &spec.region,
+        management_account,
     };
     let verdict = verdict(&member.spec, previous, &attempt, outcome);
     ctx.health

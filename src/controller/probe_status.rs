@@ -27,36 +27,56 @@ pub struct Attempt<'a> {
     pub role_name: &'a str,
     /// The managing role the probe started from.
     pub managing_role_arn: &'a str,
+    /// The region whose STS endpoint the probe called.
+    pub region: &'a str,
+    /// Whether this is the organization's management account probed from a delegated
+    /// administrator: no StackSet ever reaches it, and it has no
+    /// `OrganizationAccountAccessRole`, so its member role is made by hand.
+    pub management_account: bool,
 }
 
 /// How a probe ended.
 #[derive(Clone, Debug)]
 pub enum ProbeOutcome {
-    /// GetCallerIdentity named this account.
+    /// AssumeRole landed in this account.
     Reached {
         account_id: String,
     },
-    /// The managing account, reached with the managing-role session itself.
+    /// The account holding the managing role, reached with its session itself.
     ReachedManaging,
     Failed(AwsFailure),
 }
 
-/// Accounts that are not probed at all: suspended or closing in AWS, or paused by a user.
+/// Accounts that are not probed at all: not ACTIVE in AWS (suspended, closing, closed or
+/// not yet activated), or paused by a user.
 pub fn not_probed(spec: &MemberAccountSpec) -> Option<MemberVerdict> {
-    if let Some(status @ (AwsAccountStatus::Suspended | AwsAccountStatus::PendingClosure)) =
-        spec.aws_status
-    {
-        let state = if status == AwsAccountStatus::Suspended {
-            "SUSPENDED"
-        } else {
-            "PENDING_CLOSURE"
+    if let Some(state) = spec.aws_status.filter(|s| *s != AwsAccountStatus::Active) {
+        let (phase, reason, why) = match state {
+            AwsAccountStatus::Suspended | AwsAccountStatus::PendingClosure => (
+                MemberPhase::Suspended,
+                "AccountSuspended",
+                "no role in it can be assumed until AWS reinstates it",
+            ),
+            AwsAccountStatus::Closed => (
+                MemberPhase::Closed,
+                "AccountClosed",
+                "AWS removes it from the organization within 90 days",
+            ),
+            AwsAccountStatus::PendingActivation | AwsAccountStatus::Active => (
+                MemberPhase::PendingActivation,
+                "AccountPendingActivation",
+                "it is probed once AWS reports it ACTIVE (at the next discovery)",
+            ),
         };
         return Some(MemberVerdict {
-            phase: MemberPhase::Suspended,
+            phase,
             connected: (
                 ConditionStatus::False,
-                "AccountSuspended",
-                format!("the account is {state} in AWS Organizations; it is not probed"),
+                reason,
+                format!(
+                    "the account is {} in AWS Organizations and is not probed: {why}",
+                    state.as_aws_str()
+                ),
             ),
             remediation: None,
         });
@@ -131,6 +151,44 @@ pub fn remediation(attempt: &Attempt<'_>) -> String {
     )
 }
 
+/// The fix for the management account probed from a delegated administrator: StackSets
+/// never deploy to it and it has no `OrganizationAccountAccessRole`, so the member role is
+/// one stack made by hand from the same template.
+pub fn management_remediation(attempt: &Attempt<'_>) -> String {
+    let managing = attempt.managing_role_arn.parse::<RoleArn>().ok();
+    let (account, role) = managing
+        .as_ref()
+        .map(|arn| (arn.account_id.as_str(), arn.name.as_str()))
+        .unwrap_or(("ACCOUNT", "ROLE"));
+    format!(
+        "Account {management} is the organization's management account: it has no \
+         OrganizationAccountAccessRole and no StackSet deploys to it, so its member role is \
+         made by hand. In account {management}, deploy the member role as a stack of its own, \
+         trusting the managing role {managing_arn}: `orgconnect template member-stackset \
+         --managing-account {account} --managing-role {role} --member-role {member_role} > \
+         member-role.yaml`, then `aws cloudformation deploy --template-file member-role.yaml \
+         --stack-name orgconnect-member-role --capabilities CAPABILITY_NAMED_IAM`; or set \
+         spec.roleName on this MemberAccount to a role that already trusts it. Then annotate \
+         this MemberAccount orgconnect.dev/probe=now to check again.",
+        management = attempt.account_id,
+        managing_arn = attempt.managing_role_arn,
+        member_role = attempt.role_name,
+    )
+}
+
+/// The fix for an account where STS is not active in the probe's region.
+pub fn region_remediation(attempt: &Attempt<'_>) -> String {
+    format!(
+        "STS is not active in region {region} for account {account}. An administrator of account \
+         {account} activates it in the IAM console (Account settings > Security Token Service \
+         (STS) > Endpoints > {region} > Activate); or set the connection's spec.region to a \
+         region whose STS endpoint is active in every account (us-east-1 always is). Then \
+         annotate this MemberAccount orgconnect.dev/probe=now to check again.",
+        region = attempt.region,
+        account = attempt.account_id,
+    )
+}
+
 /// The Event a phase change deserves: `(warning, reason)`. Blocked always warns; an
 /// account's first settled phase other than Blocked (the normal outcome of discovery) is
 /// left to status and the connection's counts, so a new organization of thousands of
@@ -146,10 +204,7 @@ pub fn phase_event(
     match next {
         MemberPhase::Blocked => Some((true, "Blocked")),
         _ if first => None,
-        MemberPhase::Connected => Some((false, "Connected")),
-        MemberPhase::Suspended => Some((false, "Suspended")),
-        MemberPhase::Paused => Some((false, "Paused")),
-        MemberPhase::Pending => Some((false, "Pending")),
+        other => Some((false, other.as_str())),
     }
 }
 
@@ -179,7 +234,7 @@ pub fn verdict(
                 ConditionStatus::True,
                 "ManagingAccount",
                 format!(
-                    "this is the managing account, reached with the managing role {} itself",
+                    "this account holds the managing role {}, reached with that role's session itself",
                     attempt.managing_role_arn
                 ),
             ),
@@ -191,7 +246,7 @@ pub fn verdict(
                 ConditionStatus::True,
                 "RoleAssumed",
                 format!(
-                    "assumed {} from the managing role; GetCallerIdentity named account {account_id}",
+                    "assumed {} from the managing role; the session acts in account {account_id}",
                     attempt.role_arn
                 ),
             ),
@@ -210,6 +265,31 @@ pub fn verdict(
             remediation: Some(remediation(attempt)),
         },
         ProbeOutcome::Failed(failure) => match failure.kind {
+            FailureKind::RegionDisabled => MemberVerdict {
+                phase: MemberPhase::Blocked,
+                connected: (
+                    ConditionStatus::False,
+                    "RegionDisabled",
+                    format!(
+                        "STS is not active in {} for account {}, so {} cannot be assumed there ({failure})",
+                        attempt.region, attempt.account_id, attempt.role_arn
+                    ),
+                ),
+                remediation: Some(region_remediation(attempt)),
+            },
+            FailureKind::AccessDenied if attempt.management_account => MemberVerdict {
+                phase: MemberPhase::Blocked,
+                connected: (
+                    ConditionStatus::False,
+                    "ManagementAccountRoleMissing",
+                    format!(
+                        "account {} is the management account, which no StackSet reaches; the \
+                         managing role {} was denied assuming {} ({failure})",
+                        attempt.account_id, attempt.managing_role_arn, attempt.role_arn
+                    ),
+                ),
+                remediation: Some(management_remediation(attempt)),
+            },
             FailureKind::AccessDenied if spec.joined_method == Some(JoinedMethod::Invited) => {
                 MemberVerdict {
                     phase: MemberPhase::Blocked,
@@ -294,6 +374,8 @@ mod tests {
             role_arn: "arn:aws:iam::222222222222:role/OrganizationAccountAccessRole",
             role_name: "OrganizationAccountAccessRole",
             managing_role_arn: "arn:aws:iam::111111111111:role/orgconnect",
+            region: "eu-central-2",
+            management_account: false,
         }
     }
 
@@ -316,6 +398,73 @@ mod tests {
             not_probed(&spec(None, Some(AwsAccountStatus::Active), Some(true))).expect("skipped");
         assert_eq!(paused.phase, MemberPhase::Paused);
         assert!(not_probed(&spec(None, Some(AwsAccountStatus::Active), Some(false))).is_none());
+    }
+
+    #[test]
+    fn accounts_that_are_not_active_are_not_probed_and_say_why() {
+        for (state, phase, reason) in [
+            (
+                AwsAccountStatus::Suspended,
+                MemberPhase::Suspended,
+                "AccountSuspended",
+            ),
+            (
+                AwsAccountStatus::Closed,
+                MemberPhase::Closed,
+                "AccountClosed",
+            ),
+            (
+                AwsAccountStatus::PendingActivation,
+                MemberPhase::PendingActivation,
+                "AccountPendingActivation",
+            ),
+        ] {
+            let skipped = not_probed(&spec(None, Some(state), None)).expect("skipped");
+            assert_eq!((skipped.phase, skipped.connected.1), (phase, reason));
+            assert!(skipped.connected.2.contains(state.as_aws_str()));
+            assert!(skipped.remediation.is_none());
+        }
+    }
+
+    #[test]
+    fn a_disabled_region_blocks_with_the_account_and_the_region() {
+        let blocked = verdict(
+            &spec(None, None, None),
+            Some(MemberPhase::Connected),
+            &attempt(),
+            failure(FailureKind::RegionDisabled),
+        );
+        assert_eq!(
+            (blocked.phase, blocked.connected.1),
+            (MemberPhase::Blocked, "RegionDisabled")
+        );
+        let fix = blocked.remediation.expect("remediation");
+        assert!(
+            fix.contains("eu-central-2") && fix.contains("222222222222"),
+            "{fix}"
+        );
+    }
+
+    #[test]
+    fn the_management_account_seen_from_a_delegated_administrator_is_fixed_by_hand() {
+        let management = Attempt {
+            management_account: true,
+            ..attempt()
+        };
+        let blocked = verdict(
+            &spec(Some(JoinedMethod::Created), None, None),
+            None,
+            &management,
+            failure(FailureKind::AccessDenied),
+        );
+        assert_eq!(blocked.connected.1, "ManagementAccountRoleMissing");
+        let fix = blocked.remediation.expect("remediation");
+        assert!(
+            fix.contains("management account")
+                && fix.contains("aws cloudformation deploy")
+                && !fix.contains("StackSet (deployment"),
+            "{fix}"
+        );
     }
 
     #[test]

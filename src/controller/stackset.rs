@@ -259,7 +259,7 @@ fn running(status: StackSetStatus, what: &str, deployed: bool) -> Progress {
 /// `hold_failure`: after an operation failed, start nothing new (the failure stays
 /// reported) until the spec changes.
 pub async fn ensure(
-    client: &aws_sdk_cloudformation::Client,
+    client: &stackset::StackSets,
     desired: &DesiredStackSet,
     previous: Option<&StackSetStatus>,
     hold_failure: bool,
@@ -428,7 +428,7 @@ pub fn revoke_hints(connection: &AwsOrgConnection) -> (Vec<String>, Vec<String>)
 /// One step of revoking: removes the instances (of every target and region AWS reports,
 /// and the spec's), then the StackSet. `Ok(true)` when gone.
 pub async fn remove(
-    client: &aws_sdk_cloudformation::Client,
+    client: &stackset::StackSets,
     name: &str,
     (ous, regions): (&[String], &[String]),
 ) -> Result<bool, AwsFailure> {
