@@ -241,7 +241,7 @@ async fn a_member_account_role_or_an_account_without_an_organization_is_not_disc
         "member",
         Discovered,
         False,
-        "NotManagementAccount",
+        "NotDelegatedAdministrator",
     )
     .await;
     let status = refused.status.expect("status");

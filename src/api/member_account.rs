@@ -80,6 +80,11 @@ pub struct MemberAccountSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws_status: Option<AwsAccountStatus>,
 
+    /// True for the organization's management account, which no StackSet reaches and which
+    /// has no `OrganizationAccountAccessRole`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub management_account: Option<bool>,
+
     /// Set to true to stop probing this account and leave it out of sync Jobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<bool>,

@@ -143,14 +143,8 @@ async fn probe(
     let role_arn = managing_arn.sibling(&member.spec.account_id, &role_name);
     // The management account, when the managing role is in a delegated administrator
     // account: probed like a member, with a fix of its own.
-    let management_account = connection
-        .status
-        .as_ref()
-        .and_then(|s| s.organization.as_ref())
-        .is_some_and(|o| {
-            o.managing_account_id == member.spec.account_id
-                && o.managing_account_id != managing_arn.account_id
-        });
+    let management_account = member.spec.management_account == Some(true)
+        && member.spec.account_id != managing_arn.account_id;
     let limit = usize::try_from(spec.member_access.concurrency).unwrap_or(1);
     let Some(_permits) = ctx.probe_permits(&object_key(connection), limit).await else {
         return (

@@ -93,6 +93,7 @@ pub fn desired_member(
             }),
             joined_method: account.joined_method,
             aws_status: account.status,
+            management_account: (account.id == org.managing_account_id).then_some(true),
             paused: None,
             role_name: None,
         },
@@ -122,6 +123,7 @@ pub fn up_to_date(existing: &MemberAccount, desired: &MemberAccount) -> bool {
         && have.organizational_unit == want.organizational_unit
         && have.joined_method == want.joined_method
         && have.aws_status == want.aws_status
+        && have.management_account == want.management_account
 }
 
 /// What to write after a complete discovery.

@@ -363,6 +363,7 @@ mod tests {
             organizational_unit: None,
             joined_method: joined,
             aws_status: status,
+            management_account: None,
             paused,
             role_name: None,
         }

@@ -9,6 +9,14 @@
 //! DeploymentTargets there), and DescribeStackSet reports the OUs a service-managed
 //! StackSet is deployed to (`OrganizationalUnitIds`, which moto leaves out).
 //!
+//! And it answers as AWS Organizations and STS do today where moto does not: accounts carry
+//! `State` and no retired `Status` (a switch serves both), in any of the five states;
+//! STS answers `RegionDisabledException` for chosen accounts; a member account may list
+//! the organization only as a delegated administrator allowed by the management
+//! account's delegation policy (`PutResourcePolicy`, kept here: moto has none), and may
+//! call StackSets with `CallAs=DELEGATED_ADMIN` only once registered as a delegated
+//! administrator for StackSets.
+//!
 //! Sockets on both sides set TCP_NODELAY: without it every call waits ~40 ms for delayed
 //! ACKs.
 
@@ -76,6 +84,24 @@ struct Faults {
     fail_from: HashMap<String, (u64, u64)>,
     /// Accounts that ListAccounts reports as having joined by invitation.
     invited: HashSet<String>,
+    /// Account id -> the `State` Organizations reports for it (moto knows only ACTIVE and
+    /// SUSPENDED).
+    states: HashMap<String, String>,
+    /// Serve the retired `Status` beside `State`, as AWS did before 2026-09-09.
+    retired_status: bool,
+    /// Accounts where STS is not active in the region: AssumeRole into their roles
+    /// answers `RegionDisabledException`.
+    region_disabled: HashSet<String>,
+    /// Access key id -> the principal ARN its requests act as (the role it was minted
+    /// for); keys without one act as their account's root.
+    principal_arns: HashMap<String, String>,
+    /// Management account id -> its organization's delegation policy.
+    delegation_policies: HashMap<String, serde_json::Value>,
+    /// Account id -> its organization's management account, as moto reported it.
+    management_of: HashMap<String, String>,
+    /// Accounts registered as delegated administrators for StackSets, whose service
+    /// principal moto does not know.
+    stack_set_admins: HashSet<String>,
     /// Clear `denied_accounts` when this operation is called (a StackSet deployment
     /// creating the missing roles, as a real one would).
     unblock_on: Option<String>,
@@ -248,6 +274,35 @@ impl FaultProxy {
             .extend(account_ids.into_iter().map(Into::into));
     }
 
+    /// Organizations reports `state` (`PENDING_ACTIVATION`, `ACTIVE`, `SUSPENDED`,
+    /// `PENDING_CLOSURE`, `CLOSED`) as these accounts' `State`.
+    pub fn account_state<I, S>(&self, account_ids: I, state: &str)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut faults = lock(&self.shared.faults);
+        for id in account_ids {
+            faults.states.insert(id.into(), state.to_owned());
+        }
+    }
+
+    /// Serve the retired `Status` beside `State` (AWS serves `State` alone).
+    pub fn serve_retired_status(&self, serve: bool) {
+        lock(&self.shared.faults).retired_status = serve;
+    }
+
+    /// AssumeRole into roles of these accounts fails with `RegionDisabledException`.
+    pub fn disable_region<I, S>(&self, account_ids: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        lock(&self.shared.faults)
+            .region_disabled
+            .extend(account_ids.into_iter().map(Into::into));
+    }
+
     /// When `operation` is called, every account denied so far becomes reachable.
     pub fn unblock_on(&self, operation: &str) {
         lock(&self.shared.faults).unblock_on = Some(operation.to_owned());
@@ -351,6 +406,8 @@ struct Call {
     external_id: Option<String>,
     /// For AssumeRole: the role ARN asked for.
     role_arn: Option<String>,
+    /// For CloudFormation StackSet calls: `CallAs`.
+    call_as: Option<String>,
 }
 
 /// The values of a list parameter (`Prefix.member.1`, `Prefix.member.2`, ...), in order.
@@ -432,6 +489,7 @@ fn classify(request: &hyper::http::request::Parts, body: &[u8]) -> Call {
             target_account: None,
             external_id: None,
             role_arn: None,
+            call_as: None,
         };
     }
     let body = String::from_utf8_lossy(body);
@@ -448,6 +506,7 @@ fn classify(request: &hyper::http::request::Parts, body: &[u8]) -> Call {
         target_account,
         external_id: form_value(&body, "ExternalId"),
         role_arn: form_value(&body, "RoleArn"),
+        call_as: form_value(&body, "CallAs"),
     }
 }
 
@@ -481,6 +540,20 @@ fn error_response(
 
 /// The fault to inject for this call, if any, as a ready response.
 fn injected_fault(faults: &mut Faults, call: &Call) -> Option<Response<Body>> {
+    if let Some(account) = &call.target_account
+        && call.operation == "AssumeRole"
+        && faults.region_disabled.contains(account)
+    {
+        return Some(error_response(
+            call.protocol,
+            StatusCode::FORBIDDEN,
+            "RegionDisabledException",
+            &format!(
+                "STS is not activated in this region for account:{account}. Your account \
+                 administrator can activate STS in this region using the IAM Console."
+            ),
+        ));
+    }
     if let Some(account) = &call.target_account
         && call.operation == "AssumeRole"
         && faults.denied_accounts.contains(account)
@@ -632,6 +705,10 @@ async fn handle(
     if let Some(response) = fault {
         return Ok(response);
     }
+    let account = match member_access(&shared, &parts, &call, &body, account).await {
+        Ok(account) => account,
+        Err(refused) => return Ok(refused),
+    };
 
     let path = parts
         .uri
@@ -683,16 +760,22 @@ async fn handle(
             .and_then(|arn| arn.split(':').nth(4))
         && let Some(key) = xml_value(&body, "AccessKeyId")
     {
-        lock(&shared.faults)
+        let mut faults = lock(&shared.faults);
+        faults
             .principals
-            .insert(key, role_account.to_owned());
-    }
-    if call.operation == "ListAccounts" {
-        let invited = lock(&shared.faults).invited.clone();
-        if !invited.is_empty() {
-            body = mark_invited(&body, &invited);
-            parts.headers.remove("content-length");
+            .insert(key.clone(), role_account.to_owned());
+        if let Some(role) = &call.role_arn {
+            faults.principal_arns.insert(key, role.clone());
         }
+    }
+    if parts.status.is_success()
+        && matches!(
+            call.operation.as_str(),
+            "ListAccounts" | "ListAccountsForParent" | "DescribeAccount"
+        )
+    {
+        body = as_aws_reports_accounts(&body, &lock(&shared.faults));
+        parts.headers.remove("content-length");
     }
     if parts.status.is_success()
         && let Some(name) = stack_set_name
@@ -898,24 +981,320 @@ fn with_organizational_units(body: &Bytes, ous: &BTreeSet<String>) -> Bytes {
     ))
 }
 
-/// Rewrites a ListAccounts answer so the given accounts joined by invitation.
-fn mark_invited(body: &Bytes, invited: &HashSet<String>) -> Bytes {
+/// Rewrites the accounts of a ListAccounts, ListAccountsForParent or DescribeAccount answer
+/// as AWS reports them: the chosen `JoinedMethod` and `State`, and no retired `Status`
+/// unless asked for (then derived from the `State`, as AWS kept it).
+fn as_aws_reports_accounts(body: &Bytes, faults: &Faults) -> Bytes {
     let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(body) else {
         return body.clone();
     };
-    if let Some(accounts) = value.get_mut("Accounts").and_then(|a| a.as_array_mut()) {
-        for account in accounts {
-            let id = account
-                .get("Id")
-                .and_then(|i| i.as_str())
-                .unwrap_or_default()
-                .to_owned();
-            if invited.contains(&id) {
-                account["JoinedMethod"] = serde_json::Value::from("INVITED");
-            }
+    let rewrite = |account: &mut serde_json::Value| {
+        let id = account["Id"].as_str().unwrap_or_default().to_owned();
+        if faults.invited.contains(&id) {
+            account["JoinedMethod"] = serde_json::Value::from("INVITED");
         }
+        if let Some(state) = faults.states.get(&id) {
+            account["State"] = serde_json::Value::from(state.as_str());
+        }
+        let Some(fields) = account.as_object_mut() else {
+            return;
+        };
+        if faults.retired_status {
+            let state = fields
+                .get("State")
+                .and_then(|s| s.as_str())
+                .unwrap_or("ACTIVE");
+            // `Status` never had CLOSED or PENDING_ACTIVATION.
+            let status = match state {
+                "CLOSED" => "SUSPENDED",
+                "PENDING_ACTIVATION" => "ACTIVE",
+                other => other,
+            };
+            fields.insert("Status".to_owned(), serde_json::Value::from(status));
+        } else {
+            fields.remove("Status");
+        }
+    };
+    if let Some(accounts) = value.get_mut("Accounts").and_then(|a| a.as_array_mut()) {
+        accounts.iter_mut().for_each(rewrite);
+    }
+    if let Some(account) = value.get_mut("Account") {
+        rewrite(account);
     }
     Bytes::from(value.to_string())
+}
+
+/// The service principal StackSets delegated administrators are registered for.
+const STACK_SETS_PRINCIPAL: &str = "member.org.stacksets.cloudformation.amazonaws.com";
+
+/// What a member account may do on AWS that moto does not check: the Organizations calls
+/// its organization's delegation policy allows (moto lets any member list nothing, or
+/// the whole organization), and StackSet calls as a registered delegated administrator.
+/// The account the call then acts in upstream, or AWS's refusal.
+async fn member_access(
+    shared: &Shared,
+    parts: &hyper::http::request::Parts,
+    call: &Call,
+    body: &Bytes,
+    account: Option<String>,
+) -> Result<Option<String>, Response<Body>> {
+    let Some(caller) = account.clone() else {
+        return Ok(account);
+    };
+    let form = String::from_utf8_lossy(body);
+    let organizations = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|t| t.to_str().ok())
+        .is_some_and(|t| t.starts_with("AWSOrganizationsV20161128."));
+    let as_admin = call.call_as.as_deref() == Some("DELEGATED_ADMIN");
+    let service_managed = call.operation == "CreateStackSet"
+        && form_value(&form, "PermissionModel").as_deref() == Some("SERVICE_MANAGED");
+    if !(organizations || as_admin || service_managed)
+        || (organizations && call.operation == "DescribeOrganization")
+    {
+        return Ok(account);
+    }
+    let upstream = Upstream {
+        shared,
+        parts,
+        account: Some(&caller),
+    };
+    let management = management_account(&upstream, &caller).await;
+    if organizations && call.operation.ends_with("ResourcePolicy") {
+        return Err(resource_policy(
+            shared,
+            call,
+            body,
+            &caller,
+            management.as_deref(),
+        ));
+    }
+    if organizations
+        && call.operation == "RegisterDelegatedAdministrator"
+        && management.as_deref() == Some(caller.as_str())
+    {
+        let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        if request["ServicePrincipal"].as_str() == Some(STACK_SETS_PRINCIPAL)
+            && let Some(admin) = request["AccountId"].as_str()
+        {
+            lock(&shared.faults)
+                .stack_set_admins
+                .insert(admin.to_owned());
+            return Err(Response::builder()
+                .header("content-type", "application/x-amz-json-1.1")
+                .body(Full::new(Bytes::from_static(b"{}")))
+                .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))));
+        }
+    }
+    let Some(management) = management.filter(|m| *m != caller) else {
+        return Ok(account);
+    };
+    if organizations {
+        let principal = call
+            .access_key_id
+            .as_ref()
+            .and_then(|key| lock(&shared.faults).principal_arns.get(key).cloned())
+            .unwrap_or_else(|| format!("arn:aws:iam::{caller}:root"));
+        let policy = lock(&shared.faults)
+            .delegation_policies
+            .get(&management)
+            .cloned();
+        let action = format!("organizations:{}", call.operation);
+        return match policy {
+            Some(policy) if policy_allows(&policy, &principal, &caller, &action) => {
+                Ok(Some(management))
+            }
+            _ => Err(error_response(
+                Protocol::Json,
+                StatusCode::BAD_REQUEST,
+                "AccessDeniedException",
+                "You don't have permissions to access this resource.",
+            )),
+        };
+    }
+    if as_admin && lock(&shared.faults).stack_set_admins.contains(&caller) {
+        return Ok(Some(management));
+    }
+    Err(error_response(
+        Protocol::Query,
+        StatusCode::BAD_REQUEST,
+        "ValidationError",
+        if as_admin {
+            "Account used is not a delegated administrator"
+        } else {
+            "StackSets with SERVICE_MANAGED permission model can only be created by the \
+             management account or, with CallAs DELEGATED_ADMIN, a delegated administrator"
+        },
+    ))
+}
+
+/// The management account of `caller`'s organization (`None`: it has none), cached.
+async fn management_account(upstream: &Upstream<'_>, caller: &str) -> Option<String> {
+    if let Some(known) = lock(&upstream.shared.faults).management_of.get(caller) {
+        return Some(known.clone());
+    }
+    let answer = upstream
+        .call(
+            "organizations",
+            Some("AWSOrganizationsV20161128.DescribeOrganization"),
+            "{}".to_owned(),
+        )
+        .await?;
+    let answer: serde_json::Value = serde_json::from_str(&answer).ok()?;
+    let management = answer["Organization"]["MasterAccountId"]
+        .as_str()?
+        .to_owned();
+    lock(&upstream.shared.faults)
+        .management_of
+        .insert(caller.to_owned(), management.clone());
+    Some(management)
+}
+
+/// Put, Describe and DeleteResourcePolicy: the organization's delegation policy, which
+/// only its management account may change.
+fn resource_policy(
+    shared: &Shared,
+    call: &Call,
+    body: &Bytes,
+    caller: &str,
+    management: Option<&str>,
+) -> Response<Body> {
+    let json = |value: serde_json::Value| {
+        Response::builder()
+            .header("content-type", "application/x-amz-json-1.1")
+            .body(Full::new(Bytes::from(value.to_string())))
+            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+    };
+    let Some(management) = management else {
+        return error_response(
+            Protocol::Json,
+            StatusCode::BAD_REQUEST,
+            "AWSOrganizationsNotInUseException",
+            "Your account is not a member of an organization.",
+        );
+    };
+    if caller != management && call.operation != "DescribeResourcePolicy" {
+        return error_response(
+            Protocol::Json,
+            StatusCode::BAD_REQUEST,
+            "AccessDeniedException",
+            "You don't have permissions to access this resource.",
+        );
+    }
+    let described = |content: &serde_json::Value| {
+        serde_json::json!({ "ResourcePolicy": {
+            "ResourcePolicySummary": {
+                "Id": "rp-orgconnect",
+                "Arn": format!("arn:aws:organizations::{management}:resourcepolicy/rp-orgconnect"),
+            },
+            "Content": content.to_string(),
+        }})
+    };
+    let mut faults = lock(&shared.faults);
+    match call.operation.as_str() {
+        "PutResourcePolicy" => {
+            let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            let Some(content) = request["Content"]
+                .as_str()
+                .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
+            else {
+                return error_response(
+                    Protocol::Json,
+                    StatusCode::BAD_REQUEST,
+                    "MalformedPolicyDocumentException",
+                    "The provided policy document doesn't meet the requirements of the specified policy type.",
+                );
+            };
+            let answer = described(&content);
+            faults
+                .delegation_policies
+                .insert(management.to_owned(), content);
+            json(answer)
+        }
+        "DescribeResourcePolicy" => match faults.delegation_policies.get(management) {
+            Some(content) => json(described(content)),
+            None => error_response(
+                Protocol::Json,
+                StatusCode::BAD_REQUEST,
+                "ResourcePolicyNotFoundException",
+                "We can't find a resource policy request with the parameter that you specified.",
+            ),
+        },
+        _ => {
+            faults.delegation_policies.remove(management);
+            json(serde_json::json!({}))
+        }
+    }
+}
+
+/// Whether a resource-based `policy` allows `principal` (in account `account`) `action`:
+/// an Allow statement names the principal, its account's root or the account, and the
+/// action (with `*` wildcards); no Deny statement does.
+fn policy_allows(policy: &serde_json::Value, principal: &str, account: &str, action: &str) -> bool {
+    let one_or_many = |value: &serde_json::Value| -> Vec<String> {
+        match value {
+            serde_json::Value::String(one) => vec![one.clone()],
+            serde_json::Value::Array(many) => many
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let root = format!("arn:aws:iam::{account}:root");
+    let matching = |statement: &serde_json::Value| {
+        let principals = match &statement["Principal"] {
+            serde_json::Value::String(any) => vec![any.clone()],
+            other => one_or_many(&other["AWS"]),
+        };
+        let who = principals
+            .iter()
+            .any(|p| p == "*" || p == principal || *p == root || p == account);
+        let what = one_or_many(&statement["Action"])
+            .iter()
+            .any(|pattern| glob_match(&pattern.to_lowercase(), &action.to_lowercase()));
+        who && what
+    };
+    let statements = one_or_many_statements(&policy["Statement"]);
+    let effect = |s: &serde_json::Value| s["Effect"].as_str().unwrap_or_default().to_owned();
+    !statements
+        .iter()
+        .any(|s| effect(s) == "Deny" && matching(s))
+        && statements
+            .iter()
+            .any(|s| effect(s) == "Allow" && matching(s))
+}
+
+fn one_or_many_statements(value: &serde_json::Value) -> Vec<serde_json::Value> {
+    match value {
+        serde_json::Value::Array(many) => many.clone(),
+        serde_json::Value::Object(_) => vec![value.clone()],
+        _ => Vec::new(),
+    }
+}
+
+/// IAM's action matching: `*` matches any run of characters, `?` any one.
+fn glob_match(pattern: &str, value: &str) -> bool {
+    let (p, v): (Vec<char>, Vec<char>) = (pattern.chars().collect(), value.chars().collect());
+    let (mut pi, mut vi) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while vi < v.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == v[vi]) {
+            pi += 1;
+            vi += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, vi));
+            pi += 1;
+        } else if let Some((star_p, star_v)) = star {
+            pi = star_p + 1;
+            vi = star_v + 1;
+            star = Some((star_p, star_v + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
 }
 
 #[cfg(test)]
@@ -958,6 +1337,44 @@ mod tests {
                  <member>r-b</member></OrganizationalUnitIds><StackSetName>s</StackSetName></StackSet>"
             )
         );
+    }
+
+    #[test]
+    fn delegation_policies_allow_what_they_name() {
+        let policy = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Principal": { "AWS": "arn:aws:iam::222222222222:role/orgconnect" },
+                "Action": ["organizations:List*", "organizations:DescribeOrganization"],
+                "Resource": "*",
+            }],
+        });
+        let role = "arn:aws:iam::222222222222:role/orgconnect";
+        assert!(policy_allows(
+            &policy,
+            role,
+            "222222222222",
+            "organizations:ListAccounts"
+        ));
+        assert!(!policy_allows(
+            &policy,
+            role,
+            "222222222222",
+            "organizations:DescribeAccount"
+        ));
+        let other = "arn:aws:iam::222222222222:role/other";
+        assert!(!policy_allows(
+            &policy,
+            other,
+            "222222222222",
+            "organizations:ListRoots"
+        ));
+        assert!(glob_match("organizations:list*", "organizations:listroots"));
+        assert!(!glob_match(
+            "organizations:list*",
+            "organizations:describeaccount"
+        ));
     }
 
     #[test]
