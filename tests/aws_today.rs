@@ -12,9 +12,7 @@ use aws_sdk_cloudformation::types::CallAs;
 use kube::ResourceExt;
 use kube::api::Api;
 use orgconnect::api::member_account::{AwsAccountStatus, MemberPhase};
-use orgconnect::api::{
-    AwsOrgConnection, ConditionStatus, ConditionType, MemberAccount, find_condition,
-};
+use orgconnect::api::{ConditionStatus, ConditionType, MemberAccount, find_condition};
 use orgconnect::controller::Diagnostics;
 use support::eventually;
 use support::operator::{managing_role, members, patch_spec, wait_condition, wait_connection};
@@ -418,7 +416,6 @@ async fn a_delegated_administrator_lists_the_organization_once_the_delegation_po
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delegated_administrator_manages_the_stack_set_as_delegated_admin() {
     let scenario = Scenario::start("delegated-ss", &OrgSpec::flat(2)).await;
-    let management = scenario.org.managing_account_id.clone();
     let admin = scenario
         .org
         .member_accounts()
@@ -475,5 +472,4 @@ async fn a_delegated_administrator_manages_the_stack_set_as_delegated_admin() {
         .expect("the management account holds the StackSet");
     assert!(described.stack_set().is_some());
     assert!(scenario.bed.proxy.calls("CreateStackSet") >= 1);
-    let _ = management;
 }

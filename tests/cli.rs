@@ -298,3 +298,56 @@ async fn check_passes_on_a_healthy_organization_and_names_what_to_fix() {
     }
     assert!(text.contains("StackSet"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_lists_as_a_delegated_administrator_skips_accounts_not_active_and_names_disabled_regions()
+ {
+    let bed = AwsBed::new().await;
+    let org = seed(&bed.sdk_config(), &OrgSpec::flat(4)).await;
+    let mut ids = org.member_accounts().map(|a| a.id.clone());
+    let (admin, closed, disabled) = (
+        ids.next().expect("account"),
+        ids.next().expect("account"),
+        ids.next().expect("account"),
+    );
+    bed.proxy.account_state([closed.clone()], "CLOSED");
+    let role = managing_role(&admin);
+    let env = aws_env(&bed);
+
+    // A member account without a delegation policy: refused, with the policy to attach.
+    let refused = orgconnect(&["check", "--role-arn", &role, "--all"], &env);
+    let text = stdout(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL  list organization"), "{text}");
+    assert!(
+        text.contains("put-resource-policy") && text.contains(&role),
+        "prints the delegation policy: {text}"
+    );
+
+    aws_sdk_organizations::Client::new(&bed.sdk_config())
+        .put_resource_policy()
+        .content(orgconnect::templates::delegation_policy(&role).to_string())
+        .send()
+        .await
+        .expect("PutResourcePolicy");
+    bed.proxy.disable_region([disabled.clone()]);
+    let checked = orgconnect(&["check", "--role-arn", &role, "--all"], &env);
+    let text = stdout(&checked);
+    assert!(text.contains("as a delegated administrator"), "{text}");
+    assert!(text.contains("PASS  list organization"), "{text}");
+    assert!(
+        text.contains(&format!("{closed} CLOSED")) && text.contains("not ACTIVE, not probed"),
+        "names the closed account it skipped: {text}"
+    );
+    assert!(
+        text.contains(&disabled) && text.contains("activate STS in us-east-1"),
+        "names the account whose region is disabled: {text}"
+    );
+    assert!(
+        bed.proxy
+            .assumed_roles()
+            .iter()
+            .all(|r| !r.contains(&closed)),
+        "a CLOSED account is not probed"
+    );
+}

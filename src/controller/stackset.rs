@@ -102,6 +102,17 @@ pub fn failure_verdict(failure: &AwsFailure) -> Verdict {
             ),
         );
     }
+    if failure.kind == FailureKind::LimitExceeded {
+        return (
+            ConditionStatus::False,
+            "StackSetLimitExceeded",
+            format!(
+                "{failure}. A CloudFormation StackSets quota of the managing account was reached \
+                 (StackSets, stack instances, or operations at once): remove unused StackSets or \
+                 instances, or ask for a higher quota in Service Quotas; the operator retries"
+            ),
+        );
+    }
     (
         ConditionStatus::False,
         "StackSetFailed",
@@ -481,6 +492,12 @@ mod tests {
             "not authorized",
         ));
         assert_eq!(denied.1, "StackSetPermissionDenied");
+        let quota = failure_verdict(&failure(
+            FailureKind::LimitExceeded,
+            "LimitExceededException",
+            "exceeded",
+        ));
+        assert_eq!(quota.1, "StackSetLimitExceeded");
         assert!(denied.2.contains("cloudformation:*StackSet*"));
     }
 
