@@ -39,6 +39,17 @@ fn remediation(member: &MemberAccount) -> String {
         .unwrap_or_default()
 }
 
+/// The id of the organization's first member account.
+fn first_member(scenario: &Scenario) -> String {
+    scenario
+        .org
+        .member_accounts()
+        .next()
+        .expect("a member")
+        .id
+        .clone()
+}
+
 /// Waits until `count` MemberAccounts exist and none is Pending, by account id.
 async fn settled(api: &Api<MemberAccount>, count: usize) -> BTreeMap<String, MemberAccount> {
     eventually(
@@ -205,13 +216,7 @@ async fn accounts_in_every_state_with_both_fields_follow_state() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_sts_region_blocks_the_account_with_the_region_and_the_fix() {
     let scenario = Scenario::start("region", &OrgSpec::flat(3)).await;
-    let disabled = scenario
-        .org
-        .member_accounts()
-        .next()
-        .expect("a member")
-        .id
-        .clone();
+    let disabled = first_member(&scenario);
     scenario.bed.proxy.disable_region([disabled.clone()]);
     scenario
         .connect("acme", serde_json::json!({ "region": "eu-central-2" }))
@@ -301,13 +306,7 @@ fn policy_in(message: &str) -> serde_json::Value {
 async fn a_delegated_administrator_lists_the_organization_once_the_delegation_policy_allows_it() {
     let scenario = Scenario::start("delegated", &OrgSpec::flat(3)).await;
     let management = scenario.org.managing_account_id.clone();
-    let admin = scenario
-        .org
-        .member_accounts()
-        .next()
-        .expect("a member")
-        .id
-        .clone();
+    let admin = first_member(&scenario);
     // The bed's management account holds no OrganizationAccountAccessRole, as on AWS.
     scenario.bed.proxy.deny_assume_role([management.clone()]);
     let connections = scenario.connections();
@@ -416,13 +415,7 @@ async fn a_delegated_administrator_lists_the_organization_once_the_delegation_po
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delegated_administrator_manages_the_stack_set_as_delegated_admin() {
     let scenario = Scenario::start("delegated-ss", &OrgSpec::flat(2)).await;
-    let admin = scenario
-        .org
-        .member_accounts()
-        .next()
-        .expect("a member")
-        .id
-        .clone();
+    let admin = first_member(&scenario);
     let organizations = aws_sdk_organizations::Client::new(&scenario.bed.sdk_config());
     let role = managing_role(&admin);
     organizations

@@ -586,7 +586,8 @@ async fn discover_when_due(pass: &mut Pass<'_>, session: &ManagingSession) -> Re
                 ConditionType::Discovered,
                 (ConditionStatus::False, reason, message),
             );
-            Ok(interval)
+            // Attaching the policy changes nothing here: look again soon.
+            Ok(RECHECK_DENIED + jitter(Duration::from_secs(30)))
         }
         Err(failure) => Ok(discovery_failed(pass, failure).await),
     }
