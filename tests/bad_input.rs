@@ -1316,7 +1316,8 @@ async fn secrets_never_appear_in_logs_events_or_status() {
     let key_id = format!("AKIASECRET{}", suffix.to_uppercase());
     let secret_key = format!("MarkerSecretAccessKey{suffix}x{}", rand::random::<u64>());
     let secret_token = format!("MarkerSessionToken{suffix}x{}", rand::random::<u64>());
-    bed.proxy.map_principal(&key_id, &org.managing_account_id);
+    bed.proxy
+        .map_principal(&key_id, &secret_key, &org.managing_account_id);
     bed.proxy.trust(
         &org.managing_account_id,
         Trust {

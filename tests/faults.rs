@@ -499,7 +499,11 @@ async fn restarted_moto_during_a_probe_cycle_blocks_no_account() {
     seed_moto_random(MOTO_SEED).await;
     let moto = std::env::var(MOTO_URL_ENV).expect("moto's URL");
     let seeding = FaultProxy::start(&moto).await;
-    seeding.map_principal(bed.credentials.access_key_id(), &bed.managing_account_id);
+    seeding.map_principal(
+        bed.credentials.access_key_id(),
+        bed.credentials.secret_access_key(),
+        &bed.managing_account_id,
+    );
     let config = bed
         .sdk_config()
         .into_builder()

@@ -594,10 +594,11 @@ async fn new_credentials_probe_every_account_again() {
         None,
         "orgconnect-tests",
     );
-    scenario
-        .bed
-        .proxy
-        .map_principal(rotated.access_key_id(), &scenario.org.managing_account_id);
+    scenario.bed.proxy.map_principal(
+        rotated.access_key_id(),
+        rotated.secret_access_key(),
+        &scenario.org.managing_account_id,
+    );
     let keys = serde_json::json!({ "stringData": {
         "AWS_ACCESS_KEY_ID": rotated.access_key_id(),
         "AWS_SECRET_ACCESS_KEY": rotated.secret_access_key(),

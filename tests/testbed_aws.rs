@@ -212,3 +212,72 @@ async fn throttling_server_errors_and_latency_reach_the_sdk() {
     );
     assert_eq!(bed.proxy.calls("DescribeOrganization"), 3);
 }
+
+#[tokio::test]
+async fn only_keys_the_accounts_hold_sign_requests_and_signatures_must_match() {
+    let bed = AwsBed::new().await;
+    let sts = |credentials: Credentials| Sts::new(&bed.sdk_config_with(credentials));
+    let identity = sts(bed.credentials.clone())
+        .get_caller_identity()
+        .send()
+        .await
+        .expect("the test's own key signs");
+    assert_eq!(identity.account(), Some(bed.managing_account_id.as_str()));
+
+    let unknown = Credentials::new("AKIANOBODYHOLDS0000", "whatever", None, None, "test");
+    let err = sts(unknown)
+        .get_caller_identity()
+        .send()
+        .await
+        .expect_err("an unknown key is refused");
+    assert_eq!(err.code(), Some("InvalidClientTokenId"), "{err:?}");
+
+    let wrong_secret = Credentials::new(
+        bed.credentials.access_key_id(),
+        "not-the-secret",
+        None,
+        None,
+        "test",
+    );
+    let err = sts(wrong_secret)
+        .get_caller_identity()
+        .send()
+        .await
+        .expect_err("a wrong secret is refused");
+    assert_eq!(err.code(), Some("SignatureDoesNotMatch"), "{err:?}");
+
+    // Session keys minted by AssumeRole sign, with their token and only with it.
+    let assumed = sts(bed.credentials.clone())
+        .assume_role()
+        .role_arn(format!(
+            "arn:aws:iam::{}:role/anything",
+            bed.managing_account_id
+        ))
+        .role_session_name("signing")
+        .send()
+        .await
+        .expect("AssumeRole")
+        .credentials
+        .expect("credentials");
+    let session = |token: &str| {
+        Credentials::new(
+            assumed.access_key_id(),
+            assumed.secret_access_key(),
+            Some(token.to_owned()),
+            None,
+            "test",
+        )
+    };
+    sts(session(assumed.session_token()))
+        .get_caller_identity()
+        .send()
+        .await
+        .expect("the session key signs with its token");
+    let err = Organizations::new(&bed.sdk_config_with(session("another-token")))
+        .describe_organization()
+        .send()
+        .await
+        .expect_err("a session key with another token is refused");
+    assert_eq!(err.code(), Some("UnrecognizedClientException"), "{err:?}");
+    assert!(bed.proxy.refused("GetCallerIdentity") >= 2);
+}

@@ -75,6 +75,10 @@ pub fn classify_code(code: Option<&str>, http_status: Option<u16>) -> FailureKin
             | "ExpiredTokenException"
             | "UnrecognizedClientException"
             | "IncompleteSignature"
+            | "IncompleteSignatureException"
+            | "InvalidSignatureException"
+            | "MissingAuthenticationToken"
+            | "MissingAuthenticationTokenException"
             | "InvalidAccessKeyId",
         ) => FailureKind::InvalidCredentials,
         Some("AWSOrganizationsNotInUseException") => FailureKind::OrganizationsNotInUse,

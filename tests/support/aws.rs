@@ -20,14 +20,9 @@ fn new_principal(proxy: &FaultProxy) -> (String, Credentials) {
         100_000_000_000 + hasher.finish() % 800_000_000_000
     );
     let access_key_id = format!("AKIATEST{}", suffix.to_uppercase());
-    proxy.map_principal(&access_key_id, &account_id);
-    let credentials = Credentials::new(
-        access_key_id,
-        format!("test-secret-{suffix}"),
-        None,
-        None,
-        "orgconnect-tests",
-    );
+    let secret = format!("test-secret-{suffix}");
+    proxy.map_principal(&access_key_id, &secret, &account_id);
+    let credentials = Credentials::new(access_key_id, secret, None, None, "orgconnect-tests");
     (account_id, credentials)
 }
 
@@ -67,13 +62,12 @@ impl AwsBed {
     /// organization exists.
     pub fn unmapped_credentials(&self) -> Credentials {
         let suffix = super::unique_suffix();
-        Credentials::new(
+        let (key, secret) = (
             format!("AKIAOTHER{}", suffix.to_uppercase()),
             format!("other-secret-{suffix}"),
-            None,
-            None,
-            "orgconnect-tests",
-        )
+        );
+        self.proxy.hold_key(&key, &secret);
+        Credentials::new(key, secret, None, None, "orgconnect-tests")
     }
 
     /// The operator's base AWS configuration for a test: `credentials` as its default

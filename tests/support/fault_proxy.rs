@@ -33,6 +33,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use sha2::Digest;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -76,6 +77,12 @@ pub struct Trust {
 struct Faults {
     /// Access key id -> the moto account its requests act in.
     principals: HashMap<String, String>,
+    /// Access key id -> its secret and, for session keys, the session token: the keys the
+    /// emulated accounts hold. A request signed with any other key, or whose signature
+    /// does not match, is refused as AWS refuses it.
+    keys: HashMap<String, (String, Option<String>)>,
+    /// Accept any signature, as moto does (for a test that needs it).
+    lenient_signatures: bool,
     /// Account ids whose roles cannot be assumed.
     denied_accounts: HashSet<String>,
     /// Account id -> who may assume its roles, and with which ExternalId.
@@ -118,6 +125,8 @@ struct Stats {
     calls: HashMap<String, u64>,
     /// Calls the proxy failed on purpose, by operation.
     injected: HashMap<String, u64>,
+    /// Calls refused for their signature (unknown key, wrong signature), by operation.
+    refused: HashMap<String, u64>,
     /// Every role ARN an AssumeRole call asked for, in order.
     assumed_roles: Vec<String>,
     /// Calls being handled now, and the most ever handled at once, by operation.
@@ -209,11 +218,29 @@ impl FaultProxy {
         format!("http://{}", self.addr)
     }
 
-    /// Requests signed with `access_key_id` act in moto account `account_id`.
-    pub fn map_principal(&self, access_key_id: &str, account_id: &str) {
-        lock(&self.shared.faults)
+    /// `access_key_id` with `secret` is a key of an IAM user of moto account `account_id`:
+    /// requests signed with it act there.
+    pub fn map_principal(&self, access_key_id: &str, secret: &str, account_id: &str) {
+        let mut faults = lock(&self.shared.faults);
+        faults
             .principals
             .insert(access_key_id.to_owned(), account_id.to_owned());
+        faults
+            .keys
+            .insert(access_key_id.to_owned(), (secret.to_owned(), None));
+    }
+
+    /// `access_key_id` with `secret` is a valid key of moto's default account, which holds
+    /// no organization.
+    pub fn hold_key(&self, access_key_id: &str, secret: &str) {
+        lock(&self.shared.faults)
+            .keys
+            .insert(access_key_id.to_owned(), (secret.to_owned(), None));
+    }
+
+    /// Accept requests whatever their signature, as moto does.
+    pub fn lenient_signatures(&self) {
+        lock(&self.shared.faults).lenient_signatures = true;
     }
 
     /// AssumeRole into any role of these accounts fails with AccessDenied.
@@ -360,6 +387,15 @@ impl FaultProxy {
     pub fn injected(&self, operation: &str) -> u64 {
         lock(&self.shared.stats)
             .injected
+            .get(operation)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Calls to `operation` refused for their signature.
+    pub fn refused(&self, operation: &str) -> u64 {
+        lock(&self.shared.stats)
+            .refused
             .get(operation)
             .copied()
             .unwrap_or(0)
@@ -652,6 +688,13 @@ async fn handle(
         }
     };
     let call = classify(&parts, &body);
+    if let Some(refused) = refused_signature(&lock(&shared.faults), &parts, &body, call.protocol) {
+        *lock(&shared.stats)
+            .refused
+            .entry(call.operation.clone())
+            .or_default() += 1;
+        return Ok(refused);
+    }
     {
         let mut faults = lock(&shared.faults);
         if faults.unblock_on.as_deref() == Some(call.operation.as_str()) {
@@ -761,6 +804,11 @@ async fn handle(
         && let Some(key) = xml_value(&body, "AccessKeyId")
     {
         let mut faults = lock(&shared.faults);
+        if let Some(secret) = xml_value(&body, "SecretAccessKey") {
+            faults
+                .keys
+                .insert(key.clone(), (secret, xml_value(&body, "SessionToken")));
+        }
         faults
             .principals
             .insert(key.clone(), role_account.to_owned());
@@ -1022,6 +1070,137 @@ fn as_aws_reports_accounts(body: &Bytes, faults: &Faults) -> Bytes {
         rewrite(account);
     }
     Bytes::from(value.to_string())
+}
+
+/// AWS's refusal of a request whose SigV4 signature is not made with a key the emulated
+/// accounts hold, or does not match: `None` when it is properly signed. Written here
+/// because the SDK's signer only signs; checking needs the canonical request rebuilt from
+/// what arrived (method, path, query, the signed headers, the body), as AWS rebuilds it.
+fn refused_signature(
+    faults: &Faults,
+    parts: &hyper::http::request::Parts,
+    body: &[u8],
+    protocol: Protocol,
+) -> Option<Response<Body>> {
+    if faults.lenient_signatures {
+        return None;
+    }
+    let refuse = |code_query: &str, code_json: &str, message: &str| {
+        Some(match protocol {
+            Protocol::Query => error_response(protocol, StatusCode::FORBIDDEN, code_query, message),
+            Protocol::Json => error_response(protocol, StatusCode::BAD_REQUEST, code_json, message),
+        })
+    };
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let Some(authorization) = header("authorization") else {
+        return refuse(
+            "MissingAuthenticationToken",
+            "MissingAuthenticationTokenException",
+            "Request is missing Authentication Token",
+        );
+    };
+    let field = |name: &str| {
+        authorization
+            .split([' ', ','])
+            .find_map(|part| part.trim().strip_prefix(name))
+    };
+    let (Some(credential), Some(signed_headers), Some(signature)) = (
+        field("Credential="),
+        field("SignedHeaders="),
+        field("Signature="),
+    ) else {
+        return refuse(
+            "IncompleteSignature",
+            "IncompleteSignatureException",
+            "The request signature does not conform to AWS standards.",
+        );
+    };
+    let mut scope = credential.splitn(2, '/');
+    let (Some(key_id), Some(scope)) = (scope.next(), scope.next()) else {
+        return refuse(
+            "IncompleteSignature",
+            "IncompleteSignatureException",
+            "The request signature does not conform to AWS standards.",
+        );
+    };
+    let Some((secret, token)) = faults.keys.get(key_id) else {
+        return refuse(
+            "InvalidClientTokenId",
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+        );
+    };
+    if token.is_some() && header("x-amz-security-token") != token.as_deref() {
+        return refuse(
+            "InvalidClientTokenId",
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+        );
+    }
+    let date = header("x-amz-date").unwrap_or_default();
+    let mut canonical_headers = String::new();
+    for name in signed_headers.split(';') {
+        let values: Vec<String> = parts
+            .headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        canonical_headers.push_str(&format!("{name}:{}\n", values.join(",")));
+    }
+    let mut query: Vec<&str> = parts
+        .uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .collect();
+    query.sort_unstable();
+    let query: Vec<String> = query
+        .iter()
+        .map(|p| {
+            if p.contains('=') {
+                (*p).to_owned()
+            } else {
+                format!("{p}=")
+            }
+        })
+        .collect();
+    let payload = header("x-amz-content-sha256")
+        .map(str::to_owned)
+        .unwrap_or_else(|| hex::encode(sha2::Sha256::digest(body)));
+    let canonical = format!(
+        "{}\n{}\n{}\n{canonical_headers}\n{signed_headers}\n{payload}",
+        parts.method,
+        parts.uri.path(),
+        query.join("&"),
+    );
+    let to_sign = format!(
+        "AWS4-HMAC-SHA256\n{date}\n{scope}\n{}",
+        hex::encode(sha2::Sha256::digest(canonical.as_bytes()))
+    );
+    let mut key = format!("AWS4{secret}").into_bytes();
+    for part in scope.split('/') {
+        key = hmac_sha256(&key, part.as_bytes());
+    }
+    if hex::encode(hmac_sha256(&key, to_sign.as_bytes())) == signature {
+        return None;
+    }
+    refuse(
+        "SignatureDoesNotMatch",
+        "InvalidSignatureException",
+        "The request signature we calculated does not match the signature you provided. Check \
+         your AWS Secret Access Key and signing method.",
+    )
+}
+
+fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
 }
 
 /// The service principal StackSets delegated administrators are registered for.
