@@ -109,6 +109,11 @@ struct Faults {
     /// Accounts registered as delegated administrators for StackSets, whose service
     /// principal moto does not know.
     stack_set_admins: HashSet<String>,
+    /// Evaluate IAM as AWS does: AssumeRole needs the role to exist and its trust policy to
+    /// let the caller in; a role session's calls need its identity policies to allow them.
+    enforce_iam: bool,
+    /// Access key id -> the ARN GetCallerIdentity gives for it (IAM users' keys).
+    caller_arns: HashMap<String, String>,
     /// Clear `denied_accounts` when this operation is called (a StackSet deployment
     /// creating the missing roles, as a real one would).
     unblock_on: Option<String>,
@@ -127,6 +132,8 @@ struct Stats {
     injected: HashMap<String, u64>,
     /// Calls refused for their signature (unknown key, wrong signature), by operation.
     refused: HashMap<String, u64>,
+    /// What IAM refused, as AWS's messages say it.
+    iam_denials: Vec<String>,
     /// Every role ARN an AssumeRole call asked for, in order.
     assumed_roles: Vec<String>,
     /// Calls being handled now, and the most ever handled at once, by operation.
@@ -236,6 +243,16 @@ impl FaultProxy {
         lock(&self.shared.faults)
             .keys
             .insert(access_key_id.to_owned(), (secret.to_owned(), None));
+    }
+
+    /// From now on, IAM is evaluated as AWS does for every call (see [`Faults::enforce_iam`]).
+    pub fn enforce_iam(&self) {
+        lock(&self.shared.faults).enforce_iam = true;
+    }
+
+    /// Calls refused by IAM (trust or identity policy, or a role that does not exist).
+    pub fn iam_denials(&self) -> Vec<String> {
+        lock(&self.shared.stats).iam_denials.clone()
     }
 
     /// Accept requests whatever their signature, as moto does.
@@ -748,6 +765,11 @@ async fn handle(
     if let Some(response) = fault {
         return Ok(response);
     }
+    if lock(&shared.faults).enforce_iam
+        && let Some(refused) = iam_refusal(&shared, &parts, &call, account.as_deref()).await
+    {
+        return Ok(refused);
+    }
     let account = match member_access(&shared, &parts, &call, &body, account).await {
         Ok(account) => account,
         Err(refused) => return Ok(refused),
@@ -871,11 +893,8 @@ impl Upstream<'_> {
             .headers
             .get("authorization")?
             .to_str()
-            .ok()?
-            .replace(
-                "/cloudformation/aws4_request",
-                &format!("/{service}/aws4_request"),
-            );
+            .ok()
+            .map(|auth| with_service(auth, service))?;
         let mut request = Request::builder()
             .method("POST")
             .uri(format!("{}/", self.shared.upstream))
@@ -1201,6 +1220,318 @@ fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
         .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
     mac.update(data);
     mac.finalize().into_bytes().to_vec()
+}
+
+/// An Authorization header with its credential scope's service set to `service`, so moto
+/// routes a call the proxy makes to that service.
+fn with_service(authorization: &str, service: &str) -> String {
+    let Some((head, rest)) = authorization.split_once("Credential=") else {
+        return authorization.to_owned();
+    };
+    let (credential, tail) = rest
+        .split_once([',', ' '])
+        .map_or((rest, ""), |(c, _)| (c, &rest[c.len()..]));
+    let mut parts: Vec<&str> = credential.split('/').collect();
+    if parts.len() == 5 {
+        parts[3] = service;
+    }
+    format!("{head}Credential={}{tail}", parts.join("/"))
+}
+
+/// Undoes the XML escaping of a value in an answer.
+fn xml_unescape(value: &str) -> String {
+    value
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// A policy document as IAM returns it inside XML: URL-encoded JSON, plain JSON, or (for
+/// inline policies moto's CloudFormation stored) the Python form of the JSON.
+fn policy_document(raw: &str) -> Option<serde_json::Value> {
+    let text = xml_unescape(raw);
+    let python = || {
+        text.replace('\'', "\"")
+            .replace(": True", ": true")
+            .replace(": False", ": false")
+            .replace(": None", ": null")
+    };
+    serde_json::from_str(&text)
+        .ok()
+        .or_else(|| serde_json::from_str(&percent_decode(&text)).ok())
+        .or_else(|| serde_json::from_str(&python()).ok())
+}
+
+/// Every `<tag>` value of an XML answer, in order.
+fn xml_values(body: &str, tag: &str) -> Vec<String> {
+    body.split(&format!("<{tag}>"))
+        .skip(1)
+        .filter_map(|rest| rest.split(&format!("</{tag}>")).next())
+        .map(|v| v.trim().to_owned())
+        .collect()
+}
+
+/// The role ARN of an assumed-role session ARN, or the ARN itself.
+fn role_of(arn: &str) -> String {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    if let [_, partition, "sts", _, account, resource] = parts[..]
+        && let Some((role, _)) = resource
+            .strip_prefix("assumed-role/")
+            .and_then(|r| r.rsplit_once('/'))
+    {
+        return format!("arn:{partition}:iam::{account}:role/{role}");
+    }
+    arn.to_owned()
+}
+
+/// Refuses what AWS's IAM would refuse: AssumeRole into a role that does not exist or
+/// whose trust policy does not let the caller in (principal, and the `sts:ExternalId`,
+/// `aws:PrincipalArn` and `aws:PrincipalAccount` conditions of `StringEquals` and
+/// `StringLike`); any call of a role session that the role's identity policies do not
+/// allow (actions and resources, with wildcards; Deny wins). IAM users' keys act as
+/// administrators. GetCallerIdentity is never refused, as on AWS.
+async fn iam_refusal(
+    shared: &Shared,
+    parts: &hyper::http::request::Parts,
+    call: &Call,
+    account: Option<&str>,
+) -> Option<Response<Body>> {
+    let caller_account = account?;
+    if call.operation == "GetCallerIdentity" {
+        return None;
+    }
+    let key = call.access_key_id.clone()?;
+    let session_role = lock(&shared.faults).principal_arns.get(&key).cloned();
+    let upstream = Upstream {
+        shared,
+        parts,
+        account: Some(caller_account),
+    };
+    let caller_arn = match &session_role {
+        Some(role) => role.clone(),
+        None => caller_arn(&upstream, &key).await?,
+    };
+    let authorization = parts.headers.get("authorization")?.to_str().ok()?;
+    let service = authorization
+        .split("Credential=")
+        .nth(1)?
+        .split([',', ' '])
+        .next()?
+        .split('/')
+        .nth(3)?
+        .to_owned();
+    let action = format!("{service}:{}", call.operation);
+    let resource = call.role_arn.clone().unwrap_or_else(|| "*".to_owned());
+    let deny = |message: String| {
+        lock(&shared.stats).iam_denials.push(message.clone());
+        let (status, code) = match call.protocol {
+            Protocol::Query => (StatusCode::FORBIDDEN, "AccessDenied"),
+            Protocol::Json => (StatusCode::BAD_REQUEST, "AccessDeniedException"),
+        };
+        Some(error_response(call.protocol, status, code, &message))
+    };
+    if let Some(role) = &session_role {
+        let policies = role_policies(shared, parts, role).await;
+        if !identity_allows(&policies, &action, &resource) {
+            return deny(format!(
+                "User: {caller_arn} is not authorized to perform: {action} on resource: \
+                 {resource} because no identity-based policy allows the {action} action"
+            ));
+        }
+    }
+    if call.operation != "AssumeRole" {
+        return None;
+    }
+    let target = call.role_arn.as_deref()?;
+    let target_account = call.target_account.as_deref()?;
+    let role_name = target.rsplit('/').next()?;
+    let as_target = Upstream {
+        shared,
+        parts,
+        account: Some(target_account),
+    };
+    let answer = as_target
+        .call(
+            "iam",
+            None,
+            format!("Action=GetRole&Version=2010-05-08&RoleName={role_name}"),
+        )
+        .await
+        .unwrap_or_default();
+    let trust = xml_value(answer.as_bytes(), "AssumeRolePolicyDocument")
+        .and_then(|raw| policy_document(&raw));
+    let allowed = trust.as_ref().is_some_and(|trust| {
+        trust_allows(
+            trust,
+            &caller_arn,
+            caller_account,
+            call.external_id.as_deref(),
+        )
+    });
+    if allowed {
+        return None;
+    }
+    deny(format!(
+        "User: {caller_arn} is not authorized to perform: sts:AssumeRole on resource: {target}"
+    ))
+}
+
+/// The ARN an IAM user's key acts as, as GetCallerIdentity names it (cached).
+async fn caller_arn(upstream: &Upstream<'_>, key: &str) -> Option<String> {
+    if let Some(known) = lock(&upstream.shared.faults).caller_arns.get(key) {
+        return Some(known.clone());
+    }
+    let answer = upstream
+        .call(
+            "sts",
+            None,
+            "Action=GetCallerIdentity&Version=2011-06-15".to_owned(),
+        )
+        .await?;
+    let arn = xml_value(answer.as_bytes(), "Arn")?;
+    lock(&upstream.shared.faults)
+        .caller_arns
+        .insert(key.to_owned(), arn.clone());
+    Some(arn)
+}
+
+/// The inline policies of `role` (`arn:…:iam::<account>:role/<name>`), as IAM holds them.
+async fn role_policies(
+    shared: &Shared,
+    parts: &hyper::http::request::Parts,
+    role: &str,
+) -> Vec<serde_json::Value> {
+    let Some(account) = role.split(':').nth(4) else {
+        return Vec::new();
+    };
+    let name = role.rsplit('/').next().unwrap_or_default();
+    let upstream = Upstream {
+        shared,
+        parts,
+        account: Some(account),
+    };
+    let listed = upstream
+        .call(
+            "iam",
+            None,
+            format!("Action=ListRolePolicies&Version=2010-05-08&RoleName={name}"),
+        )
+        .await
+        .unwrap_or_default();
+    let mut policies = Vec::new();
+    for policy in xml_values(&listed, "member") {
+        let answer = upstream
+            .call(
+                "iam",
+                None,
+                format!(
+                    "Action=GetRolePolicy&Version=2010-05-08&RoleName={name}&PolicyName={policy}"
+                ),
+            )
+            .await
+            .unwrap_or_default();
+        if let Some(document) =
+            xml_value(answer.as_bytes(), "PolicyDocument").and_then(|raw| policy_document(&raw))
+        {
+            policies.push(document);
+        }
+    }
+    policies
+}
+
+fn strings(value: &serde_json::Value) -> Vec<String> {
+    match value {
+        serde_json::Value::String(one) => vec![one.clone()],
+        serde_json::Value::Array(many) => many
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether identity `policies` allow `action` on `resource`.
+fn identity_allows(policies: &[serde_json::Value], action: &str, resource: &str) -> bool {
+    let matches = |statement: &serde_json::Value| {
+        let action_ok = strings(&statement["Action"])
+            .iter()
+            .any(|p| glob_match(&p.to_lowercase(), &action.to_lowercase()));
+        let resource_ok = strings(&statement["Resource"])
+            .iter()
+            .any(|p| p == "*" || glob_match(p, resource));
+        action_ok && resource_ok && statement.get("Condition").is_none()
+    };
+    let statements: Vec<serde_json::Value> = policies
+        .iter()
+        .flat_map(|p| one_or_many_statements(&p["Statement"]))
+        .collect();
+    let effect = |s: &serde_json::Value| s["Effect"].as_str().unwrap_or_default().to_owned();
+    !statements.iter().any(|s| effect(s) == "Deny" && matches(s))
+        && statements
+            .iter()
+            .any(|s| effect(s) == "Allow" && matches(s))
+}
+
+/// Whether a trust policy lets `caller` (an IAM user or role ARN, in `account`) assume
+/// the role, presenting `external_id`.
+fn trust_allows(
+    trust: &serde_json::Value,
+    caller: &str,
+    account: &str,
+    external_id: Option<&str>,
+) -> bool {
+    let role = role_of(caller);
+    let root = format!("arn:aws:iam::{account}:root");
+    let principal_ok = |statement: &serde_json::Value| {
+        let principals = match &statement["Principal"] {
+            serde_json::Value::String(any) => vec![any.clone()],
+            other => strings(&other["AWS"]),
+        };
+        principals
+            .iter()
+            .any(|p| p == "*" || *p == caller || *p == role || *p == root || p == account)
+    };
+    let key_value = |key: &str| -> Option<String> {
+        match key.to_lowercase().as_str() {
+            "sts:externalid" => external_id.map(str::to_owned),
+            "aws:principalarn" => Some(role.clone()),
+            "aws:principalaccount" => Some(account.to_owned()),
+            _ => None,
+        }
+    };
+    let conditions_ok = |statement: &serde_json::Value| {
+        let Some(conditions) = statement["Condition"].as_object() else {
+            return true;
+        };
+        conditions.iter().all(|(operator, keys)| {
+            keys.as_object().is_some_and(|keys| {
+                keys.iter().all(|(key, wanted)| {
+                    let Some(value) = key_value(key) else {
+                        return false;
+                    };
+                    strings(wanted).iter().any(|w| match operator.as_str() {
+                        "StringEquals" => *w == value,
+                        "StringLike" => glob_match(w, &value),
+                        _ => false,
+                    })
+                })
+            })
+        })
+    };
+    let action_ok = |statement: &serde_json::Value| {
+        strings(&statement["Action"])
+            .iter()
+            .any(|a| glob_match(&a.to_lowercase(), "sts:assumerole"))
+    };
+    let statements = one_or_many_statements(&trust["Statement"]);
+    let effect = |s: &serde_json::Value| s["Effect"].as_str().unwrap_or_default().to_owned();
+    let applies = |s: &serde_json::Value| principal_ok(s) && action_ok(s) && conditions_ok(s);
+    !statements.iter().any(|s| effect(s) == "Deny" && applies(s))
+        && statements
+            .iter()
+            .any(|s| effect(s) == "Allow" && applies(s))
 }
 
 /// The service principal StackSets delegated administrators are registered for.
@@ -1554,6 +1885,76 @@ mod tests {
             "organizations:list*",
             "organizations:describeaccount"
         ));
+    }
+
+    #[test]
+    fn trust_policies_check_the_principal_and_the_external_id() {
+        let trust = serde_json::json!({ "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "AWS": "arn:aws:iam::111111111111:role/operator" },
+            "Action": "sts:AssumeRole",
+            "Condition": { "StringEquals": { "sts:ExternalId": "the-id" } },
+        }]});
+        let session = "arn:aws:sts::111111111111:assumed-role/operator/s";
+        assert!(trust_allows(
+            &trust,
+            session,
+            "111111111111",
+            Some("the-id")
+        ));
+        assert!(!trust_allows(
+            &trust,
+            session,
+            "111111111111",
+            Some("other")
+        ));
+        assert!(!trust_allows(&trust, session, "111111111111", None));
+        let other = "arn:aws:sts::111111111111:assumed-role/other/s";
+        assert!(!trust_allows(&trust, other, "111111111111", Some("the-id")));
+        let root = serde_json::json!({ "Statement": {
+            "Effect": "Allow",
+            "Principal": { "AWS": "arn:aws:iam::111111111111:root" },
+            "Action": "sts:AssumeRole",
+        }});
+        assert!(trust_allows(&root, other, "111111111111", None));
+        assert!(!trust_allows(&root, other, "222222222222", None));
+    }
+
+    #[test]
+    fn identity_policies_match_actions_and_resources() {
+        let policy = serde_json::json!({ "Statement": [
+            { "Effect": "Allow", "Action": ["organizations:List*"], "Resource": "*" },
+            { "Effect": "Allow", "Action": "sts:AssumeRole",
+              "Resource": "arn:aws:iam::*:role/OrganizationAccountAccessRole" },
+        ]});
+        let policies = [policy];
+        assert!(identity_allows(
+            &policies,
+            "organizations:ListAccounts",
+            "*"
+        ));
+        assert!(!identity_allows(
+            &policies,
+            "organizations:DescribeOrganization",
+            "*"
+        ));
+        assert!(identity_allows(
+            &policies,
+            "sts:AssumeRole",
+            "arn:aws:iam::222222222222:role/OrganizationAccountAccessRole"
+        ));
+        assert!(!identity_allows(
+            &policies,
+            "sts:AssumeRole",
+            "arn:aws:iam::222222222222:role/Other"
+        ));
+        assert_eq!(
+            with_service(
+                "AWS4-HMAC-SHA256 Credential=AKIA/20261201/us-east-1/sts/aws4_request, SignedHeaders=host",
+                "iam"
+            ),
+            "AWS4-HMAC-SHA256 Credential=AKIA/20261201/us-east-1/iam/aws4_request, SignedHeaders=host"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod apiserver_proxy;
 pub mod aws;
 pub mod fault_proxy;
+pub mod iam;
 pub mod kube;
 pub mod operator;
 pub mod org;

@@ -1,0 +1,128 @@
+//! The strict bed: IAM evaluated as AWS does (roles must exist, trust policies let the
+//! caller in only with the ExternalId they name, a role session may make only the calls its
+//! identity policies allow), with the managing role made from the project's own
+//! `orgconnect template managing-role` by CloudFormation.
+
+mod support;
+
+use std::time::Duration;
+
+use orgconnect::api::member_account::MemberPhase;
+use orgconnect::api::{ConditionStatus, ConditionType, find_condition};
+use support::eventually;
+use support::iam::{deploy_managing_role, without_action};
+use support::operator::{members, wait_condition};
+use support::org::{OrgSpec, OuSpec};
+use support::scenario::Scenario;
+
+const MEMBER_ROLE: &str = "OrganizationAccountAccessRole";
+
+fn message(connection: &orgconnect::api::AwsOrgConnection, type_: ConditionType) -> String {
+    connection
+        .status
+        .as_ref()
+        .and_then(|s| find_condition(&s.conditions, type_))
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_managing_role_from_the_template_reaches_every_account_under_iam() {
+    let spec = OrgSpec {
+        root_accounts: 1,
+        ous: vec![OuSpec::new("Prod").accounts(3)],
+    };
+    let scenario = Scenario::start("strict", &spec).await;
+    let external_id = format!("ext-{}", support::unique_suffix());
+    deploy_managing_role(&scenario.bed, &external_id, MEMBER_ROLE, |_| {}).await;
+    scenario.bed.proxy.enforce_iam();
+    scenario
+        .connect("acme", serde_json::json!({ "externalId": external_id }))
+        .await;
+    wait_condition(
+        &scenario.connections(),
+        "acme",
+        ConditionType::Ready,
+        ConditionStatus::True,
+        "Connected",
+    )
+    .await;
+    eventually("5 accounts Connected", Duration::from_secs(60), || async {
+        let listed = members(&scenario.members()).await;
+        (listed.len() == 5
+            && listed
+                .iter()
+                .all(|m| m.status.as_ref().and_then(|s| s.phase) == Some(MemberPhase::Connected)))
+        .then_some(())
+    })
+    .await;
+    assert_eq!(
+        scenario.bed.proxy.iam_denials(),
+        Vec::<String>::new(),
+        "the template grants every call the operator makes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trust_policy_naming_another_external_id_is_denied() {
+    let scenario = Scenario::start("strict-trust", &OrgSpec::flat(1)).await;
+    deploy_managing_role(&scenario.bed, "the-id-in-the-template", MEMBER_ROLE, |_| {}).await;
+    scenario.bed.proxy.enforce_iam();
+    scenario
+        .connect(
+            "acme",
+            serde_json::json!({ "externalId": "the-connection-s-id" }),
+        )
+        .await;
+    let denied = wait_condition(
+        &scenario.connections(),
+        "acme",
+        ConditionType::Authenticated,
+        ConditionStatus::False,
+        "AssumeRoleDenied",
+    )
+    .await;
+    let text = message(&denied, ConditionType::Authenticated);
+    assert!(
+        text.contains(r#""sts:ExternalId":"the-connection-s-id""#),
+        "the trust statement to add: {text}"
+    );
+    assert!(members(&scenario.members()).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_without_an_action_fails_with_a_reason_naming_it() {
+    let scenario = Scenario::start("strict-action", &OrgSpec::flat(2)).await;
+    let external_id = format!("ext-{}", support::unique_suffix());
+    deploy_managing_role(&scenario.bed, &external_id, MEMBER_ROLE, |template| {
+        without_action(template, "organizations:List*")
+    })
+    .await;
+    scenario.bed.proxy.enforce_iam();
+    scenario
+        .connect("acme", serde_json::json!({ "externalId": external_id }))
+        .await;
+    let refused = wait_condition(
+        &scenario.connections(),
+        "acme",
+        ConditionType::Discovered,
+        ConditionStatus::False,
+        "DiscoveryDenied",
+    )
+    .await;
+    let text = message(&refused, ConditionType::Discovered);
+    assert!(
+        text.contains("may not call organizations:ListRoots"),
+        "names the action: {text}"
+    );
+    assert!(
+        scenario
+            .bed
+            .proxy
+            .iam_denials()
+            .iter()
+            .any(|d| d.contains("organizations:ListRoots")),
+        "the bed refused it: {:?}",
+        scenario.bed.proxy.iam_denials()
+    );
+}

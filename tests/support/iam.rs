@@ -1,0 +1,85 @@
+//! Roles in the emulated accounts made from the project's own templates: the managing role
+//! is `orgconnect template managing-role` output deployed with CloudFormation into the
+//! management account, so the strict bed (`FaultProxy::enforce_iam`) tests the template.
+
+use aws_sdk_cloudformation::types::{Capability, StackStatus};
+use orgconnect::templates::{ManagingRoleOptions, managing_role};
+
+use super::aws::AwsBed;
+
+/// The ARN the test's base keys act as, as GetCallerIdentity names it.
+pub async fn base_principal(bed: &AwsBed) -> String {
+    aws_sdk_sts::Client::new(&bed.sdk_config())
+        .get_caller_identity()
+        .send()
+        .await
+        .expect("GetCallerIdentity")
+        .arn()
+        .expect("caller ARN")
+        .to_owned()
+}
+
+/// Deploys the managing-role template into the management account (the test's base
+/// account): trusted by the test's base principal with `external_id`, reaching members
+/// through `member_role`. `edit` may change the template first (to remove a permission).
+pub async fn deploy_managing_role(
+    bed: &AwsBed,
+    external_id: &str,
+    member_role: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) {
+    let principal = orgconnect::aws::arn::trust_principal(&base_principal(bed).await);
+    let mut template = managing_role(&ManagingRoleOptions {
+        principal: Some(principal),
+        external_id: Some(external_id.to_owned()),
+        member_role_name: Some(member_role.to_owned()),
+        ..ManagingRoleOptions::default()
+    });
+    edit(&mut template);
+    let cloudformation = aws_sdk_cloudformation::Client::new(&bed.sdk_config());
+    cloudformation
+        .create_stack()
+        .stack_name("orgconnect")
+        .template_body(template.to_string())
+        .capabilities(Capability::CapabilityNamedIam)
+        .send()
+        .await
+        .expect("CreateStack of the managing-role template");
+    let status = cloudformation
+        .describe_stacks()
+        .stack_name("orgconnect")
+        .send()
+        .await
+        .expect("DescribeStacks")
+        .stacks()
+        .first()
+        .and_then(|s| s.stack_status().cloned());
+    assert_eq!(
+        status,
+        Some(StackStatus::CreateComplete),
+        "the managing-role stack"
+    );
+}
+
+/// Removes `action` from every statement of the managing role's permissions policy.
+pub fn without_action(template: &mut serde_json::Value, action: &str) {
+    let Some(policies) =
+        template["Resources"]["OrgconnectRole"]["Properties"]["Policies"].as_array_mut()
+    else {
+        panic!("the template has no inline policies");
+    };
+    let mut removed = false;
+    for policy in policies {
+        let Some(statements) = policy["PolicyDocument"]["Statement"].as_array_mut() else {
+            continue;
+        };
+        for statement in statements {
+            if let Some(actions) = statement["Action"].as_array_mut() {
+                let before = actions.len();
+                actions.retain(|a| a.as_str() != Some(action));
+                removed |= actions.len() != before;
+            }
+        }
+    }
+    assert!(removed, "the template grants {action}");
+}
