@@ -54,6 +54,10 @@ struct TemplateArgs {
     /// The managing role's name (member-role template).
     #[arg(long)]
     managing_role: Option<String>,
+    /// Also grant the managing role what an operator-managed StackSet needs
+    /// (managing-role template; implied by a connection with spec.stackSet.enabled).
+    #[arg(long)]
+    stack_set: bool,
     /// Fill the template from this AwsOrgConnection in the cluster.
     #[arg(long)]
     connection: Option<String>,
@@ -265,6 +269,10 @@ fn template(args: TemplateArgs) -> Result<(), Box<dyn std::error::Error>> {
                     .as_ref()
                     .map(|c| c.spec.member_access.role_name.clone())
             }),
+            stack_set: args.stack_set
+                || connection
+                    .as_ref()
+                    .is_some_and(|c| c.spec.stack_set.enabled),
         }),
         TemplateKind::MemberStackset => member_role(&MemberRoleOptions {
             policy,

@@ -22,6 +22,8 @@ pub struct ManagingRoleOptions {
     pub external_id: Option<String>,
     /// The role the operator assumes in member accounts.
     pub member_role_name: Option<String>,
+    /// Also grant what an operator-managed StackSet (`spec.stackSet.enabled`) needs.
+    pub stack_set: bool,
 }
 
 /// What the member-role template is filled with.
@@ -139,6 +141,30 @@ pub fn delegation_policy(role_arn: &str) -> Value {
     })])
 }
 
+/// The CloudFormation calls the operator makes to keep its StackSet (create, update,
+/// deploy, remove, follow operations).
+pub const STACK_SET_ACTIONS: [&str; 8] = [
+    "cloudformation:CreateStackSet",
+    "cloudformation:UpdateStackSet",
+    "cloudformation:DeleteStackSet",
+    "cloudformation:DescribeStackSet",
+    "cloudformation:DescribeStackSetOperation",
+    "cloudformation:ListStackInstances",
+    "cloudformation:CreateStackInstances",
+    "cloudformation:DeleteStackInstances",
+];
+
+fn stack_set_statement() -> Value {
+    // A StackSet's ARN carries an id AWS picks at creation, and a user may name it
+    // (`spec.stackSet.name`), so the statement cannot narrow the resource further.
+    json!({
+        "Sid": "ManageMemberRoleStackSet",
+        "Effect": "Allow",
+        "Action": STACK_SET_ACTIONS,
+        "Resource": "*",
+    })
+}
+
 const ARN_PATTERN: &str = "^arn:aws[a-z-]*:(iam|sts)::[0-9]{12}:.+$";
 const ROLE_NAME_PATTERN: &str = "^[A-Za-z0-9_+=,.@-]{1,64}$";
 
@@ -164,6 +190,9 @@ pub fn managing_role(options: &ManagingRoleOptions) -> Value {
             "Resource": { "Fn::Sub": "arn:${AWS::Partition}:iam::*:role/${MemberRoleName}" },
         }),
     ];
+    if options.stack_set {
+        statements.push(stack_set_statement());
+    }
     statements.extend(level_statements(options.policy));
     json!({
         "AWSTemplateFormatVersion": "2010-09-09",

@@ -15,6 +15,7 @@ use orgconnect::api::member_account::{AwsAccountStatus, MemberPhase};
 use orgconnect::api::{ConditionStatus, ConditionType, MemberAccount, find_condition};
 use orgconnect::controller::Diagnostics;
 use support::eventually;
+use support::iam::deploy_managing_role_in;
 use support::operator::{managing_role, members, patch_spec, wait_condition, wait_connection};
 use support::org::{OrgSpec, OuSpec};
 use support::scenario::Scenario;
@@ -243,6 +244,7 @@ async fn a_disabled_sts_region_blocks_the_account_with_the_region_and_the_fix() 
 async fn a_probe_cycle_makes_one_sts_call_per_probed_account() {
     let scenario = Scenario::start("one-call", &OrgSpec::flat(8)).await;
     let proxy = &scenario.bed.proxy;
+    proxy.reset_stats();
     scenario.connect("acme", serde_json::json!({})).await;
     let found = settled(&scenario.members(), 9).await;
     assert!(
@@ -307,13 +309,20 @@ async fn a_delegated_administrator_lists_the_organization_once_the_delegation_po
     let scenario = Scenario::start("delegated", &OrgSpec::flat(3)).await;
     let management = scenario.org.managing_account_id.clone();
     let admin = first_member(&scenario);
-    // The bed's management account holds no OrganizationAccountAccessRole, as on AWS.
-    scenario.bed.proxy.deny_assume_role([management.clone()]);
+    // The managing role, from the template, in the delegated administrator account. The
+    // management account holds no OrganizationAccountAccessRole, as on AWS.
+    deploy_managing_role_in(
+        &scenario.bed,
+        &admin,
+        &scenario.external_id,
+        "OrganizationAccountAccessRole",
+    )
+    .await;
     let connections = scenario.connections();
     support::operator::apply_connection(
         &connections,
         "acme",
-        serde_json::json!({ "roleArn": managing_role(&admin) }),
+        serde_json::json!({ "roleArn": managing_role(&admin), "externalId": scenario.external_id }),
     )
     .await;
 
@@ -400,14 +409,22 @@ async fn a_delegated_administrator_lists_the_organization_once_the_delegation_po
                 == &format!("arn:aws:iam::{management}:role/OrganizationAccountAccessRole")),
         "the management account is probed like a member"
     );
+    // OrganizationAccountAccessRole trusts the management account alone, so from a
+    // delegated administrator the other members need a member role of their own.
     for member in found
         .keys()
         .filter(|id| **id != admin && **id != management)
     {
+        let blocked = &found[member];
         assert_eq!(
-            phase(&found[member]),
-            Some(MemberPhase::Connected),
+            (phase(blocked), reason(blocked).as_deref()),
+            (Some(MemberPhase::Blocked), Some("AssumeRoleDenied")),
             "{member}"
+        );
+        let fix = remediation(blocked);
+        assert!(
+            fix.contains(&format!("--managing-account {admin}")) && fix.contains("StackSet"),
+            "{fix}"
         );
     }
 }
@@ -431,12 +448,20 @@ async fn a_delegated_administrator_manages_the_stack_set_as_delegated_admin() {
         .send()
         .await
         .expect("RegisterDelegatedAdministrator");
+    deploy_managing_role_in(
+        &scenario.bed,
+        &admin,
+        &scenario.external_id,
+        "OrgconnectMemberRole",
+    )
+    .await;
     let connections = scenario.connections();
     support::operator::apply_connection(
         &connections,
         "acme",
         serde_json::json!({
             "roleArn": role,
+            "externalId": scenario.external_id,
             "memberAccess": { "roleName": "OrgconnectMemberRole" },
             "stackSet": { "enabled": true },
         }),

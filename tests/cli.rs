@@ -12,7 +12,7 @@ use orgconnect::api::member_account::MemberPhase;
 use orgconnect::api::{AwsOrgConnection, MemberAccount};
 use support::aws::AwsBed;
 use support::eventually;
-use support::fault_proxy::Trust;
+use support::iam::{deploy_managing_role, deploy_managing_role_in};
 use support::kube::{KUBECONFIG_ENV, TestNamespace};
 use support::operator::{apply_connection, in_namespace, managing_role, members, start};
 use support::org::{OrgSpec, OuSpec, seed};
@@ -231,8 +231,27 @@ async fn check_passes_on_a_healthy_organization_and_names_what_to_fix() {
     .await;
     let role = managing_role(&org.managing_account_id);
     let env = aws_env(&bed);
+    // The strict bed, with the managing role from the template.
+    deploy_managing_role(
+        &bed,
+        "the-right-id",
+        "OrganizationAccountAccessRole",
+        |_| {},
+    )
+    .await;
+    bed.proxy.enforce_iam();
 
-    let healthy = orgconnect(&["check", "--role-arn", &role, "--all"], &env);
+    let healthy = orgconnect(
+        &[
+            "check",
+            "--role-arn",
+            &role,
+            "--external-id",
+            "the-right-id",
+            "--all",
+        ],
+        &env,
+    );
     let text = stdout(&healthy);
     assert!(
         healthy.status.success(),
@@ -246,18 +265,22 @@ async fn check_passes_on_a_healthy_organization_and_names_what_to_fix() {
     );
     assert!(text.contains("6 of 6 accounts reached"), "{text}");
 
-    let json = orgconnect(&["check", "--role-arn", &role, "--output", "json"], &env);
+    let json = orgconnect(
+        &[
+            "check",
+            "--role-arn",
+            &role,
+            "--external-id",
+            "the-right-id",
+            "--output",
+            "json",
+        ],
+        &env,
+    );
     let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON report");
     assert_eq!(report["ok"], true);
     assert_eq!(report["steps"].as_array().map(Vec::len), Some(4));
 
-    bed.proxy.trust(
-        &org.managing_account_id,
-        Trust {
-            principals: vec![],
-            external_id: Some("the-right-id".into()),
-        },
-    );
     let denied = orgconnect(
         &["check", "--role-arn", &role, "--external-id", "a-wrong-id"],
         &env,
@@ -313,9 +336,19 @@ async fn check_lists_as_a_delegated_administrator_skips_accounts_not_active_and_
     bed.proxy.account_state([closed.clone()], "CLOSED");
     let role = managing_role(&admin);
     let env = aws_env(&bed);
+    deploy_managing_role_in(&bed, &admin, "the-id", "OrganizationAccountAccessRole").await;
+    bed.proxy.enforce_iam();
+    let check = [
+        "check",
+        "--role-arn",
+        role.as_str(),
+        "--external-id",
+        "the-id",
+        "--all",
+    ];
 
     // A member account without a delegation policy: refused, with the policy to attach.
-    let refused = orgconnect(&["check", "--role-arn", &role, "--all"], &env);
+    let refused = orgconnect(&check, &env);
     let text = stdout(&refused);
     assert_eq!(refused.status.code(), Some(1), "{text}");
     assert!(text.contains("FAIL  list organization"), "{text}");
@@ -331,7 +364,7 @@ async fn check_lists_as_a_delegated_administrator_skips_accounts_not_active_and_
         .await
         .expect("PutResourcePolicy");
     bed.proxy.disable_region([disabled.clone()]);
-    let checked = orgconnect(&["check", "--role-arn", &role, "--all"], &env);
+    let checked = orgconnect(&check, &env);
     let text = stdout(&checked);
     assert!(text.contains("as a delegated administrator"), "{text}");
     assert!(text.contains("PASS  list organization"), "{text}");

@@ -40,7 +40,8 @@ async fn discovers_250_accounts_into_member_accounts_with_their_ou_paths() {
         org,
         ns,
         operator: _operator,
-    } = Scenario::start("discover", &OrgSpec::generated(245, 3, 2, 5)).await;
+        ..
+    } = Scenario::start_lenient("discover", &OrgSpec::generated(245, 3, 2, 5)).await;
     bed.proxy.reset_stats();
 
     let connections: Api<AwsOrgConnection> = ns.api();
@@ -125,6 +126,7 @@ async fn discovers_250_accounts_into_member_accounts_with_their_ou_paths() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_reconciles_assume_the_managing_role_once_and_write_nothing() {
     let Scenario {
+        external_id,
         bed,
         org,
         ns,
@@ -134,7 +136,10 @@ async fn ten_reconciles_assume_the_managing_role_once_and_write_nothing() {
     apply_connection(
         &connections,
         "acme",
-        serde_json::json!({ "roleArn": managing_role(&org.managing_account_id) }),
+        serde_json::json!({
+            "roleArn": managing_role(&org.managing_account_id),
+            "externalId": external_id,
+        }),
     )
     .await;
     wait_condition(&connections, "acme", Discovered, True, "Discovered").await;
@@ -226,7 +231,8 @@ async fn a_member_account_role_or_an_account_without_an_organization_is_not_disc
         org,
         ns,
         operator: _operator,
-    } = Scenario::start("not-managing", &OrgSpec::flat(2)).await;
+        ..
+    } = Scenario::start_lenient("not-managing", &OrgSpec::flat(2)).await;
     let connections: Api<AwsOrgConnection> = ns.api();
 
     let member = org.member_accounts().next().expect("a member").id.clone();
@@ -755,6 +761,7 @@ async fn two_connections_in_two_namespaces_stay_isolated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_the_connection_removes_its_member_accounts() {
     let Scenario {
+        external_id,
         bed: _bed,
         org,
         ns,
@@ -765,7 +772,10 @@ async fn deleting_the_connection_removes_its_member_accounts() {
     apply_connection(
         &connections,
         "acme",
-        serde_json::json!({ "roleArn": managing_role(&org.managing_account_id) }),
+        serde_json::json!({
+            "roleArn": managing_role(&org.managing_account_id),
+            "externalId": external_id,
+        }),
     )
     .await;
     let connection = wait_condition(&connections, "acme", Discovered, True, "Discovered").await;

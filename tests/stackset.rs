@@ -314,7 +314,8 @@ async fn changed_ous_and_regions_move_the_stack_instances() {
         org,
         ns,
         operator: _operator,
-    } = Scenario::start(
+        ..
+    } = Scenario::start_lenient(
         "stackset-targets",
         &OrgSpec {
             root_accounts: 1,
@@ -435,7 +436,8 @@ async fn an_unreachable_aws_holds_the_revoke_until_skipped() {
         org,
         ns,
         operator,
-    } = Scenario::start("revoke-skip", &OrgSpec::flat(1)).await;
+        ..
+    } = Scenario::start_lenient("revoke-skip", &OrgSpec::flat(1)).await;
     let connections: Api<AwsOrgConnection> = ns.api();
     apply_connection(
         &connections,

@@ -89,13 +89,17 @@ async fn complete(api: &Api<Job>, name: &str) {
 async fn connect_acme(
     ns: &TestNamespace,
     org: &SeededOrg,
+    external_id: &str,
     accounts: usize,
 ) -> (Api<AwsOrgConnection>, Api<MemberAccount>) {
     let connections: Api<AwsOrgConnection> = ns.api();
     apply_connection(
         &connections,
         "acme",
-        serde_json::json!({ "roleArn": managing_role(&org.managing_account_id) }),
+        serde_json::json!({
+            "roleArn": managing_role(&org.managing_account_id),
+            "externalId": external_id,
+        }),
     )
     .await;
     let member_api: Api<MemberAccount> = ns.api();
@@ -394,11 +398,12 @@ async fn an_invalid_schedule_or_time_zone_is_reported() {
 async fn a_scheduled_slot_starts_one_job_named_for_its_slot() {
     let Scenario {
         bed: _bed,
+        external_id,
         org,
         ns,
         operator: _operator,
     } = Scenario::start("cron", &OrgSpec::flat(1)).await;
-    connect_acme(&ns, &org, 2).await;
+    connect_acme(&ns, &org, &external_id, 2).await;
     let schedules: Api<SyncSchedule> = ns.api();
     apply_schedule(
         &schedules,
@@ -437,11 +442,12 @@ async fn a_scheduled_slot_starts_one_job_named_for_its_slot() {
 async fn revoking_a_connection_removes_its_sync_runs_and_its_schedules_say_so() {
     let Scenario {
         bed: _bed,
+        external_id,
         org,
         ns,
         operator: _operator,
     } = Scenario::start("sync-revoke", &OrgSpec::flat(2)).await;
-    let (connections, member_api) = connect_acme(&ns, &org, 3).await;
+    let (connections, member_api) = connect_acme(&ns, &org, &external_id, 3).await;
     let schedules: Api<SyncSchedule> = ns.api();
     apply_schedule(
         &schedules,
@@ -577,11 +583,12 @@ async fn revoking_a_connection_removes_its_sync_runs_and_its_schedules_say_so() 
 async fn runs_take_only_the_selected_accounts_and_are_skipped_when_none_is_connected() {
     let Scenario {
         bed: _bed,
+        external_id,
         org,
         ns,
         operator: _operator,
     } = Scenario::start("selector", &OrgSpec::flat(3)).await;
-    let (_, member_api) = connect_acme(&ns, &org, 4).await;
+    let (_, member_api) = connect_acme(&ns, &org, &external_id, 4).await;
     let schedules: Api<SyncSchedule> = ns.api();
     apply_schedule(
         &schedules,

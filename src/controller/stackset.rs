@@ -97,8 +97,10 @@ pub fn failure_verdict(failure: &AwsFailure) -> Verdict {
             ConditionStatus::False,
             "StackSetPermissionDenied",
             format!(
-                "{failure}. The managing role needs cloudformation:*StackSet* and \
-                 cloudformation:*StackInstances* (and iam:PassRole is not needed for service-managed StackSets)"
+                "{failure}. The managing role needs {} (`orgconnect template managing-role \
+                 --stack-set`, or `--connection` for a connection with stackSet.enabled, grants them; \
+                 iam:PassRole is not needed for service-managed StackSets)",
+                crate::templates::STACK_SET_ACTIONS.join(", ")
             ),
         );
     }
@@ -498,7 +500,7 @@ mod tests {
             "exceeded",
         ));
         assert_eq!(quota.1, "StackSetLimitExceeded");
-        assert!(denied.2.contains("cloudformation:*StackSet*"));
+        assert!(denied.2.contains("cloudformation:CreateStackInstances"));
     }
 
     #[test]

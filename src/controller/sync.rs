@@ -21,12 +21,15 @@ use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
 use super::connection::FIELD_MANAGER;
+use super::connection_status::Verdict;
 use super::context::Context;
 use super::members::{CONNECTION_LABEL, label_value};
 use super::sync_config::{ConfigInput, JobIdentity, RunAccount, accounts_json, aws_config};
 use super::sync_plan::{JobState, JobView, PlanInput, decide, prune, run_mode};
 use crate::api::AwsOrgConnection;
-use crate::api::condition::{Condition, ConditionStatus, ConditionType, set_condition};
+use crate::api::condition::{
+    Condition, ConditionStatus, ConditionType, find_condition, set_condition,
+};
 use crate::api::connection::CredentialSource;
 use crate::api::member_account::MemberPhase;
 use crate::api::sync_schedule::{
@@ -212,11 +215,13 @@ pub async fn reconcile(schedule: Arc<SyncSchedule>, ctx: Arc<Context>) -> Result
     }
     let mut ready = match &connection {
         Err((reason, message)) => (ConditionStatus::False, *reason, message.clone()),
-        Ok(_) => (
+        // The last run was refused: that stays reported until the next run starts or the
+        // spec changes, not only in the reconcile that skipped it.
+        Ok(_) => kept_refusal(&current, generation).unwrap_or((
             ConditionStatus::True,
             "Scheduled",
             "the schedule is running".to_owned(),
-        ),
+        )),
     };
     if let Some(start) = &plan.start {
         let started = match connection {
@@ -572,6 +577,21 @@ fn label_selector_matches(
 
 /// Creates the run's ConfigMap and Job. `Ok(Err(..))` when the run cannot start, with the
 /// reason.
+/// Why a run could not start, when a start was due.
+const RUN_REFUSALS: [&str; 3] = [
+    "ConnectionNotReady",
+    "NoConnectedAccounts",
+    "InvalidJobTemplate",
+];
+
+/// The `Ready=False` a refused run left, while the spec is the one it was refused for.
+fn kept_refusal(current: &SyncScheduleStatus, generation: Option<i64>) -> Option<Verdict> {
+    let ready = find_condition(&current.conditions, ConditionType::Ready)?;
+    let reason = RUN_REFUSALS.into_iter().find(|r| *r == ready.reason)?;
+    (ready.status == ConditionStatus::False && ready.observed_generation == generation)
+        .then(|| (ConditionStatus::False, reason, ready.message.clone()))
+}
+
 async fn start_run(
     ctx: &Context,
     schedule: &SyncSchedule,
@@ -802,6 +822,29 @@ async fn job_identity(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_run_stays_reported_until_the_spec_changes() {
+        let status = |reason: &str| SyncScheduleStatus {
+            conditions: vec![Condition::new(
+                ConditionType::Ready,
+                ConditionStatus::False,
+                reason,
+                "the run was skipped",
+                Some(2),
+                Timestamp::now(),
+            )],
+            ..SyncScheduleStatus::default()
+        };
+        let kept = kept_refusal(&status("NoConnectedAccounts"), Some(2)).expect("kept");
+        assert_eq!(
+            (kept.0, kept.1),
+            (ConditionStatus::False, "NoConnectedAccounts")
+        );
+        assert!(kept_refusal(&status("NoConnectedAccounts"), Some(3)).is_none());
+        assert!(kept_refusal(&status("ConnectionNotFound"), Some(2)).is_none());
+        assert!(kept_refusal(&SyncScheduleStatus::default(), Some(2)).is_none());
+    }
 
     fn connection() -> AwsOrgConnection {
         AwsOrgConnection::new(

@@ -1332,7 +1332,12 @@ async fn iam_refusal(
         };
         Some(error_response(call.protocol, status, code, &message))
     };
-    if let Some(role) = &session_role {
+    // AWS creates OrganizationAccountAccessRole with AdministratorAccess attached; moto
+    // creates it with no policy at all.
+    let administrator = session_role
+        .as_deref()
+        .is_some_and(|role| role.ends_with(":role/OrganizationAccountAccessRole"));
+    if let Some(role) = session_role.as_ref().filter(|_| !administrator) {
         let policies = role_policies(shared, parts, role).await;
         if !identity_allows(&policies, &action, &resource) {
             return deny(format!(

@@ -21,9 +21,49 @@ pub async fn base_principal(bed: &AwsBed) -> String {
 
 /// Deploys the managing-role template into the management account (the test's base
 /// account): trusted by the test's base principal with `external_id`, reaching members
-/// through `member_role`. `edit` may change the template first (to remove a permission).
+/// through `member_role`, with the StackSet permissions (`--stack-set`). `edit` may
+/// change the template first (to remove a permission).
 pub async fn deploy_managing_role(
     bed: &AwsBed,
+    external_id: &str,
+    member_role: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) {
+    deploy_managing_role_with(bed, &bed.sdk_config(), external_id, member_role, edit).await;
+}
+
+/// Like [`deploy_managing_role`], into member account `account` (a delegated
+/// administrator), reached through its `OrganizationAccountAccessRole`.
+pub async fn deploy_managing_role_in(
+    bed: &AwsBed,
+    account: &str,
+    external_id: &str,
+    member_role: &str,
+) {
+    let assumed = aws_sdk_sts::Client::new(&bed.sdk_config())
+        .assume_role()
+        .role_arn(format!(
+            "arn:aws:iam::{account}:role/OrganizationAccountAccessRole"
+        ))
+        .role_session_name("deploy-managing-role")
+        .send()
+        .await
+        .expect("AssumeRole into the member account")
+        .credentials
+        .expect("credentials");
+    let config = bed.sdk_config_with(aws_sdk_sts::config::Credentials::new(
+        assumed.access_key_id(),
+        assumed.secret_access_key(),
+        Some(assumed.session_token().to_owned()),
+        None,
+        "deploy",
+    ));
+    deploy_managing_role_with(bed, &config, external_id, member_role, |_| {}).await;
+}
+
+async fn deploy_managing_role_with(
+    bed: &AwsBed,
+    config: &aws_config::SdkConfig,
     external_id: &str,
     member_role: &str,
     edit: impl FnOnce(&mut serde_json::Value),
@@ -33,10 +73,11 @@ pub async fn deploy_managing_role(
         principal: Some(principal),
         external_id: Some(external_id.to_owned()),
         member_role_name: Some(member_role.to_owned()),
+        stack_set: true,
         ..ManagingRoleOptions::default()
     });
     edit(&mut template);
-    let cloudformation = aws_sdk_cloudformation::Client::new(&bed.sdk_config());
+    let cloudformation = aws_sdk_cloudformation::Client::new(config);
     cloudformation
         .create_stack()
         .stack_name("orgconnect")
