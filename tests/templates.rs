@@ -45,6 +45,19 @@ fn every_template_passes_cfn_lint() {
             }
         }
     }
+    // The managing role with the StackSet permissions too.
+    let text = orgconnect(&["template", "managing-role", "--stack-set"]);
+    let parsed: serde_yaml::Value = serde_yaml::from_str(&text).expect("YAML parses back");
+    let statements = serde_yaml::to_string(
+        &parsed["Resources"]["OrgconnectRole"]["Properties"]["Policies"][0]["PolicyDocument"],
+    )
+    .expect("the policy");
+    for action in orgconnect::templates::STACK_SET_ACTIONS {
+        assert!(statements.contains(action), "--stack-set grants {action}");
+    }
+    let file = dir.join("managing-role-stack-set.yaml");
+    std::fs::write(&file, text).expect("write template");
+    files.push(file);
     let output = Command::new(lint)
         .args(&files)
         .output()

@@ -99,6 +99,11 @@ async fn benchmark(args: Args) -> Result<()> {
         .map(|a| a.id.clone())
         .collect();
     bed.proxy.deny_assume_role(blocked.iter().cloned());
+    // The strict bed: the managing role from its template, IAM evaluated on every call.
+    let external_id = format!("bench-{}", support::unique_suffix());
+    support::iam::deploy_managing_role(&bed, &external_id, "OrganizationAccountAccessRole", |_| {})
+        .await;
+    bed.proxy.enforce_iam();
     bed.proxy.latency(Duration::from_millis(args.latency_ms));
 
     let ns = TestNamespace::new("bench").await;
@@ -133,6 +138,7 @@ async fn benchmark(args: Args) -> Result<()> {
         "bench",
         serde_json::json!({
             "roleArn": managing_role(&org.managing_account_id),
+            "externalId": external_id,
             "memberAccess": { "concurrency": args.concurrency },
         }),
     )

@@ -114,6 +114,11 @@ struct Faults {
     enforce_iam: bool,
     /// Access key id -> the ARN GetCallerIdentity gives for it (IAM users' keys).
     caller_arns: HashMap<String, String>,
+    /// Role ARN -> its inline identity policies, read from moto at the role's first use
+    /// (a test makes its roles before it uses them).
+    role_policies: HashMap<String, Vec<serde_json::Value>>,
+    /// Role ARN -> its trust policy, read at the role's first use.
+    trust_policies: HashMap<String, Option<serde_json::Value>>,
     /// Clear `denied_accounts` when this operation is called (a StackSet deployment
     /// creating the missing roles, as a real one would).
     unblock_on: Option<String>,
@@ -1357,16 +1362,29 @@ async fn iam_refusal(
         parts,
         account: Some(target_account),
     };
-    let answer = as_target
-        .call(
-            "iam",
-            None,
-            format!("Action=GetRole&Version=2010-05-08&RoleName={role_name}"),
-        )
-        .await
-        .unwrap_or_default();
-    let trust = xml_value(answer.as_bytes(), "AssumeRolePolicyDocument")
-        .and_then(|raw| policy_document(&raw));
+    let cached = lock(&shared.faults).trust_policies.get(target).cloned();
+    let trust = match cached {
+        Some(trust) => trust,
+        None => {
+            let answer = as_target
+                .call(
+                    "iam",
+                    None,
+                    format!("Action=GetRole&Version=2010-05-08&RoleName={role_name}"),
+                )
+                .await
+                .unwrap_or_default();
+            let trust = xml_value(answer.as_bytes(), "AssumeRolePolicyDocument")
+                .and_then(|raw| policy_document(&raw));
+            // A role that does not exist yet may be made later: ask again then.
+            if trust.is_some() {
+                lock(&shared.faults)
+                    .trust_policies
+                    .insert(target.to_owned(), trust.clone());
+            }
+            trust
+        }
+    };
     let allowed = trust.as_ref().is_some_and(|trust| {
         trust_allows(
             trust,
@@ -1408,6 +1426,9 @@ async fn role_policies(
     parts: &hyper::http::request::Parts,
     role: &str,
 ) -> Vec<serde_json::Value> {
+    if let Some(known) = lock(&shared.faults).role_policies.get(role) {
+        return known.clone();
+    }
     let Some(account) = role.split(':').nth(4) else {
         return Vec::new();
     };
@@ -1443,6 +1464,9 @@ async fn role_policies(
             policies.push(document);
         }
     }
+    lock(&shared.faults)
+        .role_policies
+        .insert(role.to_owned(), policies.clone());
     policies
 }
 
