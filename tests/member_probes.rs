@@ -18,6 +18,7 @@ use orgconnect::api::{
 use orgconnect::controller::Diagnostics;
 use support::aws::AwsBed;
 use support::eventually;
+use support::iam::deploy_managing_role;
 use support::kube::TestNamespace;
 use support::operator::{
     apply_connection, in_namespace, managing_role, members, patch_spec, start, wait_connection,
@@ -111,6 +112,10 @@ async fn blocked_accounts_are_named_with_the_fix_and_quiet_cycles_write_nothing(
         .map(|a| a.id.clone())
         .collect();
     bed.proxy.deny_assume_role(blocked.iter().cloned());
+    // The strict bed, with the managing role from its template.
+    let external_id = format!("ext-{}", support::unique_suffix());
+    deploy_managing_role(&bed, &external_id, "OrganizationAccountAccessRole", |_| {}).await;
+    bed.proxy.enforce_iam();
 
     let ns = TestNamespace::new("probes").await;
     let operator = start(
@@ -123,7 +128,10 @@ async fn blocked_accounts_are_named_with_the_fix_and_quiet_cycles_write_nothing(
     apply_connection(
         &connections,
         "acme",
-        serde_json::json!({ "roleArn": managing_role(&org.managing_account_id) }),
+        serde_json::json!({
+            "roleArn": managing_role(&org.managing_account_id),
+            "externalId": external_id,
+        }),
     )
     .await;
 

@@ -18,6 +18,7 @@ use orgconnect::api::{
 };
 use support::aws::AwsBed;
 use support::eventually;
+use support::iam::deploy_managing_role;
 use support::kube::TestNamespace;
 use support::operator::{
     apply_connection, create_key_secret, in_namespace, managing_role, members, start,
@@ -151,6 +152,10 @@ async fn runs_on_demand_with_a_working_aws_config_then_incrementally_and_prunes_
     let blocked = ids.next().expect("account");
     let connected: Vec<String> = ids.collect();
     bed.proxy.deny_assume_role([blocked.clone()]);
+    // The strict bed: the managing role from its template trusts the Secret's keys.
+    let external_id = format!("ext-{}", support::unique_suffix());
+    deploy_managing_role(&bed, &external_id, "OrganizationAccountAccessRole", |_| {}).await;
+    bed.proxy.enforce_iam();
 
     let ns = TestNamespace::new("sync").await;
     create_key_secret(&ns.api::<Secret>(), "aws-keys", &bed.credentials).await;
@@ -165,6 +170,7 @@ async fn runs_on_demand_with_a_working_aws_config_then_incrementally_and_prunes_
         "acme",
         serde_json::json!({
             "roleArn": managing_role(&org.managing_account_id),
+            "externalId": external_id,
             "credentials": { "source": "Secret", "secretRef": { "name": "aws-keys" } },
         }),
     )
