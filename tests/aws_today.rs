@@ -5,6 +5,8 @@
 
 mod support;
 
+use support::operator::{connected_reason, phase};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -19,18 +21,6 @@ use support::iam::deploy_managing_role_in;
 use support::operator::{managing_role, members, patch_spec, wait_condition, wait_connection};
 use support::org::{OrgSpec, OuSpec};
 use support::scenario::Scenario;
-
-fn phase(member: &MemberAccount) -> Option<MemberPhase> {
-    member.status.as_ref().and_then(|s| s.phase)
-}
-
-fn reason(member: &MemberAccount) -> Option<String> {
-    member
-        .status
-        .as_ref()
-        .and_then(|s| find_condition(&s.conditions, ConditionType::Connected))
-        .map(|c| c.reason.clone())
-}
 
 fn remediation(member: &MemberAccount) -> String {
     member
@@ -147,7 +137,7 @@ async fn every_state(retired_status: bool) {
         assert_eq!(member.spec.aws_status, Some(state), "awsStatus of {id}");
         assert_eq!(phase(member), Some(want_phase), "phase of {id}");
         assert_eq!(
-            reason(member).as_deref(),
+            connected_reason(member).as_deref(),
             Some(want_reason),
             "reason of {id}"
         );
@@ -225,7 +215,7 @@ async fn a_disabled_sts_region_blocks_the_account_with_the_region_and_the_fix() 
     let found = settled(&scenario.members(), 4).await;
     let member = &found[&disabled];
     assert_eq!(
-        (phase(member), reason(member).as_deref()),
+        (phase(member), connected_reason(member).as_deref()),
         (Some(MemberPhase::Blocked), Some("RegionDisabled"))
     );
     let fix = remediation(member);
@@ -382,13 +372,13 @@ async fn a_delegated_administrator_lists_the_organization_once_the_delegation_po
     );
     let found = settled(&scenario.members(), 4).await;
     assert_eq!(
-        reason(&found[&admin]).as_deref(),
+        connected_reason(&found[&admin]).as_deref(),
         Some("ManagingAccount"),
         "the delegated administrator holds the managing role"
     );
     let managed = &found[&management];
     assert_eq!(
-        (phase(managed), reason(managed).as_deref()),
+        (phase(managed), connected_reason(managed).as_deref()),
         (
             Some(MemberPhase::Blocked),
             Some("ManagementAccountRoleMissing")
@@ -417,7 +407,7 @@ async fn a_delegated_administrator_lists_the_organization_once_the_delegation_po
     {
         let blocked = &found[member];
         assert_eq!(
-            (phase(blocked), reason(blocked).as_deref()),
+            (phase(blocked), connected_reason(blocked).as_deref()),
             (Some(MemberPhase::Blocked), Some("AssumeRoleDenied")),
             "{member}"
         );

@@ -10,6 +10,8 @@
 
 mod support;
 
+use support::operator::phase;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -54,10 +56,6 @@ fn log_file(test: &str) -> PathBuf {
         std::env::temp_dir().join(format!("orgconnect-faults-{test}-{}.log", unique_suffix()));
     eprintln!("operator logs: {}", path.display());
     path
-}
-
-fn phase(member: &MemberAccount) -> Option<MemberPhase> {
-    member.status.as_ref().and_then(|s| s.phase)
 }
 
 fn connected_condition(member: &MemberAccount) -> Option<(ConditionStatus, String)> {

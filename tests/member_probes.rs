@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::operator::{connected_reason, phase};
+
 use support::scenario::Scenario;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,18 +26,6 @@ use support::operator::{
     apply_connection, in_namespace, managing_role, members, patch_spec, start, wait_connection,
 };
 use support::org::{OrgSpec, OuSpec, seed};
-
-fn phase(member: &MemberAccount) -> Option<MemberPhase> {
-    member.status.as_ref().and_then(|s| s.phase)
-}
-
-fn connected_reason(member: &MemberAccount) -> Option<String> {
-    member
-        .status
-        .as_ref()
-        .and_then(|s| find_condition(&s.conditions, ConditionType::Connected))
-        .map(|c| c.reason.clone())
-}
 
 /// Waits until every MemberAccount satisfies `check`, returning them by account id.
 async fn wait_all(

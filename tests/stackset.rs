@@ -5,6 +5,8 @@
 
 mod support;
 
+use support::operator::phase;
+
 use support::scenario::Scenario;
 
 use std::collections::BTreeSet;
@@ -24,10 +26,6 @@ use support::operator::{
     apply_connection, in_namespace, managing_role, members, patch_spec, start, wait_condition,
 };
 use support::org::{OrgSpec, OuSpec, seed};
-
-fn phase(member: &MemberAccount) -> Option<MemberPhase> {
-    member.status.as_ref().and_then(|s| s.phase)
-}
 
 /// Patches the connection's spec, then waits until `StackSetReady=True` (`Deployed`) at
 /// the generation the patch made: the StackSet caught up with that very spec.

@@ -233,3 +233,17 @@ pub fn managing_assumes(proxy: &super::fault_proxy::FaultProxy, account_id: &str
     let role = managing_role(account_id);
     proxy.assumed_roles().iter().filter(|r| **r == role).count()
 }
+
+/// A MemberAccount's phase, if it has one yet.
+pub fn phase(member: &MemberAccount) -> Option<orgconnect::api::member_account::MemberPhase> {
+    member.status.as_ref().and_then(|s| s.phase)
+}
+
+/// The reason of a MemberAccount's `Connected` condition.
+pub fn connected_reason(member: &MemberAccount) -> Option<String> {
+    member
+        .status
+        .as_ref()
+        .and_then(|s| find_condition(&s.conditions, ConditionType::Connected))
+        .map(|c| c.reason.clone())
+}
