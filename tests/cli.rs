@@ -8,14 +8,15 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use kube::api::Api;
+use orgconnect::api::MemberAccount;
 use orgconnect::api::member_account::MemberPhase;
-use orgconnect::api::{AwsOrgConnection, MemberAccount};
 use support::aws::AwsBed;
 use support::eventually;
-use support::iam::{deploy_managing_role, deploy_managing_role_in};
-use support::kube::{KUBECONFIG_ENV, TestNamespace};
-use support::operator::{apply_connection, in_namespace, managing_role, members, start};
+use support::iam::{delete_role, deploy_managing_role, deploy_managing_role_in};
+use support::kube::KUBECONFIG_ENV;
+use support::operator::{managing_role, members};
 use support::org::{OrgSpec, OuSpec, seed};
+use support::scenario::Scenario;
 
 fn orgconnect(args: &[&str], env: &[(&str, String)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_orgconnect"));
@@ -76,7 +77,6 @@ fn assert_mermaid_flowchart(text: &str) -> (BTreeSet<String>, Vec<(String, Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tree_draws_the_organization_with_phases() {
-    let bed = AwsBed::new().await;
     let spec = OrgSpec {
         root_accounts: 1,
         ous: vec![
@@ -86,7 +86,8 @@ async fn tree_draws_the_organization_with_phases() {
             OuSpec::new("Dev").accounts(1),
         ],
     };
-    let org = seed(&bed.sdk_config(), &spec).await;
+    let scenario = Scenario::start("tree", &spec).await;
+    let Scenario { bed, org, ns, .. } = &scenario;
     let payments = org
         .accounts
         .iter()
@@ -94,20 +95,9 @@ async fn tree_draws_the_organization_with_phases() {
         .expect("payments")
         .id
         .clone();
-    bed.proxy.deny_assume_role([payments.clone()]);
-    let ns = TestNamespace::new("tree").await;
-    let _operator = start(
-        ns.client.clone(),
-        bed.operator_config(bed.credentials.clone()),
-        in_namespace(&ns.name),
-    );
-    let connections: Api<AwsOrgConnection> = ns.api();
-    apply_connection(
-        &connections,
-        "acme",
-        serde_json::json!({ "roleArn": managing_role(&org.managing_account_id) }),
-    )
-    .await;
+    // Payments' account has no member role.
+    delete_role(bed, &payments, "OrganizationAccountAccessRole").await;
+    scenario.connect("acme", serde_json::json!({})).await;
     let member_api: Api<MemberAccount> = ns.api();
     eventually("every account probed", Duration::from_secs(60), || async {
         let listed = members(&member_api).await;
@@ -295,7 +285,9 @@ async fn check_passes_on_a_healthy_organization_and_names_what_to_fix() {
 
     let mut ids = org.member_accounts().map(|a| a.id.clone());
     let blocked = [ids.next().expect("account"), ids.next().expect("account")];
-    bed.proxy.deny_assume_role(blocked.iter().cloned());
+    for account in &blocked {
+        delete_role(&bed, account, "OrganizationAccountAccessRole").await;
+    }
     let partly = orgconnect(
         &[
             "check",

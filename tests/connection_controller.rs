@@ -3,7 +3,8 @@
 
 mod support;
 
-use support::scenario::Scenario;
+use support::iam::{deploy_managing_role_as, deploy_managing_role_in};
+use support::scenario::{Scenario, deploy_generated_role};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -20,7 +21,6 @@ use orgconnect::api::{
 use orgconnect::controller::Diagnostics;
 use orgconnect::controller::members::{ACCOUNT_LABEL, CONNECTION_LABEL, OU_LABEL};
 use support::aws::AwsBed;
-use support::fault_proxy::Trust;
 use support::kube::TestNamespace;
 use support::operator::{
     apply_connection, apply_connection_with_labels, create_key_secret, has_condition, in_namespace,
@@ -35,22 +35,16 @@ use ConditionType::{Authenticated, Discovered, Ready};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovers_250_accounts_into_member_accounts_with_their_ou_paths() {
-    let Scenario {
-        bed,
-        org,
-        ns,
-        operator: _operator,
-        ..
-    } = Scenario::start_lenient("discover", &OrgSpec::generated(245, 3, 2, 5)).await;
-    bed.proxy.reset_stats();
-
+    let scenario = Scenario::build("discover", &OrgSpec::generated(245, 3, 2, 5))
+        .generated_external_id()
+        .start()
+        .await;
+    // No ExternalId in the spec: the operator generates one, and the role is made for it.
+    scenario
+        .connect_generated("acme", serde_json::json!({}))
+        .await;
+    let Scenario { bed, org, ns, .. } = &scenario;
     let connections: Api<AwsOrgConnection> = ns.api();
-    apply_connection(
-        &connections,
-        "acme",
-        serde_json::json!({ "roleArn": managing_role(&org.managing_account_id) }),
-    )
-    .await;
     let connection = wait_condition(&connections, "acme", Discovered, True, "Discovered").await;
 
     let status = connection.status.expect("status");
@@ -228,18 +222,20 @@ async fn ten_reconciles_assume_the_managing_role_once_and_write_nothing() {
 async fn a_member_account_role_or_an_account_without_an_organization_is_not_discovered() {
     let Scenario {
         bed,
+        external_id,
         org,
         ns,
         operator: _operator,
-        ..
-    } = Scenario::start_lenient("not-managing", &OrgSpec::flat(2)).await;
+    } = Scenario::start("not-managing", &OrgSpec::flat(2)).await;
     let connections: Api<AwsOrgConnection> = ns.api();
 
+    // The managing-role template deployed in a member account, with no delegation policy.
     let member = org.member_accounts().next().expect("a member").id.clone();
+    deploy_managing_role_in(&bed, &member, &external_id, "OrganizationAccountAccessRole").await;
     apply_connection(
         &connections,
         "member",
-        serde_json::json!({ "roleArn": managing_role(&member) }),
+        serde_json::json!({ "roleArn": managing_role(&member), "externalId": external_id }),
     )
     .await;
     let refused = wait_condition(
@@ -259,11 +255,19 @@ async fn a_member_account_role_or_an_account_without_an_organization_is_not_disc
         "names the managing account: {message}"
     );
 
-    let (lonely_account, _) = bed.add_principal();
+    // And in an account of no organization.
+    let (lonely_account, lonely) = bed.add_principal();
+    deploy_managing_role_as(
+        &bed,
+        &bed.sdk_config_with(lonely),
+        &external_id,
+        "OrganizationAccountAccessRole",
+    )
+    .await;
     apply_connection(
         &connections,
         "lonely",
-        serde_json::json!({ "roleArn": managing_role(&lonely_account) }),
+        serde_json::json!({ "roleArn": managing_role(&lonely_account), "externalId": external_id }),
     )
     .await;
     wait_condition(
@@ -279,22 +283,13 @@ async fn a_member_account_role_or_an_account_without_an_organization_is_not_disc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_external_id_is_denied_with_the_trust_statement_and_recovers_when_fixed() {
-    let bed = AwsBed::new().await;
-    let org = seed(&bed.sdk_config(), &OrgSpec::flat(2)).await;
-    let right = format!("right-{}", unique_suffix());
-    bed.proxy.trust(
-        &org.managing_account_id,
-        Trust {
-            principals: vec![],
-            external_id: Some(right.clone()),
-        },
-    );
-    let ns = TestNamespace::new("extid").await;
-    let _operator = start(
-        ns.client.clone(),
-        bed.operator_config(bed.credentials.clone()),
-        in_namespace(&ns.name),
-    );
+    let Scenario {
+        bed,
+        external_id: right,
+        org,
+        ns,
+        operator: _operator,
+    } = Scenario::start("extid", &OrgSpec::flat(2)).await;
     let connections: Api<AwsOrgConnection> = ns.api();
     let role = managing_role(&org.managing_account_id);
     apply_connection(
@@ -389,32 +384,22 @@ async fn user_chosen_external_ids_are_refused_when_the_operator_requires_generat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secret_credentials_are_used_once_the_secret_appears() {
-    let bed = AwsBed::new().await;
-    let org = seed(&bed.sdk_config(), &OrgSpec::flat(1)).await;
-    // Only the Secret's keys may assume the role; the operator's own identity may not.
-    bed.proxy.trust(
-        &org.managing_account_id,
-        Trust {
-            principals: vec![bed.credentials.access_key_id().to_owned()],
-            external_id: None,
-        },
-    );
-    let ns = TestNamespace::new("secret").await;
-    let _operator = start(
-        ns.client.clone(),
-        bed.operator_config(bed.unmapped_credentials()),
-        in_namespace(&ns.name),
-    );
+    // Only the Secret's keys are trusted by the managing role; the operator's own identity
+    // reaches nothing.
+    let scenario = Scenario::build("secret", &OrgSpec::flat(1))
+        .operator_without_access()
+        .start()
+        .await;
+    let Scenario { bed, org, ns, .. } = &scenario;
     let connections: Api<AwsOrgConnection> = ns.api();
-    apply_connection(
-        &connections,
-        "acme",
-        serde_json::json!({
-            "roleArn": managing_role(&org.managing_account_id),
-            "credentials": { "source": "Secret", "secretRef": { "name": "aws-keys" } },
-        }),
-    )
-    .await;
+    scenario
+        .connect(
+            "acme",
+            serde_json::json!({
+                "credentials": { "source": "Secret", "secretRef": { "name": "aws-keys" } },
+            }),
+        )
+        .await;
     let missing =
         wait_condition(&connections, "acme", Authenticated, False, "SecretNotFound").await;
     let status = missing.status.expect("status");
@@ -471,6 +456,7 @@ async fn secret_credentials_are_used_once_the_secret_appears() {
 
     let other = serde_json::json!({
         "roleArn": managing_role(&org.managing_account_id),
+        "externalId": scenario.external_id,
         "credentials": { "source": "Secret", "secretRef": { "name": "aws-keys", "namespace": "kube-system" } },
     });
     apply_connection(&connections, "elsewhere", other).await;
@@ -486,7 +472,6 @@ async fn secret_credentials_are_used_once_the_secret_appears() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_page_deletes_nothing_and_a_complete_discovery_removes_departed_accounts() {
-    let bed = AwsBed::new().await;
     // 60 accounts: ListAccounts needs three pages of 20.
     let spec = OrgSpec {
         root_accounts: 9,
@@ -495,22 +480,14 @@ async fn a_failed_page_deletes_nothing_and_a_complete_discovery_removes_departed
             OuSpec::new("Dev").accounts(25),
         ],
     };
-    let org = seed(&bed.sdk_config(), &spec).await;
+    let scenario = Scenario::start("departed", &spec).await;
+    let Scenario { bed, org, .. } = &scenario;
     assert_eq!(org.accounts.len(), 60);
-    let ns = TestNamespace::new("departed").await;
-    let _operator = start(
-        ns.client.clone(),
-        bed.operator_config(bed.credentials.clone()),
-        in_namespace(&ns.name),
-    );
-    let connections: Api<AwsOrgConnection> = ns.api();
-    let member_api: Api<MemberAccount> = ns.api();
-    apply_connection(
-        &connections,
-        "acme",
-        serde_json::json!({ "roleArn": managing_role(&org.managing_account_id), "discoveryInterval": "1h" }),
-    )
-    .await;
+    let connections = scenario.connections();
+    let member_api = scenario.members();
+    scenario
+        .connect("acme", serde_json::json!({ "discoveryInterval": "1h" }))
+        .await;
     wait_condition(&connections, "acme", Discovered, True, "Discovered").await;
     wait_members(&member_api, 60).await;
 
@@ -624,18 +601,21 @@ async fn thirty_percent_server_errors_still_discover_everything_without_a_flip()
 /// With `fault` injected into 30% of every Organizations call of discovery, discovery
 /// completes through the retries and no condition is ever False.
 async fn discovers_everything_without_a_flip(prefix: &str, fault: impl Fn(&AwsBed, &str)) {
-    let bed = AwsBed::new().await;
-    let org = seed(&bed.sdk_config(), &OrgSpec::generated(59, 2, 2, 0)).await;
-    for operation in [
-        "DescribeOrganization",
-        "ListRoots",
-        "ListOrganizationalUnitsForParent",
-        "ListChildren",
-        "ListAccounts",
-    ] {
-        fault(&bed, operation);
-    }
-    let ns = TestNamespace::new(prefix).await;
+    let scenario = Scenario::build(prefix, &OrgSpec::generated(59, 2, 2, 0))
+        .prepare(|bed, _| {
+            for operation in [
+                "DescribeOrganization",
+                "ListRoots",
+                "ListOrganizationalUnitsForParent",
+                "ListChildren",
+                "ListAccounts",
+            ] {
+                fault(bed, operation);
+            }
+        })
+        .start()
+        .await;
+    let Scenario { bed, ns, .. } = &scenario;
     let connections: Api<AwsOrgConnection> = ns.api();
     // Record every status the API server ever holds for the connection.
     let history = {
@@ -660,17 +640,7 @@ async fn discovers_everything_without_a_flip(prefix: &str, fault: impl Fn(&AwsBe
             seen
         })
     };
-    let _operator = start(
-        ns.client.clone(),
-        bed.operator_config(bed.credentials.clone()),
-        in_namespace(&ns.name),
-    );
-    apply_connection(
-        &connections,
-        "acme",
-        serde_json::json!({ "roleArn": managing_role(&org.managing_account_id) }),
-    )
-    .await;
+    scenario.connect("acme", serde_json::json!({})).await;
     let history = tokio::time::timeout(Duration::from_secs(120), history)
         .await
         .expect("discovery completes under faults")
@@ -701,8 +671,10 @@ async fn two_connections_in_two_namespaces_stay_isolated() {
     let bed = AwsBed::new().await;
     let first = seed(&bed.sdk_config(), &OrgSpec::flat(3)).await;
     let (_, second_credentials) = bed.add_principal();
+    let second_config = bed.sdk_config_with(second_credentials);
+    bed.proxy.enforce_iam();
     let second = seed(
-        &bed.sdk_config_with(second_credentials),
+        &second_config,
         &OrgSpec {
             root_accounts: 1,
             ous: vec![OuSpec::new("Sandbox").accounts(4)],
@@ -734,6 +706,10 @@ async fn two_connections_in_two_namespaces_stay_isolated() {
             labels.clone(),
         )
         .await;
+    }
+    // Each organization's managing role made for its connection's generated ExternalId.
+    for (ns, deploy_as) in [(&team_a, &bed.sdk_config()), (&team_b, &second_config)] {
+        deploy_generated_role(&bed, &ns.client, &ns.name, "org", deploy_as).await;
     }
     for (ns, org) in [(&team_a, &first), (&team_b, &second)] {
         let connection = wait_condition(&ns.api(), "org", Discovered, True, "Discovered").await;

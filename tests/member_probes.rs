@@ -20,7 +20,7 @@ use orgconnect::api::{
 use orgconnect::controller::Diagnostics;
 use support::aws::AwsBed;
 use support::eventually;
-use support::iam::deploy_managing_role;
+use support::iam::{delete_role, deploy_managing_role};
 use support::kube::TestNamespace;
 use support::operator::{
     apply_connection, in_namespace, managing_role, members, patch_spec, start, wait_connection,
@@ -346,9 +346,9 @@ async fn blocked_accounts_are_named_with_the_fix_and_quiet_cycles_write_nothing(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invited_paused_and_custom_role_accounts() {
-    let bed = AwsBed::new().await;
-    let org = seed(&bed.sdk_config(), &OrgSpec::flat(4)).await;
-    let mut ids = org.member_accounts().map(|a| a.id.clone());
+    let scenario = Scenario::start("member-kinds", &OrgSpec::flat(4)).await;
+    let (bed, ns) = (&scenario.bed, &scenario.ns);
+    let mut ids = scenario.org.member_accounts().map(|a| a.id.clone());
     let (invited, paused, custom) = (
         ids.next().expect("account"),
         ids.next().expect("account"),
@@ -356,22 +356,10 @@ async fn invited_paused_and_custom_role_accounts() {
     );
     // An invited account has no OrganizationAccountAccessRole.
     bed.proxy.report_invited([invited.clone()]);
-    bed.proxy.deny_assume_role([invited.clone()]);
+    delete_role(bed, &invited, "OrganizationAccountAccessRole").await;
 
-    let ns = TestNamespace::new("member-kinds").await;
-    let _operator = start(
-        ns.client.clone(),
-        bed.operator_config(bed.credentials.clone()),
-        in_namespace(&ns.name),
-    );
-    let connections: Api<AwsOrgConnection> = ns.api();
-    let member_api: Api<MemberAccount> = ns.api();
-    apply_connection(
-        &connections,
-        "acme",
-        serde_json::json!({ "roleArn": managing_role(&org.managing_account_id) }),
-    )
-    .await;
+    let member_api: Api<MemberAccount> = scenario.members();
+    scenario.connect("acme", serde_json::json!({})).await;
     let settled = wait_all(&member_api, 5, "every account probed", |m| {
         matches!(
             phase(m),
@@ -565,7 +553,10 @@ async fn probes_are_bounded_per_connection_and_across_the_operator() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_credentials_probe_every_account_again() {
-    let scenario = Scenario::start_without_access("rotated", &OrgSpec::flat(4), |_| {}).await;
+    let scenario = Scenario::build("rotated", &OrgSpec::flat(4))
+        .operator_without_access()
+        .start()
+        .await;
     let secrets: Api<k8s_openapi::api::core::v1::Secret> = scenario.ns.api();
     support::operator::create_key_secret(&secrets, "aws-keys", &scenario.bed.credentials).await;
     scenario
@@ -584,7 +575,8 @@ async fn new_credentials_probe_every_account_again() {
     quiesce(&scenario.bed, "AssumeRole").await;
     let before = scenario.bed.proxy.assumed_roles().len();
 
-    // The keys rotate to another IAM user of the managing account.
+    // The keys rotate: new keys of the managing account's IAM user, which the managing
+    // role trusts.
     let rotated = aws_sdk_sts::config::Credentials::new(
         format!("AKIAROTATED{}", support::unique_suffix().to_uppercase()),
         "rotated-secret",

@@ -16,16 +16,16 @@ use aws_sdk_cloudformation::error::ProvideErrorMetadata;
 use aws_sdk_cloudformation::types::CallAs;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use orgconnect::api::member_account::MemberPhase;
-use orgconnect::api::{
-    AwsOrgConnection, ConditionStatus, ConditionType, MemberAccount, find_condition,
-};
-use support::aws::AwsBed;
+use orgconnect::api::{AwsOrgConnection, ConditionStatus, ConditionType, find_condition};
 use support::eventually;
+use support::iam::{deploy_member_role, role_exists};
 use support::kube::TestNamespace;
-use support::operator::{
-    apply_connection, in_namespace, managing_role, members, patch_spec, start, wait_condition,
-};
-use support::org::{OrgSpec, OuSpec, seed};
+use support::operator::{apply_connection, managing_role, members, patch_spec, wait_condition};
+use support::org::{OrgSpec, OuSpec};
+
+/// The member role the StackSet makes (`OrganizationAccountAccessRole` exists already in
+/// created accounts).
+const MEMBER_ROLE: &str = "OrgconnectMemberRole";
 
 /// Patches the connection's spec, then waits until `StackSetReady=True` (`Deployed`) at
 /// the generation the patch made: the StackSet caught up with that very spec.
@@ -124,60 +124,59 @@ async fn revoked_event(ns: &TestNamespace, name: &str) -> k8s_openapi::api::even
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stack_set_connects_blocked_accounts_and_goes_on_revoke() {
-    let bed = AwsBed::new().await;
-    let org = seed(
-        &bed.sdk_config(),
+    let scenario = Scenario::build(
+        "stackset",
         &OrgSpec {
             root_accounts: 2,
             ous: vec![OuSpec::new("Prod").accounts(2)],
         },
     )
+    .member_role(MEMBER_ROLE)
+    .start()
     .await;
-    let blocked: Vec<String> = org
-        .member_accounts()
-        .take(2)
+    let Scenario { bed, org, ns, .. } = &scenario;
+    let prod = org
+        .ous
+        .iter()
+        .find(|o| o.path.ends_with("Prod"))
+        .expect("OU Prod")
+        .id
+        .clone();
+    let blocked: BTreeSet<String> = org
+        .accounts
+        .iter()
+        .filter(|a| a.parent_id == prod)
         .map(|a| a.id.clone())
         .collect();
-    bed.proxy.deny_assume_role(blocked.iter().cloned());
-    // The StackSet creates the member role: from then on those accounts can be reached.
-    bed.proxy.unblock_on("CreateStackInstances");
+    // The member role made by hand in the accounts of the root; Prod's have none yet.
+    for account in org.member_accounts().filter(|a| !blocked.contains(&a.id)) {
+        deploy_member_role(bed, &account.id, &scenario.role(), MEMBER_ROLE).await;
+    }
 
-    let ns = TestNamespace::new("stackset").await;
-    let _operator = start(
-        ns.client.clone(),
-        bed.operator_config(bed.credentials.clone()),
-        in_namespace(&ns.name),
-    );
-    let connections: Api<AwsOrgConnection> = ns.api();
-    let member_api: Api<MemberAccount> = ns.api();
+    let connections = scenario.connections();
+    let member_api = scenario.members();
     // First without the StackSet: the accounts without the member role are Blocked.
-    apply_connection(
-        &connections,
-        "acme",
-        serde_json::json!({
-            "roleArn": managing_role(&org.managing_account_id),
-            "memberAccess": { "roleName": "OrgconnectMemberRole" },
-        }),
-    )
-    .await;
+    scenario
+        .connect(
+            "acme",
+            serde_json::json!({ "memberAccess": { "roleName": MEMBER_ROLE } }),
+        )
+        .await;
     eventually(
-        "the two accounts Blocked and the others Connected, before any StackSet",
+        "Prod's two accounts Blocked and the others Connected, before any StackSet",
         Duration::from_secs(60),
         || async {
             let listed = members(&member_api).await;
-            let blocked_now: BTreeSet<&str> = listed
+            let blocked_now: BTreeSet<String> = listed
                 .iter()
                 .filter(|m| phase(m) == Some(MemberPhase::Blocked))
-                .map(|m| m.spec.account_id.as_str())
+                .map(|m| m.spec.account_id.clone())
                 .collect();
             let connected = listed
                 .iter()
                 .filter(|m| phase(m) == Some(MemberPhase::Connected))
                 .count();
-            (listed.len() == 5
-                && blocked_now == blocked.iter().map(String::as_str).collect::<BTreeSet<_>>()
-                && connected == 3)
-                .then_some(())
+            (listed.len() == 5 && blocked_now == blocked && connected == 3).then_some(())
         },
     )
     .await;
@@ -191,7 +190,7 @@ async fn the_stack_set_connects_blocked_accounts_and_goes_on_revoke() {
     let ready = patch_and_wait_deployed(
         &connections,
         "acme",
-        serde_json::json!({ "stackSet": { "enabled": true } }),
+        serde_json::json!({ "stackSet": { "enabled": true, "organizationalUnits": [prod] } }),
     )
     .await;
     let name = ready
@@ -232,12 +231,11 @@ async fn the_stack_set_connects_blocked_accounts_and_goes_on_revoke() {
         .iter()
         .filter_map(|s| s.account())
         .collect();
-    for id in &blocked {
-        assert!(
-            accounts.contains(&id.as_str()),
-            "an instance in {id}: {accounts:?}"
-        );
-    }
+    assert_eq!(
+        accounts.iter().copied().collect::<BTreeSet<_>>(),
+        blocked.iter().map(String::as_str).collect(),
+        "an instance in each account of Prod"
+    );
 
     eventually(
         "every account Connected after the deployment",
@@ -286,7 +284,13 @@ async fn the_stack_set_connects_blocked_accounts_and_goes_on_revoke() {
     wait_gone(&connections, "acme").await;
     assert!(members(&member_api).await.is_empty());
     assert_stack_set_gone(&cloudformation, &name).await;
-    let event = revoked_event(&ns, "acme").await;
+    for account in &blocked {
+        assert!(
+            !role_exists(bed, account, MEMBER_ROLE).await,
+            "the StackSet's member role left {account} with its instance"
+        );
+    }
+    let event = revoked_event(ns, "acme").await;
     assert_eq!(event.type_.as_deref(), Some("Normal"));
     let note = event.note.unwrap_or_default();
     assert!(
@@ -299,7 +303,7 @@ async fn the_stack_set_connects_blocked_accounts_and_goes_on_revoke() {
     assert!(
         note.contains(&format!(
             "Remains on the AWS side: the managing-account role {}",
-            managing_role(&org.managing_account_id)
+            scenario.role()
         )),
         "{note}"
     );
@@ -309,11 +313,11 @@ async fn the_stack_set_connects_blocked_accounts_and_goes_on_revoke() {
 async fn changed_ous_and_regions_move_the_stack_instances() {
     let Scenario {
         bed,
+        external_id,
         org,
         ns,
         operator: _operator,
-        ..
-    } = Scenario::start_lenient(
+    } = Scenario::build(
         "stackset-targets",
         &OrgSpec {
             root_accounts: 1,
@@ -323,6 +327,8 @@ async fn changed_ous_and_regions_move_the_stack_instances() {
             ],
         },
     )
+    .member_role(MEMBER_ROLE)
+    .start()
     .await;
     let ou = |path: &str| {
         org.ous
@@ -352,7 +358,8 @@ async fn changed_ous_and_regions_move_the_stack_instances() {
         "acme",
         serde_json::json!({
             "roleArn": managing_role(&org.managing_account_id),
-            "memberAccess": { "roleName": "OrgconnectMemberRole" },
+            "externalId": external_id,
+            "memberAccess": { "roleName": MEMBER_ROLE },
             "stackSet": { "enabled": true, "organizationalUnits": [dev], "regions": ["us-east-1"] },
         }),
     )
@@ -431,18 +438,22 @@ async fn changed_ous_and_regions_move_the_stack_instances() {
 async fn an_unreachable_aws_holds_the_revoke_until_skipped() {
     let Scenario {
         bed,
+        external_id,
         org,
         ns,
         operator,
-        ..
-    } = Scenario::start_lenient("revoke-skip", &OrgSpec::flat(1)).await;
+    } = Scenario::build("revoke-skip", &OrgSpec::flat(1))
+        .member_role(MEMBER_ROLE)
+        .start()
+        .await;
     let connections: Api<AwsOrgConnection> = ns.api();
     apply_connection(
         &connections,
         "acme",
         serde_json::json!({
             "roleArn": managing_role(&org.managing_account_id),
-            "memberAccess": { "roleName": "OrgconnectMemberRole" },
+            "externalId": external_id,
+            "memberAccess": { "roleName": MEMBER_ROLE },
             "stackSet": { "enabled": true },
         }),
     )

@@ -10,12 +10,10 @@ use std::time::Duration;
 use orgconnect::api::member_account::MemberPhase;
 use orgconnect::api::{ConditionStatus, ConditionType, find_condition};
 use support::eventually;
-use support::iam::{deploy_managing_role, without_action};
+use support::iam::without_action;
 use support::operator::{members, wait_condition};
 use support::org::{OrgSpec, OuSpec};
 use support::scenario::Scenario;
-
-const MEMBER_ROLE: &str = "OrganizationAccountAccessRole";
 
 fn message(connection: &orgconnect::api::AwsOrgConnection, type_: ConditionType) -> String {
     connection
@@ -32,13 +30,8 @@ async fn the_managing_role_from_the_template_reaches_every_account_under_iam() {
         root_accounts: 1,
         ous: vec![OuSpec::new("Prod").accounts(3)],
     };
-    let scenario = Scenario::start_lenient("strict", &spec).await;
-    let external_id = format!("ext-{}", support::unique_suffix());
-    deploy_managing_role(&scenario.bed, &external_id, MEMBER_ROLE, |_| {}).await;
-    scenario.bed.proxy.enforce_iam();
-    scenario
-        .connect("acme", serde_json::json!({ "externalId": external_id }))
-        .await;
+    let scenario = Scenario::start("strict", &spec).await;
+    scenario.connect("acme", serde_json::json!({})).await;
     wait_condition(
         &scenario.connections(),
         "acme",
@@ -65,9 +58,7 @@ async fn the_managing_role_from_the_template_reaches_every_account_under_iam() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trust_policy_naming_another_external_id_is_denied() {
-    let scenario = Scenario::start_lenient("strict-trust", &OrgSpec::flat(1)).await;
-    deploy_managing_role(&scenario.bed, "the-id-in-the-template", MEMBER_ROLE, |_| {}).await;
-    scenario.bed.proxy.enforce_iam();
+    let scenario = Scenario::start("strict-trust", &OrgSpec::flat(1)).await;
     scenario
         .connect(
             "acme",
@@ -92,16 +83,11 @@ async fn a_trust_policy_naming_another_external_id_is_denied() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_template_without_an_action_fails_with_a_reason_naming_it() {
-    let scenario = Scenario::start_lenient("strict-action", &OrgSpec::flat(2)).await;
-    let external_id = format!("ext-{}", support::unique_suffix());
-    deploy_managing_role(&scenario.bed, &external_id, MEMBER_ROLE, |template| {
-        without_action(template, "organizations:List*")
-    })
-    .await;
-    scenario.bed.proxy.enforce_iam();
-    scenario
-        .connect("acme", serde_json::json!({ "externalId": external_id }))
+    let scenario = Scenario::build("strict-action", &OrgSpec::flat(2))
+        .template(|template| without_action(template, "organizations:List*"))
+        .start()
         .await;
+    scenario.connect("acme", serde_json::json!({})).await;
     let refused = wait_condition(
         &scenario.connections(),
         "acme",

@@ -24,9 +24,11 @@ use orgconnect::api::MemberAccount;
 use orgconnect::api::member_account::MemberPhase;
 use serde::Deserialize;
 use support::aws::AwsBed;
+use support::iam::delete_role;
 use support::kube::{KUBECONFIG_ENV, install_crds};
 use support::org::{OrgSpec, OuSpec, seed};
 use support::process::OperatorProcess;
+use support::scenario::deploy_generated_role;
 
 const NAMESPACE: &str = "orgconnect-demo";
 /// The examples the demo applies, in order.
@@ -56,7 +58,7 @@ async fn demo() -> Result<()> {
         .map_err(|_| format!("{KUBECONFIG_ENV} is not set: run under `scripts/testbed run`"))?;
     let kubectl = std::env::var("ORGCONNECT_TESTBED_KUBECTL").unwrap_or_else(|_| "kubectl".into());
 
-    step("an emulated AWS organization (moto), behind a proxy that blocks a few accounts");
+    step("an emulated AWS organization (moto), behind a proxy that enforces IAM as AWS does");
     let bed = AwsBed::new().await;
     let spec = OrgSpec {
         root_accounts: 3,
@@ -71,16 +73,19 @@ async fn demo() -> Result<()> {
         ],
     };
     let org = seed(&bed.sdk_config(), &spec).await;
-    // Accounts whose OrganizationAccountAccessRole is missing: AssumeRole is denied, as
-    // for accounts that joined by invitation; the last of them is reported as invited.
+    // Accounts without an OrganizationAccountAccessRole, as accounts that joined by
+    // invitation are; the last of them is reported as invited.
     let blocked: Vec<String> = org
         .member_accounts()
         .filter(|a| !a.suspended && a.path.contains("Payments"))
         .take(BLOCKED)
         .map(|a| a.id.clone())
         .collect();
-    bed.proxy.deny_assume_role(blocked.iter().cloned());
+    for account in &blocked {
+        delete_role(&bed, account, "OrganizationAccountAccessRole").await;
+    }
     bed.proxy.report_invited(blocked.last().cloned());
+    bed.proxy.enforce_iam();
     println!(
         "organization {} with {} accounts (managing account {}); blocked: {}",
         org.id,
@@ -125,6 +130,13 @@ async fn demo() -> Result<()> {
     for example in EXAMPLES {
         apply_example(&client, example, &role).await?;
     }
+
+    step(
+        "the managing role, for the ExternalId the operator generated: \
+         orgconnect template managing-role --connection acme, deployed with CloudFormation",
+    );
+    deploy_generated_role(&bed, &client, NAMESPACE, "acme", &bed.sdk_config()).await;
+    println!("stack orgconnect created in {}", org.managing_account_id);
 
     step("waiting until every account has a phase");
     let members: Api<MemberAccount> = Api::namespaced(client.clone(), NAMESPACE);

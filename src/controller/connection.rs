@@ -468,6 +468,11 @@ async fn authenticate(
         }
         Err(AssumeFailure { failure, .. }) if failure.kind.is_transient() => Err(failure.into()),
         Err(AssumeFailure { failure, principal }) => {
+            // Recorded on a denial too: `orgconnect template managing-role --connection`
+            // reads it to make the trust policy that lets the operator in.
+            if let Some(principal) = &principal {
+                pass.status.operator_principal = Some(trust_principal(principal));
+            }
             let (reason, message) =
                 assume_failure_message(&failure, principal.as_deref(), &role_arn, &external_id);
             pass.set(

@@ -119,9 +119,6 @@ struct Faults {
     role_policies: HashMap<String, Vec<serde_json::Value>>,
     /// Role ARN -> its trust policy, read at the role's first use.
     trust_policies: HashMap<String, Option<serde_json::Value>>,
-    /// Clear `denied_accounts` when this operation is called (a StackSet deployment
-    /// creating the missing roles, as a real one would).
-    unblock_on: Option<String>,
     /// Operation name (`ListAccounts`, `AssumeRole`, ...) or `*` -> throttling rate.
     throttled: HashMap<String, RateFault>,
     /// Operation name or `*` -> rate of 503 responses.
@@ -352,11 +349,6 @@ impl FaultProxy {
             .extend(account_ids.into_iter().map(Into::into));
     }
 
-    /// When `operation` is called, every account denied so far becomes reachable.
-    pub fn unblock_on(&self, operation: &str) {
-        lock(&self.shared.faults).unblock_on = Some(operation.to_owned());
-    }
-
     /// The role ARNs AssumeRole calls asked for so far.
     pub fn assumed_roles(&self) -> Vec<String> {
         lock(&self.shared.stats).assumed_roles.clone()
@@ -456,6 +448,8 @@ enum Protocol {
 
 struct Call {
     protocol: Protocol,
+    /// The service of the signature's credential scope (`sts`, `iam`, `cloudformation`).
+    service: String,
     operation: String,
     access_key_id: Option<String>,
     /// For AssumeRole: the account of the role being assumed.
@@ -538,10 +532,18 @@ fn classify(request: &hyper::http::request::Parts, body: &[u8]) -> Call {
         let rest = auth.split("Credential=").nth(1)?;
         Some(rest.split('/').next()?.to_owned())
     });
+    // The credential scope: key/date/region/service/aws4_request.
+    let service = header("authorization")
+        .and_then(|auth| {
+            let scope = auth.split("Credential=").nth(1)?.split([',', ' ']).next()?;
+            Some(scope.split('/').nth(3)?.to_owned())
+        })
+        .unwrap_or_default();
     if let Some(target) = header("x-amz-target") {
         let operation = target.rsplit('.').next().unwrap_or(&target).to_owned();
         return Call {
             protocol: Protocol::Json,
+            service,
             operation,
             access_key_id,
             target_account: None,
@@ -559,6 +561,7 @@ fn classify(request: &hyper::http::request::Parts, body: &[u8]) -> Call {
         form_value(&body, "RoleArn").and_then(|arn| arn.split(':').nth(4).map(str::to_owned));
     Call {
         protocol: Protocol::Query,
+        service,
         operation,
         access_key_id,
         target_account,
@@ -717,12 +720,6 @@ async fn handle(
             .or_default() += 1;
         return Ok(refused);
     }
-    {
-        let mut faults = lock(&shared.faults);
-        if faults.unblock_on.as_deref() == Some(call.operation.as_str()) {
-            faults.denied_accounts.clear();
-        }
-    }
     let mapped_account = call
         .access_key_id
         .as_ref()
@@ -796,6 +793,10 @@ async fn handle(
             ));
         }
     };
+    // What the proxy's own follow-up calls act as: this caller, in the account it acts in.
+    let mut caller_parts = Request::new(()).into_parts().0;
+    caller_parts.headers = parts.headers.clone();
+    let acting_account = account.clone();
     if let Some(value) = account.and_then(|account| account.parse().ok()) {
         parts.headers.insert("x-moto-account-id", value);
     }
@@ -843,6 +844,12 @@ async fn handle(
             faults.principal_arns.insert(key, role.clone());
         }
     }
+    // A role made, changed or deleted (by IAM or by a stack) is read again.
+    if parts.status.is_success() && changes_roles(&call) {
+        let mut faults = lock(&shared.faults);
+        faults.trust_policies.clear();
+        faults.role_policies.clear();
+    }
     if parts.status.is_success()
         && matches!(
             call.operation.as_str(),
@@ -851,6 +858,17 @@ async fn handle(
     {
         body = as_aws_reports_accounts(&body, &lock(&shared.faults));
         parts.headers.remove("content-length");
+    }
+    if parts.status.is_success()
+        && call.operation == "CreateStackInstances"
+        && let Some(name) = &stack_set_name
+    {
+        let upstream = Upstream {
+            shared: &shared,
+            parts: &caller_parts,
+            account: acting_account.as_deref(),
+        };
+        without_management_account_instances(&upstream, name, &form).await;
     }
     if parts.status.is_success()
         && let Some(name) = stack_set_name
@@ -878,6 +896,14 @@ async fn handle(
         }
     }
     Ok(Response::from_parts(parts, Full::new(body)))
+}
+
+/// Whether `call` may create, change or delete IAM roles: any IAM or CloudFormation call
+/// that is not a read.
+fn changes_roles(call: &Call) -> bool {
+    let reads = ["Get", "List", "Describe", "Validate", "Estimate", "Detect"];
+    matches!(call.service.as_str(), "iam" | "cloudformation")
+        && !reads.iter().any(|read| call.operation.starts_with(read))
 }
 
 /// Where the proxy sends calls of its own: moto, acting as the caller of the request at
@@ -1033,6 +1059,39 @@ async fn with_instance_accounts(
         text.push_str(&format!("&Accounts.member.{}={account}", i + 1));
     }
     (Bytes::from(text), emptied)
+}
+
+/// Removes the instance moto deploys to the organization's management account: AWS never
+/// deploys a service-managed StackSet there, even when the management account sits in a
+/// targeted OU (moto also runs the template there, so its resources go with it).
+async fn without_management_account_instances(upstream: &Upstream<'_>, name: &str, form: &str) {
+    let Some(acting) = upstream.account else {
+        return;
+    };
+    let Some(management) = management_account(upstream, acting).await else {
+        return;
+    };
+    let regions: Vec<String> = upstream
+        .instances(name)
+        .await
+        .into_iter()
+        .filter(|(account, _)| *account == management)
+        .map(|(_, region)| region)
+        .collect();
+    if regions.is_empty() {
+        return;
+    }
+    let mut delete = format!(
+        "Action=DeleteStackInstances&Version=2010-05-15&StackSetName={name}\
+         &RetainStacks=false&Accounts.member.1={management}"
+    );
+    for (i, region) in regions.iter().enumerate() {
+        delete.push_str(&format!("&Regions.member.{}={region}", i + 1));
+    }
+    if let Some(call_as) = form_value(form, "CallAs") {
+        delete.push_str(&format!("&CallAs={call_as}"));
+    }
+    upstream.call("cloudformation", None, delete).await;
 }
 
 /// Adds `OrganizationalUnitIds` to a DescribeStackSet answer, as AWS reports them for a
@@ -1318,16 +1377,10 @@ async fn iam_refusal(
         Some(role) => role.clone(),
         None => caller_arn(&upstream, &key).await?,
     };
-    let authorization = parts.headers.get("authorization")?.to_str().ok()?;
-    let service = authorization
-        .split("Credential=")
-        .nth(1)?
-        .split([',', ' '])
-        .next()?
-        .split('/')
-        .nth(3)?
-        .to_owned();
-    let action = format!("{service}:{}", call.operation);
+    if call.service.is_empty() {
+        return None;
+    }
+    let action = format!("{}:{}", call.service, call.operation);
     let resource = call.role_arn.clone().unwrap_or_else(|| "*".to_owned());
     let deny = |message: String| {
         lock(&shared.stats).iam_denials.push(message.clone());

@@ -1,9 +1,12 @@
 //! Roles in the emulated accounts made from the project's own templates: the managing role
 //! is `orgconnect template managing-role` output deployed with CloudFormation into the
-//! management account, so the strict bed (`FaultProxy::enforce_iam`) tests the template.
+//! management account, so the strict bed (`FaultProxy::enforce_iam`) tests the template;
+//! member roles made by hand are `orgconnect template member-stackset` output.
 
 use aws_sdk_cloudformation::types::{Capability, StackStatus};
-use orgconnect::templates::{ManagingRoleOptions, managing_role};
+use orgconnect::templates::{
+    ManagingRoleOptions, MemberRoleOptions, managing_role, member_role as member_role_template,
+};
 
 use super::aws::AwsBed;
 
@@ -40,25 +43,73 @@ pub async fn deploy_managing_role_in(
     external_id: &str,
     member_role: &str,
 ) {
+    let config = in_account(bed, account).await;
+    deploy_managing_role_as(bed, &config, external_id, member_role).await;
+}
+
+/// Like [`deploy_managing_role`], acting as `config` (an identity in the account the role
+/// goes to).
+pub async fn deploy_managing_role_as(
+    bed: &AwsBed,
+    config: &aws_config::SdkConfig,
+    external_id: &str,
+    member_role: &str,
+) {
+    deploy_managing_role_with(bed, config, external_id, member_role, |_| {}).await;
+}
+
+/// Deploys `orgconnect template member-stackset` (the member role a StackSet makes, here
+/// made by hand as a user would) into member account `account`, trusted by the managing
+/// role `managing_role_arn`.
+pub async fn deploy_member_role(
+    bed: &AwsBed,
+    account: &str,
+    managing_role_arn: &str,
+    member_role: &str,
+) {
+    let managing: orgconnect::aws::arn::RoleArn =
+        managing_role_arn.parse().expect("a managing role ARN");
+    let template = member_role_template(&MemberRoleOptions {
+        managing_account_id: Some(managing.account_id.clone()),
+        managing_role_name: Some(managing.name.clone()),
+        member_role_name: Some(member_role.to_owned()),
+        ..MemberRoleOptions::default()
+    });
+    create_stack(
+        &in_account(bed, account).await,
+        "orgconnect-member",
+        &template.to_string(),
+    )
+    .await;
+}
+
+/// Deploys a template the test already has (for example `orgconnect template` output)
+/// as stack `orgconnect`, acting as `config`.
+pub async fn deploy_template(config: &aws_config::SdkConfig, body: &str) {
+    create_stack(config, "orgconnect", body).await;
+}
+
+/// SDK configuration acting in member account `account` through its
+/// `OrganizationAccountAccessRole`, as an administrator of the organization would.
+pub async fn in_account(bed: &AwsBed, account: &str) -> aws_config::SdkConfig {
     let assumed = aws_sdk_sts::Client::new(&bed.sdk_config())
         .assume_role()
         .role_arn(format!(
             "arn:aws:iam::{account}:role/OrganizationAccountAccessRole"
         ))
-        .role_session_name("deploy-managing-role")
+        .role_session_name("deploy-by-hand")
         .send()
         .await
         .expect("AssumeRole into the member account")
         .credentials
         .expect("credentials");
-    let config = bed.sdk_config_with(aws_sdk_sts::config::Credentials::new(
+    bed.sdk_config_with(aws_sdk_sts::config::Credentials::new(
         assumed.access_key_id(),
         assumed.secret_access_key(),
         Some(assumed.session_token().to_owned()),
         None,
         "deploy",
-    ));
-    deploy_managing_role_with(bed, &config, external_id, member_role, |_| {}).await;
+    ))
 }
 
 async fn deploy_managing_role_with(
@@ -77,29 +128,30 @@ async fn deploy_managing_role_with(
         ..ManagingRoleOptions::default()
     });
     edit(&mut template);
+    create_stack(config, "orgconnect", &template.to_string()).await;
+}
+
+/// Creates stack `name` from `body` with CloudFormation and asserts it completed.
+async fn create_stack(config: &aws_config::SdkConfig, name: &str, body: &str) {
     let cloudformation = aws_sdk_cloudformation::Client::new(config);
     cloudformation
         .create_stack()
-        .stack_name("orgconnect")
-        .template_body(template.to_string())
+        .stack_name(name)
+        .template_body(body)
         .capabilities(Capability::CapabilityNamedIam)
         .send()
         .await
-        .expect("CreateStack of the managing-role template");
+        .unwrap_or_else(|e| panic!("CreateStack {name}: {e:?}"));
     let status = cloudformation
         .describe_stacks()
-        .stack_name("orgconnect")
+        .stack_name(name)
         .send()
         .await
         .expect("DescribeStacks")
         .stacks()
         .first()
         .and_then(|s| s.stack_status().cloned());
-    assert_eq!(
-        status,
-        Some(StackStatus::CreateComplete),
-        "the managing-role stack"
-    );
+    assert_eq!(status, Some(StackStatus::CreateComplete), "stack {name}");
 }
 
 /// Removes `action` from every statement of the managing role's permissions policy.
@@ -123,4 +175,25 @@ pub fn without_action(template: &mut serde_json::Value, action: &str) {
         }
     }
     assert!(removed, "the template grants {action}");
+}
+
+/// Deletes role `name` in member account `account` (for an account that lacks it, as
+/// an invited account lacks `OrganizationAccountAccessRole`).
+pub async fn delete_role(bed: &AwsBed, account: &str, name: &str) {
+    aws_sdk_iam::Client::new(&in_account(bed, account).await)
+        .delete_role()
+        .role_name(name)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("DeleteRole {name} in {account}: {e:?}"));
+}
+
+/// Whether role `name` exists in member account `account`.
+pub async fn role_exists(bed: &AwsBed, account: &str, name: &str) -> bool {
+    aws_sdk_iam::Client::new(&in_account(bed, account).await)
+        .get_role()
+        .role_name(name)
+        .send()
+        .await
+        .is_ok()
 }

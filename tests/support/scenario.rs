@@ -2,16 +2,18 @@
 //! a namespace of the test's own, and the operator running scoped to it.
 
 use aws_sdk_sts::config::Credentials;
-use kube::api::Api;
-use orgconnect::api::{AwsOrgConnection, MemberAccount};
+use kube::api::{Api, Patch, PatchParams};
+use orgconnect::api::{AwsOrgConnection, ConditionStatus, ConditionType, MemberAccount};
 use orgconnect::controller::Settings;
 
 use orgconnect::api::connection::DEFAULT_ROLE_NAME;
 
 use super::aws::AwsBed;
-use super::iam::deploy_managing_role;
-use super::kube::TestNamespace;
-use super::operator::{RunningOperator, apply_connection, in_namespace, managing_role, start};
+use super::iam::{deploy_managing_role, deploy_template};
+use super::kube::{KUBECONFIG_ENV, TestNamespace};
+use super::operator::{
+    RunningOperator, apply_connection, in_namespace, managing_role, start, wait_condition,
+};
 use super::org::{OrgSpec, SeededOrg, seed};
 
 pub struct Scenario {
@@ -24,56 +26,94 @@ pub struct Scenario {
     pub operator: RunningOperator,
 }
 
-impl Scenario {
-    /// The organization `spec` on the strict bed (IAM enforced), its managing role made from
-    /// the managing-role template, and the operator using the managing account's own keys
-    /// as its default chain.
-    pub async fn start(prefix: &str, spec: &OrgSpec) -> Self {
-        Self::start_with(prefix, spec, |_, _| {}).await
+/// Who the operator is on the bed.
+enum Operator {
+    /// The managing account's own keys, which the managing role trusts.
+    Base,
+    /// Keys of no account: only a Secret's keys reach the organization.
+    Outsider,
+}
+
+type TemplateEdit<'a> = Box<dyn FnOnce(&mut serde_json::Value) + 'a>;
+type Prepare<'a> = Box<dyn FnOnce(&AwsBed, &mut Settings) + 'a>;
+
+/// How a test's world is made: [`Scenario::build`], then the options, then
+/// [`Setup::start`].
+pub struct Setup<'a> {
+    prefix: &'a str,
+    spec: &'a OrgSpec,
+    strict: bool,
+    deploy_role: bool,
+    member_role: String,
+    operator: Operator,
+    edit: Option<TemplateEdit<'a>>,
+    prepare: Option<Prepare<'a>>,
+}
+
+impl<'a> Setup<'a> {
+    /// moto's own IAM: any role may be assumed with any ExternalId, and no managing role is
+    /// deployed (for tests of the bed's own faults).
+    pub fn lenient(mut self) -> Self {
+        self.strict = false;
+        self
     }
 
-    /// Like [`Scenario::start`], letting the test program the proxy or change the
-    /// operator's settings before it starts.
-    pub async fn start_with(
-        prefix: &str,
-        spec: &OrgSpec,
-        prepare: impl FnOnce(&AwsBed, &mut Settings),
-    ) -> Self {
-        Self::begin(prefix, spec, true, prepare).await
+    /// The member role the managing role may assume (default
+    /// `OrganizationAccountAccessRole`).
+    pub fn member_role(mut self, name: &str) -> Self {
+        name.clone_into(&mut self.member_role);
+        self
     }
 
-    /// Like [`Scenario::start`] on the lenient bed (moto's: any role may be assumed with
-    /// any ExternalId), for tests of generated ExternalIds or of roles the managing-role
-    /// template does not make.
-    pub async fn start_lenient(prefix: &str, spec: &OrgSpec) -> Self {
-        Self::begin(prefix, spec, false, |_, _| {}).await
+    /// Changes the managing-role template before it is deployed (to remove a permission).
+    pub fn template(mut self, edit: impl FnOnce(&mut serde_json::Value) + 'a) -> Self {
+        self.edit = Some(Box::new(edit));
+        self
     }
 
-    async fn begin(
-        prefix: &str,
-        spec: &OrgSpec,
-        strict: bool,
-        prepare: impl FnOnce(&AwsBed, &mut Settings),
-    ) -> Self {
+    /// No managing role until the operator has generated the connection's ExternalId:
+    /// [`Scenario::connect_generated`] then deploys it as a user would.
+    pub fn generated_external_id(mut self) -> Self {
+        self.deploy_role = false;
+        self
+    }
+
+    /// The operator's own identity reaches nothing; a connection's Secret holding the
+    /// test's base keys (which the managing role trusts) does.
+    pub fn operator_without_access(mut self) -> Self {
+        self.operator = Operator::Outsider;
+        self
+    }
+
+    /// Programs the proxy or changes the operator's settings before it starts.
+    pub fn prepare(mut self, prepare: impl FnOnce(&AwsBed, &mut Settings) + 'a) -> Self {
+        self.prepare = Some(Box::new(prepare));
+        self
+    }
+
+    pub async fn start(self) -> Scenario {
         let bed = AwsBed::new().await;
-        let org = seed(&bed.sdk_config(), spec).await;
-        let external_id = if strict {
-            let external_id = format!("ext-{}", super::unique_suffix());
-            deploy_managing_role(&bed, &external_id, DEFAULT_ROLE_NAME, |_| {}).await;
+        let org = seed(&bed.sdk_config(), self.spec).await;
+        let mut external_id = String::new();
+        if self.strict {
+            if self.deploy_role {
+                external_id = format!("ext-{}", super::unique_suffix());
+                let edit = self.edit.unwrap_or_else(|| Box::new(|_| {}));
+                deploy_managing_role(&bed, &external_id, &self.member_role, edit).await;
+            }
             bed.proxy.enforce_iam();
-            external_id
-        } else {
-            String::new()
-        };
-        let ns = TestNamespace::new(prefix).await;
+        }
+        let ns = TestNamespace::new(self.prefix).await;
         let mut settings = in_namespace(&ns.name);
-        prepare(&bed, &mut settings);
-        let operator = start(
-            ns.client.clone(),
-            bed.operator_config(bed.credentials.clone()),
-            settings,
-        );
-        Self {
+        if let Some(prepare) = self.prepare {
+            prepare(&bed, &mut settings);
+        }
+        let identity: Credentials = match self.operator {
+            Operator::Base => bed.credentials.clone(),
+            Operator::Outsider => bed.unmapped_credentials(),
+        };
+        let operator = start(ns.client.clone(), bed.operator_config(identity), settings);
+        Scenario {
             bed,
             external_id,
             org,
@@ -81,31 +121,51 @@ impl Scenario {
             operator,
         }
     }
+}
 
-    /// Same, but the operator's own identity cannot reach the organization (for tests
-    /// of Secret credentials).
-    pub async fn start_without_access(
+impl Scenario {
+    /// Starts describing the organization `spec` on the strict bed (IAM enforced), its
+    /// managing role made from the managing-role template with an ExternalId of the
+    /// test's, and the operator using the managing account's own keys as its default
+    /// chain.
+    pub fn build<'a>(prefix: &'a str, spec: &'a OrgSpec) -> Setup<'a> {
+        Setup {
+            prefix,
+            spec,
+            strict: true,
+            deploy_role: true,
+            member_role: DEFAULT_ROLE_NAME.to_owned(),
+            operator: Operator::Base,
+            edit: None,
+            prepare: None,
+        }
+    }
+
+    /// [`Scenario::build`] with every default.
+    pub async fn start(prefix: &str, spec: &OrgSpec) -> Self {
+        Self::build(prefix, spec).start().await
+    }
+
+    /// [`Scenario::build`], letting the test program the proxy or change the operator's
+    /// settings before it starts.
+    pub async fn start_with(
         prefix: &str,
         spec: &OrgSpec,
-        prepare: impl FnOnce(&AwsBed),
+        prepare: impl FnOnce(&AwsBed, &mut Settings),
     ) -> Self {
-        let bed = AwsBed::new().await;
-        let org = seed(&bed.sdk_config(), spec).await;
-        prepare(&bed);
-        let ns = TestNamespace::new(prefix).await;
-        let outsider: Credentials = bed.unmapped_credentials();
-        let operator = start(
-            ns.client.clone(),
-            bed.operator_config(outsider),
-            in_namespace(&ns.name),
-        );
-        Self {
-            bed,
-            external_id: String::new(),
-            org,
-            ns,
-            operator,
+        Self::build(prefix, spec).prepare(prepare).start().await
+    }
+
+    /// Applies connection `name` without an ExternalId, as a new user does, and connects
+    /// it with [`deploy_generated_role`].
+    pub async fn connect_generated(&self, name: &str, extra: serde_json::Value) {
+        let mut spec = serde_json::json!({ "roleArn": self.role() });
+        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+            spec.extend(extra.clone());
         }
+        apply_connection(&self.connections(), name, spec).await;
+        let config = self.bed.sdk_config();
+        deploy_generated_role(&self.bed, &self.ns.client, &self.ns.name, name, &config).await;
     }
 
     pub fn connections(&self) -> Api<AwsOrgConnection> {
@@ -133,4 +193,49 @@ impl Scenario {
         }
         apply_connection(&self.connections(), name, spec).await
     }
+}
+
+/// Connects connection `name` of `namespace`, applied without an ExternalId, as the README says:
+/// once the operator has generated the ExternalId (and is refused, since no role exists
+/// yet), `orgconnect template managing-role --connection` makes the role's template from
+/// the cluster, CloudFormation deploys it as `deploy_as` (an identity in the role's
+/// account), and a touch of the connection makes the operator look again at once. The
+/// proxy's counts start again just before that touch.
+pub async fn deploy_generated_role(
+    bed: &AwsBed,
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    deploy_as: &aws_config::SdkConfig,
+) {
+    let connections: Api<AwsOrgConnection> = Api::namespaced(client.clone(), namespace);
+    wait_condition(
+        &connections,
+        name,
+        ConditionType::Authenticated,
+        ConditionStatus::False,
+        "AssumeRoleDenied",
+    )
+    .await;
+    let kubeconfig = std::env::var(KUBECONFIG_ENV).expect("the test bed's kubeconfig");
+    let cli = super::process::beside_current_exe("orgconnect").expect("the orgconnect binary");
+    let output = std::process::Command::new(cli)
+        .args(["template", "managing-role", "--connection", name])
+        .args(["-n", namespace, "--format", "json"])
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .expect("run orgconnect template");
+    assert!(
+        output.status.success(),
+        "orgconnect template: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    deploy_template(deploy_as, &String::from_utf8_lossy(&output.stdout)).await;
+    bed.proxy.reset_stats();
+    let touch = serde_json::json!({ "metadata": { "annotations": {
+        "example.com/role-deployed": super::unique_suffix() } } });
+    connections
+        .patch(name, &PatchParams::default(), &Patch::Merge(&touch))
+        .await
+        .expect("touch the connection");
 }
