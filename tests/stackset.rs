@@ -18,7 +18,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use orgconnect::api::member_account::MemberPhase;
 use orgconnect::api::{AwsOrgConnection, ConditionStatus, ConditionType, find_condition};
 use support::eventually;
-use support::iam::{deploy_member_role, role_exists};
+use support::iam::{deploy_member_role, role_exists, without_action};
 use support::kube::TestNamespace;
 use support::operator::{apply_connection, managing_role, members, patch_spec, wait_condition};
 use support::org::{OrgSpec, OuSpec};
@@ -529,4 +529,51 @@ async fn an_unreachable_aws_holds_the_revoke_until_skipped() {
         note.contains("Remains on the AWS side: the managing-account role"),
         "{note}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_managing_role_without_a_stack_set_action_is_refused_naming_it() {
+    let scenario = Scenario::build("stackset-denied", &OrgSpec::flat(1))
+        .member_role(MEMBER_ROLE)
+        .template(|template| without_action(template, "cloudformation:CreateStackSet"))
+        .start()
+        .await;
+    scenario
+        .connect(
+            "acme",
+            serde_json::json!({
+                "memberAccess": { "roleName": MEMBER_ROLE },
+                "stackSet": { "enabled": true },
+            }),
+        )
+        .await;
+    let refused = wait_condition(
+        &scenario.connections(),
+        "acme",
+        ConditionType::StackSetReady,
+        ConditionStatus::False,
+        "StackSetPermissionDenied",
+    )
+    .await;
+    let message = refused
+        .status
+        .as_ref()
+        .and_then(|s| find_condition(&s.conditions, ConditionType::StackSetReady))
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains("may not call cloudformation:CreateStackSet;"),
+        "names the action: {message}"
+    );
+    assert!(
+        scenario
+            .bed
+            .proxy
+            .iam_denials()
+            .iter()
+            .any(|d| d.contains("cloudformation:CreateStackSet")),
+        "the bed refused it: {:?}",
+        scenario.bed.proxy.iam_denials()
+    );
+    assert_eq!(scenario.bed.proxy.calls("CreateStackInstances"), 0);
 }

@@ -97,9 +97,11 @@ pub fn failure_verdict(failure: &AwsFailure) -> Verdict {
             ConditionStatus::False,
             "StackSetPermissionDenied",
             format!(
-                "{failure}. The managing role needs {} (`orgconnect template managing-role \
-                 --stack-set`, or `--connection` for a connection with stackSet.enabled, grants them; \
-                 iam:PassRole is not needed for service-managed StackSets)",
+                "{failure}. The managing role may not call cloudformation:{}; it needs {} \
+                 (`orgconnect template managing-role --stack-set`, or `--connection` for a \
+                 connection with stackSet.enabled, grants them; iam:PassRole is not needed for \
+                 service-managed StackSets)",
+                failure.operation,
                 crate::templates::STACK_SET_ACTIONS.join(", ")
             ),
         );
@@ -500,6 +502,11 @@ mod tests {
             "exceeded",
         ));
         assert_eq!(quota.1, "StackSetLimitExceeded");
+        assert!(
+            denied
+                .2
+                .contains("may not call cloudformation:CreateStackSet;")
+        );
         assert!(denied.2.contains("cloudformation:CreateStackInstances"));
     }
 
