@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::api::member_account::AwsAccountStatus;
 use crate::aws::FailureKind;
-use crate::aws::arn::{RoleArn, trust_statement};
+use crate::aws::arn::{RoleArn, assume_role_statement, trust_statement};
 use crate::aws::discovery::{describe_organization, list_organization};
 use crate::aws::probe::{probe_member, whoami};
 use crate::aws::session::{AssumeRequest, BaseCredentials, SessionCache};
@@ -100,16 +100,24 @@ pub async fn run(base: SdkConfig, request: &CheckRequest) -> Report {
             session
         }
         Err(failure) => {
-            let fix = (failure.failure.kind == FailureKind::AccessDenied).then(|| {
-                format!(
-                    "the role's trust policy must contain this statement: {}",
-                    trust_statement(
-                        failure.principal.as_deref(),
-                        &role,
-                        request.external_id.as_deref()
+            let fix = if failure.failure.denied_by_identity_policy() {
+                Some(format!(
+                    "the caller's own policies must allow assuming the role; attach this \
+                     statement to it: {}",
+                    assume_role_statement(&role)
+                ))
+            } else {
+                (failure.failure.kind == FailureKind::AccessDenied).then(|| {
+                    format!(
+                        "the role's trust policy must contain this statement: {}",
+                        trust_statement(
+                            failure.principal.as_deref(),
+                            &role,
+                            request.external_id.as_deref()
+                        )
                     )
-                )
-            });
+                })
+            };
             let caller = failure.principal.as_deref().unwrap_or("the caller");
             report.push(
                 "assume role",

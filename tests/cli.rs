@@ -12,7 +12,10 @@ use orgconnect::api::MemberAccount;
 use orgconnect::api::member_account::MemberPhase;
 use support::aws::AwsBed;
 use support::eventually;
-use support::iam::{delete_role, deploy_managing_role, deploy_managing_role_in};
+use support::iam::{
+    create_user, delete_role, deploy_managing_role, deploy_managing_role_in,
+    deploy_managing_role_trusting,
+};
 use support::kube::KUBECONFIG_ENV;
 use support::operator::{managing_role, members};
 use support::org::{OrgSpec, OuSpec, seed};
@@ -375,4 +378,55 @@ async fn check_lists_as_a_delegated_administrator_skips_accounts_not_active_and_
             .all(|r| !r.contains(&closed)),
         "a CLOSED account is not probed"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_tells_a_caller_without_sts_assume_role_what_to_attach() {
+    let bed = AwsBed::new().await;
+    let org = seed(&bed.sdk_config(), &OrgSpec::flat(1)).await;
+    // The caller is an IAM user of another account, allowed nothing but GetCallerIdentity;
+    // the role trusts it.
+    let (account, admin) = bed.add_principal();
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{ "Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*" }],
+    });
+    let (user, keys) = create_user(
+        &bed,
+        &bed.sdk_config_with(admin),
+        &account,
+        "checker",
+        &policy,
+    )
+    .await;
+    deploy_managing_role_trusting(
+        &bed,
+        &user,
+        "the-id",
+        "OrganizationAccountAccessRole",
+        |_| {},
+    )
+    .await;
+    bed.proxy.enforce_iam();
+    let env = [
+        ("AWS_ENDPOINT_URL", bed.proxy.url()),
+        ("AWS_ACCESS_KEY_ID", keys.access_key_id().to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", keys.secret_access_key().to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+    ];
+    let role = managing_role(&org.managing_account_id);
+    let refused = orgconnect(
+        &["check", "--role-arn", &role, "--external-id", "the-id"],
+        &env,
+    );
+    let text = stdout(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL  assume role"), "{text}");
+    assert!(
+        text.contains(&format!(
+            r#"attach this statement to it: {{"Action":"sts:AssumeRole","Effect":"Allow","Resource":"{role}"}}"#
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("trust policy must contain"), "{text}");
 }

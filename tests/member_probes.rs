@@ -417,6 +417,23 @@ async fn invited_paused_and_custom_role_accounts() {
         audits.iter().all(|role| role == &custom_arn),
         "AuditRole only for its account: {audits:?}"
     );
+    // The managing role's template allows assuming OrganizationAccountAccessRole only.
+    let refused = wait_all(
+        &member_api,
+        5,
+        "AuditRole refused by the managing policy",
+        |m| {
+            m.spec.account_id != custom
+                || connected_reason(m).as_deref() == Some("ManagingRolePolicyDenied")
+        },
+    )
+    .await;
+    let fix = refused[&custom]
+        .status
+        .as_ref()
+        .and_then(|s| s.remediation.clone())
+        .unwrap_or_default();
+    assert!(fix.contains("--member-role AuditRole"), "{fix}");
     let paused_member = wait_all(&member_api, 5, "the paused account Paused", |m| {
         m.spec.account_id != paused || phase(m) == Some(MemberPhase::Paused)
     })

@@ -112,3 +112,77 @@ async fn a_template_without_an_action_fails_with_a_reason_naming_it() {
         scenario.bed.proxy.iam_denials()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_allowed_only_sts_assume_role_reaches_the_organization() {
+    // The operator runs in an account of its own, as on EKS, with the one permission the
+    // README says it needs.
+    let scenario = Scenario::build("least-privilege", &OrgSpec::flat(2))
+        .operator_user(serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{ "Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*" }],
+        }))
+        .start()
+        .await;
+    scenario.connect("acme", serde_json::json!({})).await;
+    wait_condition(
+        &scenario.connections(),
+        "acme",
+        ConditionType::Ready,
+        ConditionStatus::True,
+        "Connected",
+    )
+    .await;
+    eventually("3 accounts Connected", Duration::from_secs(60), || async {
+        let listed = members(&scenario.members()).await;
+        (listed.len() == 3
+            && listed
+                .iter()
+                .all(|m| m.status.as_ref().and_then(|s| s.phase) == Some(MemberPhase::Connected)))
+        .then_some(())
+    })
+    .await;
+    assert_eq!(scenario.bed.proxy.iam_denials(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_whose_own_policy_lacks_sts_assume_role_is_told_what_to_attach() {
+    let scenario = Scenario::build("no-assume", &OrgSpec::flat(1))
+        .operator_user(serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{ "Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*" }],
+        }))
+        .start()
+        .await;
+    scenario.connect("acme", serde_json::json!({})).await;
+    let refused = wait_condition(
+        &scenario.connections(),
+        "acme",
+        ConditionType::Authenticated,
+        ConditionStatus::False,
+        "OperatorPolicyDenied",
+    )
+    .await;
+    let text = message(&refused, ConditionType::Authenticated);
+    let role = scenario.role();
+    assert!(
+        text.contains(&format!(
+            r#"{{"Action":"sts:AssumeRole","Effect":"Allow","Resource":"{role}"}}"#
+        )),
+        "the statement to attach: {text}"
+    );
+    assert!(
+        text.contains(":user/orgconnect-operator"),
+        "names the caller: {text}"
+    );
+    assert!(
+        scenario
+            .bed
+            .proxy
+            .iam_denials()
+            .iter()
+            .any(|d| d.contains("no identity-based policy allows the sts:AssumeRole action")),
+        "{:?}",
+        scenario.bed.proxy.iam_denials()
+    );
+}

@@ -136,6 +136,16 @@ pub fn trust_statement(
     statement
 }
 
+/// The identity-policy statement that lets a principal assume `role` (the operator's own
+/// identity needs it for a role in another account).
+pub fn assume_role_statement(role: &RoleArn) -> serde_json::Value {
+    serde_json::json!({
+        "Effect": "Allow",
+        "Action": "sts:AssumeRole",
+        "Resource": role.to_string(),
+    })
+}
+
 /// The partition a region belongs to.
 pub fn partition_of_region(region: &str) -> &'static str {
     if region.starts_with("cn-") {

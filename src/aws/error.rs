@@ -50,6 +50,19 @@ pub struct AwsFailure {
     pub message: String,
 }
 
+impl AwsFailure {
+    /// Whether AWS refused the call because the caller's own identity policies do not
+    /// allow it (as opposed to the target's resource policy, such as a role's trust
+    /// policy): AWS then says "no identity-based policy allows".
+    pub fn denied_by_identity_policy(&self) -> bool {
+        self.kind == FailureKind::AccessDenied
+            && self
+                .message
+                .to_lowercase()
+                .contains("no identity-based policy allows")
+    }
+}
+
 /// Classifies by AWS error code and HTTP status; pure, so every rule is unit-tested.
 pub fn classify_code(code: Option<&str>, http_status: Option<u16>) -> FailureKind {
     match code {

@@ -37,7 +37,9 @@ use crate::api::connection::{
     AwsOrgConnection, AwsOrgConnectionStatus, ExternalIdSource, OrganizationInfo, REVOKE_ANNOTATION,
 };
 use crate::api::member_account::MemberPhase;
-use crate::aws::arn::{RoleArn, partition_of_region, trust_principal, trust_statement};
+use crate::aws::arn::{
+    RoleArn, assume_role_statement, partition_of_region, trust_principal, trust_statement,
+};
 use crate::aws::discovery::{OrganizationHeader, describe_organization, list_organization};
 use crate::aws::session::{
     AssumeFailure, AssumeRequest, BaseCredentials, ManagingSession, session_name,
@@ -495,6 +497,18 @@ fn assume_failure_message(
     external_id: &str,
 ) -> (&'static str, String) {
     match failure.kind {
+        FailureKind::AccessDenied if failure.denied_by_identity_policy() => {
+            let caller = principal.unwrap_or("the operator's AWS identity");
+            (
+                "OperatorPolicyDenied",
+                format!(
+                    "access denied: the policies of {caller} itself do not allow sts:AssumeRole \
+                     on {role_arn} ({failure}). Attach this statement to the operator's identity \
+                     (its IRSA or Pod Identity role, or the Secret's IAM user): {}",
+                    assume_role_statement(role_arn)
+                ),
+            )
+        }
         FailureKind::AccessDenied => {
             let caller = principal.unwrap_or("the operator's AWS identity");
             let statement = trust_statement(principal, role_arn, Some(external_id));

@@ -176,6 +176,25 @@ pub fn management_remediation(attempt: &Attempt<'_>) -> String {
     )
 }
 
+/// The fix for a member role the managing role's own policies do not let it assume (a
+/// role name other than the one its template was made for).
+pub fn policy_remediation(attempt: &Attempt<'_>) -> String {
+    format!(
+        "The managing role {managing} may assume only the member role its template names. \
+         Update its stack with `orgconnect template managing-role --member-role {role}` (or \
+         `--connection` when this is the connection's memberAccess.roleName), or add this \
+         statement to its policy: {statement}. Then annotate this MemberAccount \
+         orgconnect.dev/probe=now to check again.",
+        managing = attempt.managing_role_arn,
+        role = attempt.role_name,
+        statement = serde_json::json!({
+            "Effect": "Allow",
+            "Action": "sts:AssumeRole",
+            "Resource": format!("arn:aws:iam::*:role/{}", attempt.role_name),
+        }),
+    )
+}
+
 /// The fix for an account where STS is not active in the probe's region.
 pub fn region_remediation(attempt: &Attempt<'_>) -> String {
     format!(
@@ -276,6 +295,19 @@ pub fn verdict(
                     ),
                 ),
                 remediation: Some(region_remediation(attempt)),
+            },
+            FailureKind::AccessDenied if failure.denied_by_identity_policy() => MemberVerdict {
+                phase: MemberPhase::Blocked,
+                connected: (
+                    ConditionStatus::False,
+                    "ManagingRolePolicyDenied",
+                    format!(
+                        "the managing role {} may not assume {}: its own policies do not allow \
+                         it ({failure})",
+                        attempt.managing_role_arn, attempt.role_arn
+                    ),
+                ),
+                remediation: Some(policy_remediation(attempt)),
             },
             FailureKind::AccessDenied if attempt.management_account => MemberVerdict {
                 phase: MemberPhase::Blocked,
@@ -466,6 +498,48 @@ mod tests {
                 && !fix.contains("StackSet (deployment"),
             "{fix}"
         );
+    }
+
+    #[test]
+    fn a_member_role_the_managing_policy_does_not_cover_names_the_statement() {
+        let audit = Attempt {
+            role_arn: "arn:aws:iam::222222222222:role/AuditRole",
+            role_name: "AuditRole",
+            ..attempt()
+        };
+        let blocked = verdict(
+            &spec(Some(JoinedMethod::Created), None, None),
+            None,
+            &audit,
+            ProbeOutcome::Failed(AwsFailure {
+                operation: "AssumeRole",
+                kind: FailureKind::AccessDenied,
+                code: Some("AccessDenied".into()),
+                message: "User: arn:aws:sts::111111111111:assumed-role/orgconnect/s is not \
+                          authorized to perform: sts:AssumeRole on resource: \
+                          arn:aws:iam::222222222222:role/AuditRole because no identity-based \
+                          policy allows the sts:AssumeRole action"
+                    .into(),
+            }),
+        );
+        assert_eq!(
+            (blocked.phase, blocked.connected.1),
+            (MemberPhase::Blocked, "ManagingRolePolicyDenied")
+        );
+        let fix = blocked.remediation.expect("remediation");
+        assert!(fix.contains("--member-role AuditRole"), "{fix}");
+        assert!(
+            fix.contains(r#""Resource":"arn:aws:iam::*:role/AuditRole""#),
+            "{fix}"
+        );
+        // A trust policy's refusal says nothing of identity policies: the role's fix.
+        let trust = verdict(
+            &spec(Some(JoinedMethod::Created), None, None),
+            None,
+            &audit,
+            failure(FailureKind::AccessDenied),
+        );
+        assert_eq!(trust.connected.1, "AssumeRoleDenied");
     }
 
     #[test]

@@ -119,6 +119,8 @@ struct Faults {
     role_policies: HashMap<String, Vec<serde_json::Value>>,
     /// Role ARN -> its trust policy, read at the role's first use.
     trust_policies: HashMap<String, Option<serde_json::Value>>,
+    /// IAM user ARN -> its inline identity policies (`None`: IAM holds no such user).
+    user_policies: HashMap<String, Option<Vec<serde_json::Value>>>,
     /// Operation name (`ListAccounts`, `AssumeRole`, ...) or `*` -> throttling rate.
     throttled: HashMap<String, RateFault>,
     /// Operation name or `*` -> rate of 503 responses.
@@ -849,6 +851,7 @@ async fn handle(
         let mut faults = lock(&shared.faults);
         faults.trust_policies.clear();
         faults.role_policies.clear();
+        faults.user_policies.clear();
     }
     if parts.status.is_success()
         && matches!(
@@ -1353,9 +1356,11 @@ fn role_of(arn: &str) -> String {
 /// Refuses what AWS's IAM would refuse: AssumeRole into a role that does not exist or
 /// whose trust policy does not let the caller in (principal, and the `sts:ExternalId`,
 /// `aws:PrincipalArn` and `aws:PrincipalAccount` conditions of `StringEquals` and
-/// `StringLike`); any call of a role session that the role's identity policies do not
-/// allow (actions and resources, with wildcards; Deny wins). IAM users' keys act as
-/// administrators. GetCallerIdentity is never refused, as on AWS.
+/// `StringLike`); any call that the caller's identity policies do not allow (actions and
+/// resources, with wildcards; Deny wins): a role session's, and an IAM user's that moto
+/// holds. An AssumeRole in the caller's own account needs no identity policy when the
+/// trust policy names the caller itself. Keys of no IAM user (the tests' own) act as the
+/// organization's administrators. GetCallerIdentity is never refused, as on AWS.
 async fn iam_refusal(
     shared: &Shared,
     parts: &hyper::http::request::Parts,
@@ -1363,7 +1368,7 @@ async fn iam_refusal(
     account: Option<&str>,
 ) -> Option<Response<Body>> {
     let caller_account = account?;
-    if call.operation == "GetCallerIdentity" {
+    if call.operation == "GetCallerIdentity" || call.service.is_empty() {
         return None;
     }
     let key = call.access_key_id.clone()?;
@@ -1377,9 +1382,6 @@ async fn iam_refusal(
         Some(role) => role.clone(),
         None => caller_arn(&upstream, &key).await?,
     };
-    if call.service.is_empty() {
-        return None;
-    }
     let action = format!("{}:{}", call.service, call.operation);
     let resource = call.role_arn.clone().unwrap_or_else(|| "*".to_owned());
     let deny = |message: String| {
@@ -1395,49 +1397,39 @@ async fn iam_refusal(
     let administrator = session_role
         .as_deref()
         .is_some_and(|role| role.ends_with(":role/OrganizationAccountAccessRole"));
-    if let Some(role) = session_role.as_ref().filter(|_| !administrator) {
-        let policies = role_policies(shared, parts, role).await;
-        if !identity_allows(&policies, &action, &resource) {
-            return deny(format!(
-                "User: {caller_arn} is not authorized to perform: {action} on resource: \
-                 {resource} because no identity-based policy allows the {action} action"
-            ));
-        }
-    }
+    let identity_ok = match &session_role {
+        Some(_) if administrator => true,
+        Some(role) => identity_allows(
+            &role_policies(shared, parts, role).await,
+            &action,
+            &resource,
+        ),
+        None if is_user(&caller_arn) => match user_policies(shared, parts, &caller_arn).await {
+            Some(policies) => identity_allows(&policies, &action, &resource),
+            None => true,
+        },
+        None => true,
+    };
+    let identity_denied = || {
+        deny(format!(
+            "User: {caller_arn} is not authorized to perform: {action} on resource: \
+             {resource} because no identity-based policy allows the {action} action"
+        ))
+    };
     if call.operation != "AssumeRole" {
-        return None;
+        return if identity_ok { None } else { identity_denied() };
     }
     let target = call.role_arn.as_deref()?;
     let target_account = call.target_account.as_deref()?;
-    let role_name = target.rsplit('/').next()?;
-    let as_target = Upstream {
-        shared,
-        parts,
-        account: Some(target_account),
-    };
-    let cached = lock(&shared.faults).trust_policies.get(target).cloned();
-    let trust = match cached {
-        Some(trust) => trust,
-        None => {
-            let answer = as_target
-                .call(
-                    "iam",
-                    None,
-                    format!("Action=GetRole&Version=2010-05-08&RoleName={role_name}"),
-                )
-                .await
-                .unwrap_or_default();
-            let trust = xml_value(answer.as_bytes(), "AssumeRolePolicyDocument")
-                .and_then(|raw| policy_document(&raw));
-            // A role that does not exist yet may be made later: ask again then.
-            if trust.is_some() {
-                lock(&shared.faults)
-                    .trust_policies
-                    .insert(target.to_owned(), trust.clone());
-            }
-            trust
-        }
-    };
+    let trust = trust_policy(shared, parts, target, target_account).await;
+    let names_caller = trust
+        .as_ref()
+        .is_some_and(|trust| trust_names(trust, &caller_arn));
+    // Within one account, a trust policy naming the caller itself is enough.
+    let trusted_alone = target_account == caller_account && names_caller;
+    if !(identity_ok || trusted_alone) {
+        return identity_denied();
+    }
     let allowed = trust.as_ref().is_some_and(|trust| {
         trust_allows(
             trust,
@@ -1452,6 +1444,59 @@ async fn iam_refusal(
     deny(format!(
         "User: {caller_arn} is not authorized to perform: sts:AssumeRole on resource: {target}"
     ))
+}
+
+/// The trust policy of role `target` in `account`, read at the role's first use; `None`
+/// when the role does not exist.
+async fn trust_policy(
+    shared: &Shared,
+    parts: &hyper::http::request::Parts,
+    target: &str,
+    account: &str,
+) -> Option<serde_json::Value> {
+    if let Some(cached) = lock(&shared.faults).trust_policies.get(target).cloned() {
+        return cached;
+    }
+    let role_name = target.rsplit('/').next()?;
+    let as_target = Upstream {
+        shared,
+        parts,
+        account: Some(account),
+    };
+    let answer = as_target
+        .call(
+            "iam",
+            None,
+            format!("Action=GetRole&Version=2010-05-08&RoleName={role_name}"),
+        )
+        .await
+        .unwrap_or_default();
+    let trust = xml_value(answer.as_bytes(), "AssumeRolePolicyDocument")
+        .and_then(|raw| policy_document(&raw));
+    // A role that does not exist yet may be made later: ask again then.
+    if trust.is_some() {
+        lock(&shared.faults)
+            .trust_policies
+            .insert(target.to_owned(), trust.clone());
+    }
+    trust
+}
+
+/// Whether `arn` is an IAM user's (`arn:aws:iam::<account>:user/<name>`).
+fn is_user(arn: &str) -> bool {
+    arn.contains(":iam::") && arn.contains(":user/")
+}
+
+/// Whether an Allow statement of `trust` names `caller` (or, for a role session, its role)
+/// itself, rather than its account.
+fn trust_names(trust: &serde_json::Value, caller: &str) -> bool {
+    let role = role_of(caller);
+    one_or_many_statements(&trust["Statement"]).iter().any(|s| {
+        s["Effect"].as_str() == Some("Allow")
+            && strings(&s["Principal"]["AWS"])
+                .iter()
+                .any(|p| *p == caller || *p == role)
+    })
 }
 
 /// The ARN an IAM user's key acts as, as GetCallerIdentity names it (cached).
@@ -1520,6 +1565,60 @@ async fn role_policies(
     lock(&shared.faults)
         .role_policies
         .insert(role.to_owned(), policies.clone());
+    policies
+}
+
+/// The inline policies of IAM user `user` (`arn:…:iam::<account>:user/<name>`), as IAM
+/// holds them; `None` when IAM holds no such user.
+async fn user_policies(
+    shared: &Shared,
+    parts: &hyper::http::request::Parts,
+    user: &str,
+) -> Option<Vec<serde_json::Value>> {
+    if let Some(known) = lock(&shared.faults).user_policies.get(user) {
+        return known.clone();
+    }
+    let account = user.split(':').nth(4)?;
+    let name = user.rsplit('/').next().unwrap_or_default();
+    let upstream = Upstream {
+        shared,
+        parts,
+        account: Some(account),
+    };
+    let listed = upstream
+        .call(
+            "iam",
+            None,
+            format!("Action=ListUserPolicies&Version=2010-05-08&UserName={name}"),
+        )
+        .await
+        .unwrap_or_default();
+    let policies = if listed.contains("<ListUserPoliciesResult") {
+        let mut policies = Vec::new();
+        for policy in xml_values(&listed, "member") {
+            let answer = upstream
+                .call(
+                    "iam",
+                    None,
+                    format!(
+                        "Action=GetUserPolicy&Version=2010-05-08&UserName={name}&PolicyName={policy}"
+                    ),
+                )
+                .await
+                .unwrap_or_default();
+            if let Some(document) =
+                xml_value(answer.as_bytes(), "PolicyDocument").and_then(|raw| policy_document(&raw))
+            {
+                policies.push(document);
+            }
+        }
+        Some(policies)
+    } else {
+        None
+    };
+    lock(&shared.faults)
+        .user_policies
+        .insert(user.to_owned(), policies.clone());
     policies
 }
 

@@ -32,7 +32,66 @@ pub async fn deploy_managing_role(
     member_role: &str,
     edit: impl FnOnce(&mut serde_json::Value),
 ) {
-    deploy_managing_role_with(bed, &bed.sdk_config(), external_id, member_role, edit).await;
+    let principal = base_principal(bed).await;
+    deploy_managing_role_trusting(bed, &principal, external_id, member_role, edit).await;
+}
+
+/// Like [`deploy_managing_role`], trusting `principal` (the ARN the operator acts as).
+pub async fn deploy_managing_role_trusting(
+    bed: &AwsBed,
+    principal: &str,
+    external_id: &str,
+    member_role: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) {
+    let template = managing_role_template(principal, external_id, member_role, edit);
+    create_stack(&bed.sdk_config(), "orgconnect", &template.to_string()).await;
+}
+
+/// Creates IAM user `name` with the inline identity policy `policy`, acting as `admin` (an
+/// administrator of the user's account), and gives it access keys the proxy holds: the
+/// user's ARN and keys.
+pub async fn create_user(
+    bed: &AwsBed,
+    admin: &aws_config::SdkConfig,
+    account: &str,
+    name: &str,
+    policy: &serde_json::Value,
+) -> (String, aws_sdk_sts::config::Credentials) {
+    let iam = aws_sdk_iam::Client::new(admin);
+    let user = iam
+        .create_user()
+        .user_name(name)
+        .send()
+        .await
+        .expect("CreateUser")
+        .user
+        .expect("the user");
+    iam.put_user_policy()
+        .user_name(name)
+        .policy_name("orgconnect")
+        .policy_document(policy.to_string())
+        .send()
+        .await
+        .expect("PutUserPolicy");
+    let key = iam
+        .create_access_key()
+        .user_name(name)
+        .send()
+        .await
+        .expect("CreateAccessKey")
+        .access_key
+        .expect("the key");
+    bed.proxy
+        .map_principal(key.access_key_id(), key.secret_access_key(), account);
+    let credentials = aws_sdk_sts::config::Credentials::new(
+        key.access_key_id(),
+        key.secret_access_key(),
+        None,
+        None,
+        "orgconnect-tests",
+    );
+    (user.arn().to_owned(), credentials)
 }
 
 /// Like [`deploy_managing_role`], into member account `account` (a delegated
@@ -119,16 +178,28 @@ async fn deploy_managing_role_with(
     member_role: &str,
     edit: impl FnOnce(&mut serde_json::Value),
 ) {
-    let principal = orgconnect::aws::arn::trust_principal(&base_principal(bed).await);
+    let principal = base_principal(bed).await;
+    let template = managing_role_template(&principal, external_id, member_role, edit);
+    create_stack(config, "orgconnect", &template.to_string()).await;
+}
+
+/// The managing-role template trusting `principal` with `external_id`, reaching members
+/// through `member_role`, with the StackSet permissions, after `edit`.
+fn managing_role_template(
+    principal: &str,
+    external_id: &str,
+    member_role: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> serde_json::Value {
     let mut template = managing_role(&ManagingRoleOptions {
-        principal: Some(principal),
+        principal: Some(orgconnect::aws::arn::trust_principal(principal)),
         external_id: Some(external_id.to_owned()),
         member_role_name: Some(member_role.to_owned()),
         stack_set: true,
         ..ManagingRoleOptions::default()
     });
     edit(&mut template);
-    create_stack(config, "orgconnect", &template.to_string()).await;
+    template
 }
 
 /// Creates stack `name` from `body` with CloudFormation and asserts it completed.

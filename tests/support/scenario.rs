@@ -9,7 +9,7 @@ use orgconnect::controller::Settings;
 use orgconnect::api::connection::DEFAULT_ROLE_NAME;
 
 use super::aws::AwsBed;
-use super::iam::{deploy_managing_role, deploy_template};
+use super::iam::{base_principal, create_user, deploy_managing_role_trusting, deploy_template};
 use super::kube::{KUBECONFIG_ENV, TestNamespace};
 use super::operator::{
     RunningOperator, apply_connection, in_namespace, managing_role, start, wait_condition,
@@ -32,6 +32,9 @@ enum Operator {
     Base,
     /// Keys of no account: only a Secret's keys reach the organization.
     Outsider,
+    /// An IAM user of an account of its own (as an operator runs outside the
+    /// organization), with this inline identity policy; the managing role trusts it.
+    User(serde_json::Value),
 }
 
 type TemplateEdit<'a> = Box<dyn FnOnce(&mut serde_json::Value) + 'a>;
@@ -85,6 +88,13 @@ impl<'a> Setup<'a> {
         self
     }
 
+    /// The operator runs as an IAM user of another account whose only identity policy is
+    /// `policy`; the managing role trusts that user.
+    pub fn operator_user(mut self, policy: serde_json::Value) -> Self {
+        self.operator = Operator::User(policy);
+        self
+    }
+
     /// Programs the proxy or changes the operator's settings before it starts.
     pub fn prepare(mut self, prepare: impl FnOnce(&AwsBed, &mut Settings) + 'a) -> Self {
         self.prepare = Some(Box::new(prepare));
@@ -94,12 +104,30 @@ impl<'a> Setup<'a> {
     pub async fn start(self) -> Scenario {
         let bed = AwsBed::new().await;
         let org = seed(&bed.sdk_config(), self.spec).await;
+        let (identity, principal): (Credentials, String) = match self.operator {
+            Operator::Base => (bed.credentials.clone(), base_principal(&bed).await),
+            Operator::Outsider => (bed.unmapped_credentials(), base_principal(&bed).await),
+            Operator::User(policy) => {
+                let (account, admin) = bed.add_principal();
+                let admin = bed.sdk_config_with(admin);
+                let (arn, keys) =
+                    create_user(&bed, &admin, &account, "orgconnect-operator", &policy).await;
+                (keys, arn)
+            }
+        };
         let mut external_id = String::new();
         if self.strict {
             if self.deploy_role {
                 external_id = format!("ext-{}", super::unique_suffix());
                 let edit = self.edit.unwrap_or_else(|| Box::new(|_| {}));
-                deploy_managing_role(&bed, &external_id, &self.member_role, edit).await;
+                deploy_managing_role_trusting(
+                    &bed,
+                    &principal,
+                    &external_id,
+                    &self.member_role,
+                    edit,
+                )
+                .await;
             }
             bed.proxy.enforce_iam();
         }
@@ -108,10 +136,6 @@ impl<'a> Setup<'a> {
         if let Some(prepare) = self.prepare {
             prepare(&bed, &mut settings);
         }
-        let identity: Credentials = match self.operator {
-            Operator::Base => bed.credentials.clone(),
-            Operator::Outsider => bed.unmapped_credentials(),
-        };
         let operator = start(ns.client.clone(), bed.operator_config(identity), settings);
         Scenario {
             bed,
