@@ -18,7 +18,7 @@ use orgconnect::api::{
 };
 use support::aws::AwsBed;
 use support::eventually;
-use support::iam::deploy_managing_role;
+use support::iam::{delete_role, deploy_managing_role};
 use support::kube::TestNamespace;
 use support::operator::{
     apply_connection, create_key_secret, in_namespace, managing_role, members, start,
@@ -151,7 +151,8 @@ async fn runs_on_demand_with_a_working_aws_config_then_incrementally_and_prunes_
     let mut ids = org.member_accounts().map(|a| a.id.clone());
     let blocked = ids.next().expect("account");
     let connected: Vec<String> = ids.collect();
-    bed.proxy.deny_assume_role([blocked.clone()]);
+    // An account without its member role.
+    delete_role(&bed, &blocked, "OrganizationAccountAccessRole").await;
     // The strict bed: the managing role from its template trusts the Secret's keys.
     let external_id = format!("ext-{}", support::unique_suffix());
     deploy_managing_role(&bed, &external_id, "OrganizationAccountAccessRole", |_| {}).await;
