@@ -273,6 +273,8 @@ fn template(args: TemplateArgs) -> Result<(), Box<dyn std::error::Error>> {
                 || connection
                     .as_ref()
                     .is_some_and(|c| c.spec.stack_set.enabled),
+            role_name: role.as_ref().map(|r| r.role_name().to_owned()),
+            role_path: role.as_ref().map(orgconnect::aws::arn::RoleArn::path),
         }),
         TemplateKind::MemberStackset => member_role(&MemberRoleOptions {
             policy,
@@ -281,7 +283,8 @@ fn template(args: TemplateArgs) -> Result<(), Box<dyn std::error::Error>> {
                 .or_else(|| role.as_ref().map(|r| r.account_id.clone())),
             managing_role_name: args
                 .managing_role
-                .or_else(|| role.as_ref().map(|r| r.name.clone())),
+                .or_else(|| role.as_ref().map(|r| r.role_name().to_owned())),
+            managing_role_path: role.as_ref().map(orgconnect::aws::arn::RoleArn::path),
             member_role_name: args.member_role,
         }),
     };

@@ -24,6 +24,9 @@ pub struct ManagingRoleOptions {
     pub member_role_name: Option<String>,
     /// Also grant what an operator-managed StackSet (`spec.stackSet.enabled`) needs.
     pub stack_set: bool,
+    /// The role's name (default `orgconnect`) and IAM path (default `/`).
+    pub role_name: Option<String>,
+    pub role_path: Option<String>,
 }
 
 /// What the member-role template is filled with.
@@ -31,7 +34,9 @@ pub struct ManagingRoleOptions {
 pub struct MemberRoleOptions {
     pub policy: AccessPolicy,
     pub managing_account_id: Option<String>,
+    /// The managing role's name and IAM path (`/` when it has none).
     pub managing_role_name: Option<String>,
+    pub managing_role_path: Option<String>,
     pub member_role_name: Option<String>,
 }
 
@@ -119,13 +124,12 @@ fn level_name(policy: AccessPolicy) -> &'static str {
 
 /// The AWS Organizations calls discovery makes, which a delegation policy must allow a
 /// delegated administrator.
-pub const DISCOVERY_ACTIONS: [&str; 6] = [
+pub const DISCOVERY_ACTIONS: [&str; 5] = [
     "organizations:DescribeOrganization",
     "organizations:ListRoots",
     "organizations:ListOrganizationalUnitsForParent",
     "organizations:ListChildren",
     "organizations:ListAccounts",
-    "organizations:ListAccountsForParent",
 ];
 
 /// The resource-based delegation policy that lets the managing role `role_arn`, in a
@@ -167,6 +171,7 @@ fn stack_set_statement() -> Value {
 
 const ARN_PATTERN: &str = "^arn:aws[a-z-]*:(iam|sts)::[0-9]{12}:.+$";
 const ROLE_NAME_PATTERN: &str = "^[A-Za-z0-9_+=,.@-]{1,64}$";
+const ROLE_PATH_PATTERN: &str = "^/([A-Za-z0-9_+=,.@-]+/)*$";
 
 /// The managing-account role: trusted by the operator's principal with the ExternalId,
 /// allowed to read the organization, assume the member role in its accounts, and read
@@ -180,14 +185,18 @@ pub fn managing_role(options: &ManagingRoleOptions) -> Value {
         json!({
             "Sid": "ReadOrganization",
             "Effect": "Allow",
-            "Action": ["organizations:Describe*", "organizations:List*"],
+            "Action": DISCOVERY_ACTIONS,
             "Resource": "*",
         }),
+        // Member roles of this organization only: a role of the same name elsewhere that
+        // trusts this one cannot be reached with the ExternalId-protected session.
         json!({
             "Sid": "ReachMemberAccounts",
             "Effect": "Allow",
             "Action": "sts:AssumeRole",
             "Resource": { "Fn::Sub": "arn:${AWS::Partition}:iam::*:role/${MemberRoleName}" },
+            // An IAM policy variable, resolved by IAM (CloudFormation leaves a plain string).
+            "Condition": { "StringEquals": { "aws:ResourceOrgID": "${aws:PrincipalOrgID}" } },
         }),
     ];
     if options.stack_set {
@@ -211,7 +220,16 @@ pub fn managing_role(options: &ManagingRoleOptions) -> Value {
                 options.external_id.as_deref(),
                 "^[A-Za-z0-9_+=,.@:/-]{2,1224}$",
             ),
-            "RoleName": parameter("Name of the role to create", Some(DEFAULT_MANAGING_ROLE), ROLE_NAME_PATTERN),
+            "RoleName": parameter(
+                "Name of the role to create",
+                Some(options.role_name.as_deref().unwrap_or(DEFAULT_MANAGING_ROLE)),
+                ROLE_NAME_PATTERN,
+            ),
+            "RolePath": parameter(
+                "IAM path of the role to create (/ for none, else /team/)",
+                Some(options.role_path.as_deref().unwrap_or("/")),
+                ROLE_PATH_PATTERN,
+            ),
             "MemberRoleName": parameter(
                 "Role the operator assumes in member accounts",
                 Some(member_role),
@@ -223,6 +241,7 @@ pub fn managing_role(options: &ManagingRoleOptions) -> Value {
                 "Type": "AWS::IAM::Role",
                 "Properties": {
                     "RoleName": { "Ref": "RoleName" },
+                    "Path": { "Ref": "RolePath" },
                     "Description": "Assumed by the orgconnect operator",
                     "MaxSessionDuration": 3600,
                     "AssumeRolePolicyDocument": policy_document(vec![json!({
@@ -267,6 +286,11 @@ pub fn member_role(options: &MemberRoleOptions) -> Value {
                 Some(options.managing_role_name.as_deref().unwrap_or(DEFAULT_MANAGING_ROLE)),
                 ROLE_NAME_PATTERN,
             ),
+            "ManagingRolePath": parameter(
+                "The IAM path of the orgconnect role (/ for none, else /team/)",
+                Some(options.managing_role_path.as_deref().unwrap_or("/")),
+                ROLE_PATH_PATTERN,
+            ),
             "RoleName": parameter(
                 "Name of the member role (the connection's memberAccess.roleName)",
                 Some(options.member_role_name.as_deref().unwrap_or(DEFAULT_MEMBER_ROLE)),
@@ -283,7 +307,7 @@ pub fn member_role(options: &MemberRoleOptions) -> Value {
                     "AssumeRolePolicyDocument": policy_document(vec![json!({
                         "Effect": "Allow",
                         "Principal": { "AWS": {
-                            "Fn::Sub": "arn:${AWS::Partition}:iam::${ManagingAccountId}:role/${ManagingRoleName}"
+                            "Fn::Sub": "arn:${AWS::Partition}:iam::${ManagingAccountId}:role${ManagingRolePath}${ManagingRoleName}"
                         } },
                         "Action": "sts:AssumeRole",
                     })]),
@@ -378,8 +402,24 @@ mod tests {
         );
         assert_well_formed(&role["Policies"][0]["PolicyDocument"], false);
         let granted = actions(&statements(&template, "OrgconnectRole"));
-        assert!(granted.contains(&"organizations:List*".to_owned()));
+        for action in DISCOVERY_ACTIONS {
+            assert!(granted.contains(&action.to_owned()), "{action}");
+        }
+        assert!(
+            !granted
+                .iter()
+                .any(|a| a.ends_with('*') && a.starts_with("organizations:")),
+            "only the Organizations calls the operator makes: {granted:?}"
+        );
         assert!(granted.contains(&"sts:AssumeRole".to_owned()));
+        let reach = &statements(&template, "OrgconnectRole")
+            .into_iter()
+            .find(|s| s["Sid"] == "ReachMemberAccounts")
+            .expect("the member-role statement");
+        assert_eq!(
+            reach["Condition"]["StringEquals"]["aws:ResourceOrgID"], "${aws:PrincipalOrgID}",
+            "member roles of the caller's own organization only"
+        );
         assert!(
             !granted.contains(&"ec2:StopInstances".to_owned()),
             "DataOnly cannot stop instances"
@@ -422,7 +462,10 @@ mod tests {
             let principal = trust["Statement"][0]["Principal"]["AWS"]["Fn::Sub"]
                 .as_str()
                 .expect("principal");
-            assert!(principal.contains("${ManagingAccountId}:role/${ManagingRoleName}"));
+            assert!(
+                principal
+                    .contains("${ManagingAccountId}:role${ManagingRolePath}${ManagingRoleName}")
+            );
         }
     }
 

@@ -125,6 +125,7 @@ async fn ten_reconciles_assume_the_managing_role_once_and_write_nothing() {
         org,
         ns,
         operator,
+        ..
     } = Scenario::start("quiet", &OrgSpec::flat(3)).await;
     let connections: Api<AwsOrgConnection> = ns.api();
     apply_connection(
@@ -226,6 +227,7 @@ async fn a_member_account_role_or_an_account_without_an_organization_is_not_disc
         org,
         ns,
         operator: _operator,
+        ..
     } = Scenario::start("not-managing", &OrgSpec::flat(2)).await;
     let connections: Api<AwsOrgConnection> = ns.api();
 
@@ -289,6 +291,7 @@ async fn a_wrong_external_id_is_denied_with_the_trust_statement_and_recovers_whe
         org,
         ns,
         operator: _operator,
+        ..
     } = Scenario::start("extid", &OrgSpec::flat(2)).await;
     let connections: Api<AwsOrgConnection> = ns.api();
     let role = managing_role(&org.managing_account_id);
@@ -742,6 +745,7 @@ async fn deleting_the_connection_removes_its_member_accounts() {
         org,
         ns,
         operator: _operator,
+        ..
     } = Scenario::start("revoke", &OrgSpec::flat(4)).await;
     let connections: Api<AwsOrgConnection> = ns.api();
     let member_api: Api<MemberAccount> = ns.api();

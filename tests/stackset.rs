@@ -317,6 +317,7 @@ async fn changed_ous_and_regions_move_the_stack_instances() {
         org,
         ns,
         operator: _operator,
+        ..
     } = Scenario::build(
         "stackset-targets",
         &OrgSpec {
@@ -442,6 +443,7 @@ async fn an_unreachable_aws_holds_the_revoke_until_skipped() {
         org,
         ns,
         operator,
+        ..
     } = Scenario::build("revoke-skip", &OrgSpec::flat(1))
         .member_role(MEMBER_ROLE)
         .start()
@@ -576,4 +578,77 @@ async fn a_managing_role_without_a_stack_set_action_is_refused_naming_it() {
         scenario.bed.proxy.iam_denials()
     );
     assert_eq!(scenario.bed.proxy.calls("CreateStackInstances"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_managing_role_with_a_path_deploys_the_stack_set_and_reaches_every_member() {
+    let scenario = Scenario::build("stackset-path", &OrgSpec::flat(2))
+        .member_role(MEMBER_ROLE)
+        .managing_role_path("/platform/")
+        .start()
+        .await;
+    assert!(scenario.role().ends_with(":role/platform/orgconnect"));
+    scenario
+        .connect(
+            "acme",
+            serde_json::json!({
+                "memberAccess": { "roleName": MEMBER_ROLE },
+                "stackSet": { "enabled": true },
+            }),
+        )
+        .await;
+    let ready = wait_condition(
+        &scenario.connections(),
+        "acme",
+        ConditionType::StackSetReady,
+        ConditionStatus::True,
+        "Deployed",
+    )
+    .await;
+    let name = ready
+        .status
+        .and_then(|s| s.stack_set)
+        .expect("stack set status")
+        .name;
+    let described = aws_sdk_cloudformation::Client::new(&scenario.bed.sdk_config())
+        .describe_stack_set()
+        .stack_set_name(&name)
+        .call_as(CallAs::SelfValue)
+        .send()
+        .await
+        .expect("the StackSet")
+        .stack_set
+        .expect("stack set");
+    let parameter = |key: &str| {
+        described
+            .parameters()
+            .iter()
+            .find(|p| p.parameter_key() == Some(key))
+            .and_then(|p| p.parameter_value())
+            .map(str::to_owned)
+    };
+    assert_eq!(parameter("ManagingRoleName").as_deref(), Some("orgconnect"));
+    assert_eq!(parameter("ManagingRolePath").as_deref(), Some("/platform/"));
+    // The member role the StackSet made trusts the pathed managing role: every member is
+    // reached through it.
+    eventually(
+        "every account Connected",
+        Duration::from_secs(60),
+        || async {
+            let listed = members(&scenario.members()).await;
+            (listed.len() == 3
+                && listed
+                    .iter()
+                    .all(|m| phase(m) == Some(MemberPhase::Connected)))
+            .then_some(())
+        },
+    )
+    .await;
+    // Before the StackSet the member roles did not exist; never did the managing role's
+    // own policy (its organization scope included) refuse a member role.
+    let denials = scenario.bed.proxy.iam_denials();
+    assert!(
+        !denials.iter().any(|d| d.contains("identity-based policy")),
+        "{denials:?}"
+    );
 }

@@ -84,7 +84,7 @@ async fn a_trust_policy_naming_another_external_id_is_denied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_template_without_an_action_fails_with_a_reason_naming_it() {
     let scenario = Scenario::build("strict-action", &OrgSpec::flat(2))
-        .template(|template| without_action(template, "organizations:List*"))
+        .template(|template| without_action(template, "organizations:ListRoots"))
         .start()
         .await;
     scenario.connect("acme", serde_json::json!({})).await;

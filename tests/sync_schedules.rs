@@ -409,6 +409,7 @@ async fn a_scheduled_slot_starts_one_job_named_for_its_slot() {
         org,
         ns,
         operator: _operator,
+        ..
     } = Scenario::start("cron", &OrgSpec::flat(1)).await;
     connect_acme(&ns, &org, &external_id, 2).await;
     let schedules: Api<SyncSchedule> = ns.api();
@@ -453,6 +454,7 @@ async fn revoking_a_connection_removes_its_sync_runs_and_its_schedules_say_so() 
         org,
         ns,
         operator: _operator,
+        ..
     } = Scenario::start("sync-revoke", &OrgSpec::flat(2)).await;
     let (connections, member_api) = connect_acme(&ns, &org, &external_id, 3).await;
     let schedules: Api<SyncSchedule> = ns.api();
@@ -594,6 +596,7 @@ async fn runs_take_only_the_selected_accounts_and_are_skipped_when_none_is_conne
         org,
         ns,
         operator: _operator,
+        ..
     } = Scenario::start("selector", &OrgSpec::flat(3)).await;
     let (_, member_api) = connect_acme(&ns, &org, &external_id, 4).await;
     let schedules: Api<SyncSchedule> = ns.api();

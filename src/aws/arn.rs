@@ -84,6 +84,19 @@ impl fmt::Display for RoleArn {
 }
 
 impl RoleArn {
+    /// The role's name: the last segment of `name`.
+    pub fn role_name(&self) -> &str {
+        self.name.rsplit('/').next().unwrap_or(&self.name)
+    }
+
+    /// The role's IAM path: `/` when it has none, else `/team/` for `role/team/x`.
+    pub fn path(&self) -> String {
+        match self.name.rsplit_once('/') {
+            Some((path, _)) => format!("/{path}/"),
+            None => "/".to_owned(),
+        }
+    }
+
     /// The role `role_name` in `account_id`, in this ARN's partition: how a member role is
     /// reached from the managing role.
     pub fn sibling(&self, account_id: &str, role_name: &str) -> RoleArn {
@@ -170,6 +183,24 @@ pub fn partition_of_region(region: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_role_with_a_path_has_its_name_and_path_apart() {
+        let plain: RoleArn = "arn:aws:iam::111122223333:role/orgconnect"
+            .parse()
+            .expect("arn");
+        assert_eq!(
+            (plain.role_name(), plain.path().as_str()),
+            ("orgconnect", "/")
+        );
+        let nested: RoleArn = "arn:aws:iam::111122223333:role/platform/team/orgconnect"
+            .parse()
+            .expect("arn");
+        assert_eq!(
+            (nested.role_name(), nested.path().as_str()),
+            ("orgconnect", "/platform/team/")
+        );
+    }
 
     #[test]
     fn parses_role_arns_in_every_partition() {

@@ -654,8 +654,7 @@ async fn discovery_failed(pass: &mut Pass<'_>, failure: AwsFailure) -> Duration 
             "DiscoveryDenied",
             format!(
                 "the managing role may not call organizations:{} ({failure}); its policy must \
-                 allow {} (`orgconnect template managing-role` grants organizations:Describe* and \
-                 organizations:List*)",
+                 allow {} (`orgconnect template managing-role` grants exactly these)",
                 failure.operation,
                 crate::templates::DISCOVERY_ACTIONS.join(", ")
             ),

@@ -51,7 +51,8 @@ pub fn desired(connection: &AwsOrgConnection, root_id: &str) -> Option<DesiredSt
     let template = member_role(&MemberRoleOptions {
         policy: connection.spec.access_policy,
         managing_account_id: Some(managing.account_id.clone()),
-        managing_role_name: Some(managing.name.clone()),
+        managing_role_name: Some(managing.role_name().to_owned()),
+        managing_role_path: Some(managing.path()),
         member_role_name: Some(connection.spec.member_access.role_name.clone()),
     });
     Some(DesiredStackSet {
@@ -59,7 +60,11 @@ pub fn desired(connection: &AwsOrgConnection, root_id: &str) -> Option<DesiredSt
         template_body: serde_json::to_string(&template).ok()?,
         parameters: vec![
             ("ManagingAccountId".to_owned(), managing.account_id.clone()),
-            ("ManagingRoleName".to_owned(), managing.name.clone()),
+            (
+                "ManagingRoleName".to_owned(),
+                managing.role_name().to_owned(),
+            ),
+            ("ManagingRolePath".to_owned(), managing.path()),
             (
                 "RoleName".to_owned(),
                 connection.spec.member_access.role_name.clone(),

@@ -20,7 +20,7 @@
 //! Sockets on both sides set TCP_NODELAY: without it every call waits ~40 ms for delayed
 //! ACKs.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -121,6 +121,8 @@ struct Faults {
     trust_policies: HashMap<String, Option<serde_json::Value>>,
     /// IAM user ARN -> its inline identity policies (`None`: IAM holds no such user).
     user_policies: HashMap<String, Option<Vec<serde_json::Value>>>,
+    /// Account -> the organization it belongs to (`None`: none).
+    organization_of: HashMap<String, Option<String>>,
     /// Operation name (`ListAccounts`, `AssumeRole`, ...) or `*` -> throttling rate.
     throttled: HashMap<String, RateFault>,
     /// Operation name or `*` -> rate of 503 responses.
@@ -1397,18 +1399,19 @@ async fn iam_refusal(
     let administrator = session_role
         .as_deref()
         .is_some_and(|role| role.ends_with(":role/OrganizationAccountAccessRole"));
-    let identity_ok = match &session_role {
-        Some(_) if administrator => true,
-        Some(role) => identity_allows(
-            &role_policies(shared, parts, role).await,
-            &action,
-            &resource,
-        ),
-        None if is_user(&caller_arn) => match user_policies(shared, parts, &caller_arn).await {
-            Some(policies) => identity_allows(&policies, &action, &resource),
-            None => true,
-        },
+    let policies = match &session_role {
+        Some(_) if administrator => None,
+        Some(role) => Some(role_policies(shared, parts, role).await),
+        None if is_user(&caller_arn) => user_policies(shared, parts, &caller_arn).await,
+        None => None,
+    };
+    let identity_ok = match &policies {
         None => true,
+        Some(policies) => {
+            let context =
+                request_context(shared, parts, call, caller_account, &caller_arn, policies).await;
+            identity_allows(policies, &action, &resource, &context)
+        }
     };
     let identity_denied = || {
         deny(format!(
@@ -1444,6 +1447,73 @@ async fn iam_refusal(
     deny(format!(
         "User: {caller_arn} is not authorized to perform: sts:AssumeRole on resource: {target}"
     ))
+}
+
+/// The condition keys an identity policy of the caller is evaluated against: the
+/// principal's account, ARN and organization, and for AssumeRole the role's account and
+/// organization. Organizations are looked up only when a policy names one.
+async fn request_context(
+    shared: &Shared,
+    parts: &hyper::http::request::Parts,
+    call: &Call,
+    caller_account: &str,
+    caller_arn: &str,
+    policies: &[serde_json::Value],
+) -> Context {
+    let mut context = Context::from([
+        ("aws:principalaccount".to_owned(), caller_account.to_owned()),
+        ("aws:principalarn".to_owned(), role_of(caller_arn)),
+    ]);
+    if let Some(target) = &call.target_account {
+        context.insert("aws:resourceaccount".to_owned(), target.clone());
+    }
+    let names_org = policies
+        .iter()
+        .any(|p| p.to_string().to_lowercase().contains("orgid"));
+    if !names_org {
+        return context;
+    }
+    if let Some(org) = organization_of(shared, parts, caller_account).await {
+        context.insert("aws:principalorgid".to_owned(), org);
+    }
+    if let Some(target) = &call.target_account
+        && let Some(org) = organization_of(shared, parts, target).await
+    {
+        context.insert("aws:resourceorgid".to_owned(), org);
+    }
+    context
+}
+
+/// The organization account `account` belongs to, if any (cached).
+async fn organization_of(
+    shared: &Shared,
+    parts: &hyper::http::request::Parts,
+    account: &str,
+) -> Option<String> {
+    if let Some(known) = lock(&shared.faults).organization_of.get(account) {
+        return known.clone();
+    }
+    let upstream = Upstream {
+        shared,
+        parts,
+        account: Some(account),
+    };
+    let answer = upstream
+        .call(
+            "organizations",
+            Some("AWSOrganizationsV20161128.DescribeOrganization"),
+            "{}".to_owned(),
+        )
+        .await
+        .and_then(|answer| serde_json::from_str::<serde_json::Value>(&answer).ok());
+    let org = answer
+        .as_ref()
+        .and_then(|a| a["Organization"]["Id"].as_str())
+        .map(str::to_owned);
+    lock(&shared.faults)
+        .organization_of
+        .insert(account.to_owned(), org.clone());
+    org
 }
 
 /// The trust policy of role `target` in `account`, read at the role's first use; `None`
@@ -1634,7 +1704,51 @@ fn strings(value: &serde_json::Value) -> Vec<String> {
 }
 
 /// Whether identity `policies` allow `action` on `resource`.
-fn identity_allows(policies: &[serde_json::Value], action: &str, resource: &str) -> bool {
+/// What the conditions of a policy are evaluated against: condition keys (lower case) and
+/// their values for the request at hand.
+type Context = BTreeMap<String, String>;
+
+/// Whether every condition of `statement` holds in `context` (`StringEquals` and
+/// `StringLike`, with `${key}` policy variables in the wanted values). A key the context
+/// lacks fails its condition, as on AWS without `IfExists`.
+fn conditions_hold(statement: &serde_json::Value, context: &Context) -> bool {
+    let Some(conditions) = statement.get("Condition").and_then(|c| c.as_object()) else {
+        return true;
+    };
+    let resolve = |wanted: &str| -> Option<String> {
+        let mut out = wanted.to_owned();
+        while let Some(start) = out.find("${") {
+            let end = start + out[start..].find('}')?;
+            let value = context.get(&out[start + 2..end].to_lowercase())?.clone();
+            out.replace_range(start..=end, &value);
+        }
+        Some(out)
+    };
+    conditions.iter().all(|(operator, keys)| {
+        keys.as_object().is_some_and(|keys| {
+            keys.iter().all(|(key, wanted)| {
+                let Some(value) = context.get(&key.to_lowercase()) else {
+                    return false;
+                };
+                strings(wanted)
+                    .iter()
+                    .filter_map(|w| resolve(w))
+                    .any(|w| match operator.as_str() {
+                        "StringEquals" => w == *value,
+                        "StringLike" => glob_match(&w, value),
+                        _ => false,
+                    })
+            })
+        })
+    })
+}
+
+fn identity_allows(
+    policies: &[serde_json::Value],
+    action: &str,
+    resource: &str,
+    context: &Context,
+) -> bool {
     let matches = |statement: &serde_json::Value| {
         let action_ok = strings(&statement["Action"])
             .iter()
@@ -1642,7 +1756,7 @@ fn identity_allows(policies: &[serde_json::Value], action: &str, resource: &str)
         let resource_ok = strings(&statement["Resource"])
             .iter()
             .any(|p| p == "*" || glob_match(p, resource));
-        action_ok && resource_ok && statement.get("Condition").is_none()
+        action_ok && resource_ok && conditions_hold(statement, context)
     };
     let statements: Vec<serde_json::Value> = policies
         .iter()
@@ -1674,33 +1788,13 @@ fn trust_allows(
             .iter()
             .any(|p| p == "*" || *p == caller || *p == role || *p == root || p == account)
     };
-    let key_value = |key: &str| -> Option<String> {
-        match key.to_lowercase().as_str() {
-            "sts:externalid" => external_id.map(str::to_owned),
-            "aws:principalarn" => Some(role.clone()),
-            "aws:principalaccount" => Some(account.to_owned()),
-            _ => None,
-        }
-    };
-    let conditions_ok = |statement: &serde_json::Value| {
-        let Some(conditions) = statement["Condition"].as_object() else {
-            return true;
-        };
-        conditions.iter().all(|(operator, keys)| {
-            keys.as_object().is_some_and(|keys| {
-                keys.iter().all(|(key, wanted)| {
-                    let Some(value) = key_value(key) else {
-                        return false;
-                    };
-                    strings(wanted).iter().any(|w| match operator.as_str() {
-                        "StringEquals" => *w == value,
-                        "StringLike" => glob_match(w, &value),
-                        _ => false,
-                    })
-                })
-            })
-        })
-    };
+    let mut context = Context::from([
+        ("aws:principalarn".to_owned(), role.clone()),
+        ("aws:principalaccount".to_owned(), account.to_owned()),
+    ]);
+    if let Some(id) = external_id {
+        context.insert("sts:externalid".to_owned(), id.to_owned());
+    }
     let action_ok = |statement: &serde_json::Value| {
         strings(&statement["Action"])
             .iter()
@@ -1708,7 +1802,8 @@ fn trust_allows(
     };
     let statements = one_or_many_statements(&trust["Statement"]);
     let effect = |s: &serde_json::Value| s["Effect"].as_str().unwrap_or_default().to_owned();
-    let applies = |s: &serde_json::Value| principal_ok(s) && action_ok(s) && conditions_ok(s);
+    let applies =
+        |s: &serde_json::Value| principal_ok(s) && action_ok(s) && conditions_hold(s, &context);
     !statements.iter().any(|s| effect(s) == "Deny" && applies(s))
         && statements
             .iter()
@@ -2109,26 +2204,56 @@ mod tests {
               "Resource": "arn:aws:iam::*:role/OrganizationAccountAccessRole" },
         ]});
         let policies = [policy];
+        let none = Context::new();
         assert!(identity_allows(
             &policies,
             "organizations:ListAccounts",
-            "*"
+            "*",
+            &none
         ));
         assert!(!identity_allows(
             &policies,
             "organizations:DescribeOrganization",
-            "*"
+            "*",
+            &none
         ));
         assert!(identity_allows(
             &policies,
             "sts:AssumeRole",
-            "arn:aws:iam::222222222222:role/OrganizationAccountAccessRole"
+            "arn:aws:iam::222222222222:role/OrganizationAccountAccessRole",
+            &none
         ));
         assert!(!identity_allows(
             &policies,
             "sts:AssumeRole",
-            "arn:aws:iam::222222222222:role/Other"
+            "arn:aws:iam::222222222222:role/Other",
+            &none
         ));
+        // The organization scope of the managing-role template, with its policy variable.
+        let scoped = [serde_json::json!({ "Statement": [{
+            "Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*",
+            "Condition": { "StringEquals": { "aws:ResourceOrgID": "${aws:PrincipalOrgID}" } },
+        }]})];
+        let context = |resource_org: &str| {
+            Context::from([
+                ("aws:principalorgid".to_owned(), "o-mine".to_owned()),
+                ("aws:resourceorgid".to_owned(), resource_org.to_owned()),
+            ])
+        };
+        let role = "arn:aws:iam::222222222222:role/X";
+        assert!(identity_allows(
+            &scoped,
+            "sts:AssumeRole",
+            role,
+            &context("o-mine")
+        ));
+        assert!(!identity_allows(
+            &scoped,
+            "sts:AssumeRole",
+            role,
+            &context("o-other")
+        ));
+        assert!(!identity_allows(&scoped, "sts:AssumeRole", role, &none));
         assert_eq!(
             with_service(
                 "AWS4-HMAC-SHA256 Credential=AKIA/20261201/us-east-1/sts/aws4_request, SignedHeaders=host",

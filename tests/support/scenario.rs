@@ -11,12 +11,12 @@ use orgconnect::api::connection::DEFAULT_ROLE_NAME;
 use super::aws::AwsBed;
 use super::iam::{base_principal, create_user, deploy_managing_role_trusting, deploy_template};
 use super::kube::{KUBECONFIG_ENV, TestNamespace};
-use super::operator::{
-    RunningOperator, apply_connection, in_namespace, managing_role, start, wait_condition,
-};
+use super::operator::{RunningOperator, apply_connection, in_namespace, start, wait_condition};
 use super::org::{OrgSpec, SeededOrg, seed};
 
 pub struct Scenario {
+    /// The managing role's IAM path (`/` when it has none).
+    pub role_path: String,
     pub bed: AwsBed,
     /// The ExternalId the managing role's trust policy names; [`Scenario::connect`]
     /// presents it.
@@ -48,6 +48,7 @@ pub struct Setup<'a> {
     strict: bool,
     deploy_role: bool,
     member_role: String,
+    role_path: String,
     operator: Operator,
     edit: Option<TemplateEdit<'a>>,
     prepare: Option<Prepare<'a>>,
@@ -65,6 +66,13 @@ impl<'a> Setup<'a> {
     /// `OrganizationAccountAccessRole`).
     pub fn member_role(mut self, name: &str) -> Self {
         name.clone_into(&mut self.member_role);
+        self
+    }
+
+    /// The managing role's IAM path (default `/`): `/platform/` makes
+    /// `role/platform/orgconnect`.
+    pub fn managing_role_path(mut self, path: &str) -> Self {
+        path.clone_into(&mut self.role_path);
         self
     }
 
@@ -120,12 +128,16 @@ impl<'a> Setup<'a> {
             if self.deploy_role {
                 external_id = format!("ext-{}", super::unique_suffix());
                 let edit = self.edit.unwrap_or_else(|| Box::new(|_| {}));
+                let path = self.role_path.clone();
                 deploy_managing_role_trusting(
                     &bed,
                     &principal,
                     &external_id,
                     &self.member_role,
-                    edit,
+                    |template| {
+                        template["Parameters"]["RolePath"]["Default"] = path.into();
+                        edit(template);
+                    },
                 )
                 .await;
             }
@@ -138,6 +150,7 @@ impl<'a> Setup<'a> {
         }
         let operator = start(ns.client.clone(), bed.operator_config(identity), settings);
         Scenario {
+            role_path: self.role_path,
             bed,
             external_id,
             org,
@@ -159,6 +172,7 @@ impl Scenario {
             strict: true,
             deploy_role: true,
             member_role: DEFAULT_ROLE_NAME.to_owned(),
+            role_path: "/".to_owned(),
             operator: Operator::Base,
             edit: None,
             prepare: None,
@@ -202,7 +216,10 @@ impl Scenario {
 
     /// The managing role of the seeded organization.
     pub fn role(&self) -> String {
-        managing_role(&self.org.managing_account_id)
+        format!(
+            "arn:aws:iam::{}:role{}orgconnect",
+            self.org.managing_account_id, self.role_path
+        )
     }
 
     /// Applies connection `name` to the managing role with the ExternalId its trust policy
