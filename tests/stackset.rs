@@ -361,7 +361,10 @@ async fn changed_ous_and_regions_move_the_stack_instances() {
             "roleArn": managing_role(&org.managing_account_id),
             "externalId": external_id,
             "memberAccess": { "roleName": MEMBER_ROLE },
-            "stackSet": { "enabled": true, "organizationalUnits": [dev], "regions": ["us-east-1"] },
+            "stackSet": {
+                "enabled": true, "organizationalUnits": [dev], "regions": ["us-east-1"],
+                "rollout": { "maxConcurrentPercentage": 50 },
+            },
         }),
     )
     .await;
@@ -426,6 +429,44 @@ async fn changed_ous_and_regions_move_the_stack_instances() {
             .map(|s| s.instances),
         Some(3)
     );
+    // Every operation rolled out as the spec says (AWS's defaults would deploy one
+    // account at a time and stop at the first failure).
+    let created = bed.proxy.stack_set_settings("CreateStackSet");
+    assert_eq!(created.len(), 1);
+    assert_eq!(
+        created[0]
+            .get("ManagedExecution.Active")
+            .map(String::as_str),
+        Some("true")
+    );
+    let operations: Vec<_> = ["CreateStackInstances", "DeleteStackInstances"]
+        .iter()
+        .flat_map(|op| bed.proxy.stack_set_settings(op))
+        .collect();
+    assert!(operations.len() >= 4, "{operations:?}");
+    for settings in &operations {
+        let value = |key: &str| {
+            settings
+                .get(&format!("OperationPreferences.{key}"))
+                .map(String::as_str)
+        };
+        assert_eq!(value("MaxConcurrentPercentage"), Some("50"), "{settings:?}");
+        assert_eq!(
+            value("FailureTolerancePercentage"),
+            Some("10"),
+            "{settings:?}"
+        );
+        assert_eq!(
+            value("RegionConcurrencyType"),
+            Some("PARALLEL"),
+            "{settings:?}"
+        );
+        assert_eq!(
+            value("ConcurrencyMode"),
+            Some("SOFT_FAILURE_TOLERANCE"),
+            "{settings:?}"
+        );
+    }
 
     connections
         .delete("acme", &DeleteParams::default())

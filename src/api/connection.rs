@@ -337,6 +337,12 @@ pub struct StackSetSpec {
     /// Delete the stack instances and the StackSet when the connection is deleted.
     #[serde(default = "default_true")]
     pub delete_on_revoke: bool,
+
+    /// How each StackSet operation rolls out across accounts and regions. AWS's own
+    /// defaults deploy one account at a time and stop at the first failure; these deploy
+    /// a quarter of the accounts at once and let a tenth fail.
+    #[serde(default)]
+    pub rollout: StackSetRollout,
 }
 
 impl Default for StackSetSpec {
@@ -347,8 +353,69 @@ impl Default for StackSetSpec {
             organizational_units: Vec::new(),
             regions: Vec::new(),
             delete_on_revoke: true,
+            rollout: StackSetRollout::default(),
         }
     }
+}
+
+/// The operation preferences sent with every StackSet operation.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StackSetRollout {
+    /// Share of the accounts of a region deployed at once, in percent.
+    #[serde(default = "default_max_concurrent_percentage")]
+    #[schemars(range(min = 1, max = 100))]
+    pub max_concurrent_percentage: u8,
+
+    /// Share of the accounts of a region that may fail before AWS stops the operation in
+    /// that region, in percent.
+    #[serde(default = "default_failure_tolerance_percentage")]
+    #[schemars(range(min = 0, max = 100))]
+    pub failure_tolerance_percentage: u8,
+
+    /// Deploy all regions at once (`Parallel`) or one after another (`Sequential`).
+    #[serde(default)]
+    pub region_concurrency: RegionConcurrency,
+
+    /// `SoftFailureTolerance` keeps the concurrency while failures stay under the
+    /// tolerance; `StrictFailureTolerance` lowers it to the tolerance plus one.
+    #[serde(default)]
+    pub concurrency_mode: ConcurrencyMode,
+}
+
+impl Default for StackSetRollout {
+    fn default() -> Self {
+        Self {
+            max_concurrent_percentage: default_max_concurrent_percentage(),
+            failure_tolerance_percentage: default_failure_tolerance_percentage(),
+            region_concurrency: RegionConcurrency::default(),
+            concurrency_mode: ConcurrencyMode::default(),
+        }
+    }
+}
+
+fn default_max_concurrent_percentage() -> u8 {
+    25
+}
+
+fn default_failure_tolerance_percentage() -> u8 {
+    10
+}
+
+/// How a StackSet operation moves through regions.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RegionConcurrency {
+    #[default]
+    Parallel,
+    Sequential,
+}
+
+/// How failures shape a StackSet operation's concurrency.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ConcurrencyMode {
+    #[default]
+    SoftFailureTolerance,
+    StrictFailureTolerance,
 }
 
 fn default_true() -> bool {

@@ -4,10 +4,13 @@
 
 use aws_sdk_cloudformation::Client;
 use aws_sdk_cloudformation::types::{
-    AutoDeployment, CallAs, Capability, DeploymentTargets, Parameter, PermissionModels,
+    AutoDeployment, CallAs, Capability, ConcurrencyMode as AwsConcurrencyMode, DeploymentTargets,
+    ManagedExecution, Parameter, PermissionModels, RegionConcurrencyType,
+    StackSetOperationPreferences,
 };
 
 use super::error::{AwsFailure, classify};
+use crate::api::connection::{ConcurrencyMode, RegionConcurrency, StackSetRollout};
 
 /// CloudFormation StackSet calls as the managing role makes them: `CallAs=SELF` from the
 /// organization's management account, `CallAs=DELEGATED_ADMIN` from a delegated
@@ -17,11 +20,13 @@ use super::error::{AwsFailure, classify};
 pub struct StackSets {
     client: Client,
     call_as: CallAs,
+    preferences: StackSetOperationPreferences,
 }
 
 impl StackSets {
-    /// `delegated`: the managing role is in a delegated administrator account.
-    pub fn new(config: &aws_config::SdkConfig, delegated: bool) -> Self {
+    /// `delegated`: the managing role is in a delegated administrator account; every
+    /// operation rolls out as `rollout` says.
+    pub fn new(config: &aws_config::SdkConfig, delegated: bool, rollout: &StackSetRollout) -> Self {
         Self {
             client: super::clients::cloudformation(config),
             call_as: if delegated {
@@ -29,8 +34,25 @@ impl StackSets {
             } else {
                 CallAs::SelfValue
             },
+            preferences: operation_preferences(rollout),
         }
     }
+}
+
+/// The operation preferences of `rollout`, in AWS's terms.
+pub fn operation_preferences(rollout: &StackSetRollout) -> StackSetOperationPreferences {
+    StackSetOperationPreferences::builder()
+        .region_concurrency_type(match rollout.region_concurrency {
+            RegionConcurrency::Parallel => RegionConcurrencyType::Parallel,
+            RegionConcurrency::Sequential => RegionConcurrencyType::Sequential,
+        })
+        .max_concurrent_percentage(i32::from(rollout.max_concurrent_percentage.clamp(1, 100)))
+        .failure_tolerance_percentage(i32::from(rollout.failure_tolerance_percentage.min(100)))
+        .concurrency_mode(match rollout.concurrency_mode {
+            ConcurrencyMode::SoftFailureTolerance => AwsConcurrencyMode::SoftFailureTolerance,
+            ConcurrencyMode::StrictFailureTolerance => AwsConcurrencyMode::StrictFailureTolerance,
+        })
+        .build()
 }
 
 /// The StackSet the connection wants.
@@ -158,6 +180,9 @@ pub async fn create(stacks: &StackSets, desired: &DesiredStackSet) -> Result<(),
                 .build(),
         )
         .capabilities(Capability::CapabilityNamedIam)
+        // StackSets queues an operation that arrives while another runs, instead of
+        // refusing it.
+        .managed_execution(ManagedExecution::builder().active(true).build())
         .call_as(stacks.call_as.clone())
         .send()
         .await
@@ -176,6 +201,8 @@ pub async fn update(stacks: &StackSets, desired: &DesiredStackSet) -> Result<Str
         .set_parameters(Some(parameters(desired)))
         .capabilities(Capability::CapabilityNamedIam)
         .permission_model(PermissionModels::ServiceManaged)
+        .managed_execution(ManagedExecution::builder().active(true).build())
+        .operation_preferences(stacks.preferences.clone())
         .call_as(stacks.call_as.clone())
         .send()
         .await
@@ -196,6 +223,7 @@ pub async fn create_instances(
         .stack_set_name(name)
         .deployment_targets(targets(ous))
         .set_regions(Some(regions.to_vec()))
+        .operation_preferences(stacks.preferences.clone())
         .call_as(stacks.call_as.clone())
         .send()
         .await
@@ -256,6 +284,7 @@ pub async fn delete_instances(
         .deployment_targets(targets(ous))
         .set_regions(Some(regions.to_vec()))
         .retain_stacks(false)
+        .operation_preferences(stacks.preferences.clone())
         .call_as(stacks.call_as.clone())
         .send()
         .await
@@ -281,5 +310,44 @@ pub async fn delete(stacks: &StackSets, name: &str) -> Result<(), AwsFailure> {
             }
             Err(failure)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_rollout_is_parallel_a_quarter_at_once_with_a_tenth_allowed_to_fail() {
+        let preferences = operation_preferences(&StackSetRollout::default());
+        assert_eq!(
+            preferences.region_concurrency_type(),
+            Some(&RegionConcurrencyType::Parallel)
+        );
+        assert_eq!(preferences.max_concurrent_percentage(), Some(25));
+        assert_eq!(preferences.failure_tolerance_percentage(), Some(10));
+        assert_eq!(
+            preferences.concurrency_mode(),
+            Some(&AwsConcurrencyMode::SoftFailureTolerance)
+        );
+        // AWS's own defaults (one account at a time, no failure) are never sent.
+        assert_eq!(preferences.max_concurrent_count(), None);
+        assert_eq!(preferences.failure_tolerance_count(), None);
+    }
+
+    #[test]
+    fn percentages_stay_in_what_aws_accepts() {
+        let preferences = operation_preferences(&StackSetRollout {
+            max_concurrent_percentage: 0,
+            failure_tolerance_percentage: 200,
+            region_concurrency: RegionConcurrency::Sequential,
+            concurrency_mode: ConcurrencyMode::StrictFailureTolerance,
+        });
+        assert_eq!(preferences.max_concurrent_percentage(), Some(1));
+        assert_eq!(preferences.failure_tolerance_percentage(), Some(100));
+        assert_eq!(
+            preferences.region_concurrency_type(),
+            Some(&RegionConcurrencyType::Sequential)
+        );
     }
 }

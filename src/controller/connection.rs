@@ -840,6 +840,7 @@ async fn stack_set_step(pass: &mut Pass<'_>, session: &ManagingSession) -> Optio
     let client = crate::aws::stackset::StackSets::new(
         &session.config,
         pass.connection.is_delegated_administrator(),
+        &pass.connection.spec.stack_set.rollout,
     );
     // A failed operation stays reported until the spec changes.
     let hold_failure = pass
@@ -931,6 +932,7 @@ async fn revoke_stack_set(
             let client = crate::aws::stackset::StackSets::new(
                 &session.config,
                 connection.is_delegated_administrator(),
+                &connection.spec.stack_set.rollout,
             );
             stackset::remove(&client, name, (&ous, &regions))
                 .await

@@ -142,6 +142,9 @@ struct Stats {
     iam_denials: Vec<String>,
     /// Every role ARN an AssumeRole call asked for, in order.
     assumed_roles: Vec<String>,
+    /// The rollout settings (`OperationPreferences.*`, `ManagedExecution.*`) of every
+    /// StackSet call, in order, with its operation.
+    stack_set_settings: Vec<(String, BTreeMap<String, String>)>,
     /// Calls being handled now, and the most ever handled at once, by operation.
     in_flight: HashMap<String, u64>,
     max_in_flight: HashMap<String, u64>,
@@ -356,6 +359,17 @@ impl FaultProxy {
     /// The role ARNs AssumeRole calls asked for so far.
     pub fn assumed_roles(&self) -> Vec<String> {
         lock(&self.shared.stats).assumed_roles.clone()
+    }
+
+    /// The rollout settings each `operation` call carried (`OperationPreferences.*` and
+    /// `ManagedExecution.*` parameters), in order.
+    pub fn stack_set_settings(&self, operation: &str) -> Vec<BTreeMap<String, String>> {
+        lock(&self.shared.stats)
+            .stack_set_settings
+            .iter()
+            .filter(|(op, _)| op == operation)
+            .map(|(_, settings)| settings.clone())
+            .collect()
     }
 
     /// Every call waits this long before it is forwarded.
@@ -759,6 +773,19 @@ async fn handle(
         *stats.calls.entry(call.operation.clone()).or_default() += 1;
         if let Some(role) = &call.role_arn {
             stats.assumed_roles.push(role.clone());
+        }
+        if stack_set_name.is_some() {
+            let settings: BTreeMap<String, String> = form
+                .split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .filter(|(key, _)| {
+                    key.starts_with("OperationPreferences.") || key.starts_with("ManagedExecution.")
+                })
+                .map(|(key, value)| (key.to_owned(), percent_decode(value)))
+                .collect();
+            stats
+                .stack_set_settings
+                .push((call.operation.clone(), settings));
         }
         if fault.is_some() {
             *stats.injected.entry(call.operation.clone()).or_default() += 1;
