@@ -147,12 +147,13 @@ pub fn delegation_policy(role_arn: &str) -> Value {
 
 /// The CloudFormation calls the operator makes to keep its StackSet (create, update,
 /// deploy, remove, follow operations).
-pub const STACK_SET_ACTIONS: [&str; 8] = [
+pub const STACK_SET_ACTIONS: [&str; 9] = [
     "cloudformation:CreateStackSet",
     "cloudformation:UpdateStackSet",
     "cloudformation:DeleteStackSet",
     "cloudformation:DescribeStackSet",
     "cloudformation:DescribeStackSetOperation",
+    "cloudformation:ListStackSetOperationResults",
     "cloudformation:ListStackInstances",
     "cloudformation:CreateStackInstances",
     "cloudformation:DeleteStackInstances",

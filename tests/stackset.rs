@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::operator::phase;
+use support::operator::{connected_reason, phase};
 
 use support::scenario::Scenario;
 
@@ -692,4 +692,109 @@ async fn a_managing_role_with_a_path_deploys_the_stack_set_and_reaches_every_mem
         !denials.iter().any(|d| d.contains("identity-based policy")),
         "{denials:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_of_200_accounts_at_ten_percent_takes_ten_steps_and_two_failures_stop_nothing() {
+    let scenario = Scenario::build(
+        "stackset-rollout",
+        &OrgSpec {
+            root_accounts: 0,
+            ous: vec![OuSpec::new("Fleet").accounts(200)],
+        },
+    )
+    .member_role(MEMBER_ROLE)
+    .prepare(|bed, _| bed.proxy.stack_set_step(Duration::from_millis(200)))
+    .start()
+    .await;
+    let Scenario { bed, org, .. } = &scenario;
+    let fleet = org.ous[0].id.clone();
+    let failing: BTreeSet<String> = org
+        .accounts
+        .iter()
+        .filter(|a| a.parent_id == fleet)
+        .take(2)
+        .map(|a| a.id.clone())
+        .collect();
+    bed.proxy.fail_stack_instances(
+        failing.iter().cloned(),
+        "Role OrgconnectMemberRole already exists",
+    );
+    scenario
+        .connect(
+            "acme",
+            serde_json::json!({
+                "memberAccess": { "roleName": MEMBER_ROLE },
+                "stackSet": {
+                    "enabled": true,
+                    "organizationalUnits": [fleet],
+                    "rollout": { "maxConcurrentPercentage": 10, "failureTolerancePercentage": 10 },
+                },
+            }),
+        )
+        .await;
+    let reported = wait_condition(
+        &scenario.connections(),
+        "acme",
+        ConditionType::StackSetReady,
+        ConditionStatus::False,
+        "InstancesFailed",
+    )
+    .await;
+
+    // 200 instances, 20 at once: ten steps, where AWS's defaults would take 200 and stop
+    // at the first failure.
+    let steps = bed.proxy.stack_set_steps();
+    let deploy = steps
+        .iter()
+        .find(|(call, _, _)| call == "CreateStackInstances")
+        .expect("the deployment");
+    println!(
+        "StackSet rollout: {} stack instances at 10% in {} steps",
+        deploy.1, deploy.2
+    );
+    assert_eq!((deploy.1, deploy.2), (200, 10));
+    let status = reported.status.expect("status");
+    let stack_set = status.stack_set.expect("stack set status");
+    assert_eq!(stack_set.failed_instances, 2);
+    assert_eq!(
+        stack_set
+            .failures
+            .iter()
+            .map(|f| f.account_id.clone())
+            .collect::<BTreeSet<_>>(),
+        failing
+    );
+    let message = find_condition(&status.conditions, ConditionType::StackSetReady)
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(message.contains("2 stack instances failed"), "{message}");
+
+    // The other 198 got the member role; the two say why they did not.
+    eventually(
+        "198 Fleet accounts Connected and the two failed ones Blocked with the reason",
+        Duration::from_secs(90),
+        || async {
+            let listed = members(&scenario.members()).await;
+            let connected = listed
+                .iter()
+                .filter(|m| phase(m) == Some(MemberPhase::Connected))
+                .count();
+            let failed_ok = listed
+                .iter()
+                .filter(|m| failing.contains(&m.spec.account_id))
+                .all(|m| {
+                    phase(m) == Some(MemberPhase::Blocked)
+                        && connected_reason(m).as_deref() == Some("StackInstanceFailed")
+                        && m.status
+                            .as_ref()
+                            .and_then(|s| s.remediation.as_deref())
+                            .is_some_and(|r| {
+                                r.contains("already exists") && r.contains("update-stack-instances")
+                            })
+                });
+            (listed.len() == 201 && connected == 199 && failed_ok).then_some(())
+        },
+    )
+    .await;
 }

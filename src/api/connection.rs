@@ -482,6 +482,27 @@ pub struct StackSetStatus {
     /// That operation's status: RUNNING, SUCCEEDED, FAILED, STOPPED.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation_status: Option<String>,
+    /// How many stack instances the last finished operation failed to deploy.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed_instances: i32,
+    /// The first of them (up to 50), with CloudFormation's reason; each one's
+    /// MemberAccount says the same.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<StackInstanceFailure>,
+}
+
+/// A stack instance an operation failed to deploy.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StackInstanceFailure {
+    pub account_id: String,
+    pub region: String,
+    /// CloudFormation's status reason.
+    pub reason: String,
+}
+
+fn is_zero(value: &i32) -> bool {
+    *value == 0
 }
 
 /// Set this annotation to `skip` on a connection being deleted to let go without removing

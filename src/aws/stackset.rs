@@ -6,11 +6,13 @@ use aws_sdk_cloudformation::Client;
 use aws_sdk_cloudformation::types::{
     AutoDeployment, CallAs, Capability, ConcurrencyMode as AwsConcurrencyMode, DeploymentTargets,
     ManagedExecution, Parameter, PermissionModels, RegionConcurrencyType,
-    StackSetOperationPreferences,
+    StackSetOperationPreferences, StackSetOperationResultStatus,
 };
 
 use super::error::{AwsFailure, classify};
-use crate::api::connection::{ConcurrencyMode, RegionConcurrency, StackSetRollout};
+use crate::api::connection::{
+    ConcurrencyMode, RegionConcurrency, StackInstanceFailure, StackSetRollout,
+};
 
 /// CloudFormation StackSet calls as the managing role makes them: `CallAs=SELF` from the
 /// organization's management account, `CallAs=DELEGATED_ADMIN` from a delegated
@@ -229,6 +231,43 @@ pub async fn create_instances(
         .await
         .map_err(|e| classify("CreateStackInstances", &e))?;
     Ok(output.operation_id.unwrap_or_default())
+}
+
+/// The stack instances operation `operation_id` failed to deploy, every page
+/// (ListStackSetOperationResults), with CloudFormation's reason.
+pub async fn operation_failures(
+    stacks: &StackSets,
+    name: &str,
+    operation_id: &str,
+) -> Result<Vec<StackInstanceFailure>, AwsFailure> {
+    let mut failures = Vec::new();
+    let mut next_token = None;
+    loop {
+        let page = stacks
+            .client
+            .list_stack_set_operation_results()
+            .stack_set_name(name)
+            .operation_id(operation_id)
+            .set_next_token(next_token)
+            .call_as(stacks.call_as.clone())
+            .send()
+            .await
+            .map_err(|e| classify("ListStackSetOperationResults", &e))?;
+        failures.extend(
+            page.summaries()
+                .iter()
+                .filter(|s| s.status() == Some(&StackSetOperationResultStatus::Failed))
+                .map(|s| StackInstanceFailure {
+                    account_id: s.account().unwrap_or_default().to_owned(),
+                    region: s.region().unwrap_or_default().to_owned(),
+                    reason: s.status_reason().unwrap_or("no reason given").to_owned(),
+                }),
+        );
+        next_token = page.next_token;
+        if next_token.is_none() {
+            return Ok(failures);
+        }
+    }
 }
 
 /// A StackSet operation as AWS reports it.

@@ -855,6 +855,8 @@ async fn stack_set_step(pass: &mut Pass<'_>, session: &ManagingSession) -> Optio
     .await
     {
         Ok(progress) => {
+            pass.ctx
+                .set_stack_set(&object_key(pass.connection), &progress.status);
             pass.status.stack_set = Some(progress.status);
             pass.set(ConditionType::StackSetReady, progress.verdict);
             if progress.deployed {

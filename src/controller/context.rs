@@ -11,6 +11,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::api::connection::{StackInstanceFailure, StackSetStatus};
 use crate::api::{AwsOrgConnection, MemberAccount};
 use crate::aws::session::SessionCache;
 
@@ -159,6 +160,10 @@ pub struct Context {
     probes: Mutex<HashMap<String, ProbeRecord>>,
     /// When each connection's status was last written.
     status_written: Mutex<HashMap<String, std::time::Instant>>,
+    /// Connection -> its StackSet and the stack instances its last operation failed,
+    /// as the connection reconciler last saw them (probes read it before the status write
+    /// reaches the cache).
+    stack_instance_failures: Mutex<HashMap<String, (String, Vec<StackInstanceFailure>)>>,
     connection_limits: Mutex<HashMap<String, (usize, Arc<Semaphore>)>>,
     global_probes: Arc<Semaphore>,
 }
@@ -215,6 +220,7 @@ impl Context {
             revokes: Mutex::new(HashMap::new()),
             probes: Mutex::new(HashMap::new()),
             status_written: Mutex::new(HashMap::new()),
+            stack_instance_failures: Mutex::new(HashMap::new()),
             connection_limits: Mutex::new(HashMap::new()),
             global_probes: Arc::new(Semaphore::new(settings_probe_limit(&settings))),
             settings,
@@ -260,6 +266,33 @@ impl Context {
                 .probe_requests
                 .send(ObjectRef::from_obj(member.as_ref()));
         }
+    }
+
+    /// Records the StackSet of connection `key` as its reconciler last saw it.
+    pub fn set_stack_set(&self, key: &str, stack_set: &StackSetStatus) {
+        lock(&self.stack_instance_failures).insert(
+            key.to_owned(),
+            (stack_set.name.clone(), stack_set.failures.clone()),
+        );
+    }
+
+    /// The StackSet name and the failure of its stack instance in `account`, if its last
+    /// operation failed there: from the reconciler's last pass, else from `connection`'s
+    /// status (after a restart).
+    pub fn stack_instance_failure(
+        &self,
+        connection: &AwsOrgConnection,
+        account: &str,
+    ) -> Option<(String, StackInstanceFailure)> {
+        let known = lock(&self.stack_instance_failures)
+            .get(&object_key(connection))
+            .cloned();
+        let (name, failures) = known.or_else(|| {
+            let set = connection.status.as_ref()?.stack_set.as_ref()?;
+            Some((set.name.clone(), set.failures.clone()))
+        })?;
+        let failure = failures.into_iter().find(|f| f.account_id == account)?;
+        Some((name, failure))
     }
 
     /// How long ago connection `key`'s status was last written by this process.

@@ -203,6 +203,7 @@ async fn probe(
             failures,
         },
     );
+    let stack_instance_failure = ctx.stack_instance_failure(connection, &member.spec.account_id);
     let attempt = Attempt {
         account_id: &member.spec.account_id,
         role_arn: &role_arn.to_string(),
@@ -210,6 +211,9 @@ async fn probe(
         managing_role_arn: &spec.role_arn,
         region: &spec.region,
         management_account,
+        stack_instance_failure: stack_instance_failure
+            .as_ref()
+            .map(|(name, failure)| (name.as_str(), failure)),
     };
     let verdict = verdict(&member.spec, previous, &attempt, outcome);
     ctx.health

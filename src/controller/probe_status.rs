@@ -2,7 +2,7 @@
 //! outcome means for its phase, its `Connected` condition and its remediation.
 
 use crate::api::condition::ConditionStatus;
-use crate::api::connection::DEFAULT_ROLE_NAME;
+use crate::api::connection::{DEFAULT_ROLE_NAME, StackInstanceFailure};
 use crate::api::member_account::{AwsAccountStatus, JoinedMethod, MemberAccountSpec, MemberPhase};
 use crate::aws::arn::RoleArn;
 use crate::aws::{AwsFailure, FailureKind};
@@ -33,6 +33,9 @@ pub struct Attempt<'a> {
     /// administrator: no StackSet ever reaches it, and it has no
     /// `OrganizationAccountAccessRole`, so its member role is made by hand.
     pub management_account: bool,
+    /// The operator's StackSet failed to deploy the member role here: its name and
+    /// CloudFormation's reason.
+    pub stack_instance_failure: Option<(&'a str, &'a StackInstanceFailure)>,
 }
 
 /// How a probe ended.
@@ -176,6 +179,30 @@ pub fn management_remediation(attempt: &Attempt<'_>) -> String {
     )
 }
 
+/// The fix for an account the operator's StackSet failed to deploy to: CloudFormation's
+/// reason, and the command that deploys this one instance again once it is fixed.
+pub fn stack_instance_remediation(
+    attempt: &Attempt<'_>,
+    stack_set: &str,
+    failed: &StackInstanceFailure,
+    ou: Option<&str>,
+) -> String {
+    format!(
+        "CloudFormation could not create the member role {role} in account {account} ({region}): \
+         {reason}. Fix that in the account (for example delete a role of the same name made \
+         by hand, or let a service control policy allow iam:CreateRole for StackSets), then \
+         deploy this instance again: `aws cloudformation update-stack-instances \
+         --stack-set-name {stack_set} --deployment-targets \
+         OrganizationalUnitIds={ou},Accounts={account},AccountFilterType=INTERSECTION \
+         --regions {region}`, and annotate this MemberAccount orgconnect.dev/probe=now.",
+        role = attempt.role_name,
+        account = attempt.account_id,
+        region = failed.region,
+        reason = failed.reason,
+        ou = ou.unwrap_or("<its OU id>"),
+    )
+}
+
 /// The fix for a member role the managing role's own policies do not let it assume (a
 /// role name other than the one its template was made for).
 pub fn policy_remediation(attempt: &Attempt<'_>) -> String {
@@ -296,6 +323,32 @@ pub fn verdict(
                 ),
                 remediation: Some(region_remediation(attempt)),
             },
+            FailureKind::AccessDenied
+                if let Some((stack_set, failed)) = attempt.stack_instance_failure =>
+            {
+                MemberVerdict {
+                    phase: MemberPhase::Blocked,
+                    connected: (
+                        ConditionStatus::False,
+                        "StackInstanceFailed",
+                        format!(
+                            "the member-role StackSet {stack_set} could not deploy to account {} \
+                             in {}: {}; so the managing role {} was denied assuming {} ({failure})",
+                            attempt.account_id,
+                            failed.region,
+                            failed.reason,
+                            attempt.managing_role_arn,
+                            attempt.role_arn
+                        ),
+                    ),
+                    remediation: Some(stack_instance_remediation(
+                        attempt,
+                        stack_set,
+                        failed,
+                        spec.organizational_unit.as_ref().map(|ou| ou.id.as_str()),
+                    )),
+                }
+            }
             FailureKind::AccessDenied if failure.denied_by_identity_policy() => MemberVerdict {
                 phase: MemberPhase::Blocked,
                 connected: (
@@ -409,6 +462,7 @@ mod tests {
             managing_role_arn: "arn:aws:iam::111111111111:role/orgconnect",
             region: "eu-central-2",
             management_account: false,
+            stack_instance_failure: None,
         }
     }
 
@@ -540,6 +594,36 @@ mod tests {
             failure(FailureKind::AccessDenied),
         );
         assert_eq!(trust.connected.1, "AssumeRoleDenied");
+    }
+
+    #[test]
+    fn an_account_the_stack_set_failed_to_reach_says_why_and_how_to_redeploy() {
+        let failed = StackInstanceFailure {
+            account_id: "222222222222".into(),
+            region: "us-east-1".into(),
+            reason: "Role OrgconnectMemberRole already exists".into(),
+        };
+        let attempt = Attempt {
+            stack_instance_failure: Some(("orgconnect-team-acme", &failed)),
+            ..attempt()
+        };
+        let mut member = spec(Some(JoinedMethod::Created), None, None);
+        member.organizational_unit = Some(crate::api::member_account::OrganizationalUnitRef {
+            id: "ou-ab12-34cd56ef".into(),
+            path: "Root/Prod".into(),
+        });
+        let blocked = verdict(&member, None, &attempt, failure(FailureKind::AccessDenied));
+        assert_eq!(
+            (blocked.phase, blocked.connected.1),
+            (MemberPhase::Blocked, "StackInstanceFailed")
+        );
+        assert!(blocked.connected.2.contains("already exists"));
+        let fix = blocked.remediation.expect("remediation");
+        assert!(
+            fix.contains("--stack-set-name orgconnect-team-acme")
+                && fix.contains("OrganizationalUnitIds=ou-ab12-34cd56ef,Accounts=222222222222"),
+            "{fix}"
+        );
     }
 
     #[test]

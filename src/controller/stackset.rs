@@ -248,6 +248,41 @@ pub struct Progress {
     pub deployed: bool,
 }
 
+/// How many failed stack instances the status keeps by name.
+const MAX_FAILURES_KEPT: usize = 50;
+
+/// `: N stack instances failed (account region: reason; …)`, naming at most three; empty
+/// when none failed.
+pub fn failures_summary(status: &StackSetStatus) -> String {
+    if status.failed_instances == 0 {
+        return String::new();
+    }
+    let named: Vec<String> = status
+        .failures
+        .iter()
+        .take(3)
+        .map(|f| format!("{} {}: {}", f.account_id, f.region, f.reason))
+        .collect();
+    let more = usize::try_from(status.failed_instances)
+        .unwrap_or_default()
+        .saturating_sub(named.len());
+    format!(
+        ": {} stack instance{} failed ({}{})",
+        status.failed_instances,
+        if status.failed_instances == 1 {
+            ""
+        } else {
+            "s"
+        },
+        named.join("; "),
+        if more > 0 {
+            format!("; and {more} more")
+        } else {
+            String::new()
+        }
+    )
+}
+
 fn operation_finished(status: Option<&str>) -> bool {
     matches!(status, Some("SUCCEEDED" | "FAILED" | "STOPPED"))
 }
@@ -317,6 +352,9 @@ pub async fn ensure(
         }
         just_finished = true;
         last_action = now.action;
+        let failures = stackset::operation_failures(client, &desired.name, &operation).await?;
+        status.failed_instances = i32::try_from(failures.len()).unwrap_or(i32::MAX);
+        status.failures = failures.into_iter().take(MAX_FAILURES_KEPT).collect();
     }
     let deployed = just_finished && status.operation_status.as_deref() == Some("SUCCEEDED");
     if operation_failed(status.operation_status.as_deref()) && (just_finished || hold_failure) {
@@ -327,7 +365,10 @@ pub async fn ensure(
                 ConditionStatus::False,
                 "OperationFailed",
                 format!(
-                    "StackSet operation {operation} ended {ended}; see the StackSet's operations                      in the CloudFormation console. The operator tries again when the                      connection's spec changes"
+                    "StackSet operation {operation} ended {ended}{}; see the StackSet's operations \
+                     in the CloudFormation console. The operator tries again when the \
+                     connection's spec changes",
+                    failures_summary(&status)
                 ),
             ),
             status,
@@ -382,6 +423,27 @@ pub async fn ensure(
                         ),
                     )
                 })
+        }
+        Step::Settled if status.failed_instances > 0 => {
+            return Ok(Progress {
+                verdict: (
+                    ConditionStatus::False,
+                    "InstancesFailed",
+                    format!(
+                        "StackSet {} is deployed to {} in {}, but its last operation could not \
+                         deploy the member role to every account{}; each of those MemberAccounts \
+                         says why and how to deploy it again. This clears with the StackSet's \
+                         next operation",
+                        desired.name,
+                        desired.targets.join(", "),
+                        desired.regions.join(", "),
+                        failures_summary(&status)
+                    ),
+                ),
+                status,
+                poll: None,
+                deployed,
+            });
         }
         Step::Settled => {
             return Ok(Progress {
@@ -513,6 +575,27 @@ mod tests {
                 .contains("may not call cloudformation:CreateStackSet;")
         );
         assert!(denied.2.contains("cloudformation:CreateStackInstances"));
+    }
+
+    #[test]
+    fn failed_instances_are_counted_and_the_first_named() {
+        let failure = |account: &str| crate::api::connection::StackInstanceFailure {
+            account_id: account.to_owned(),
+            region: "us-east-1".to_owned(),
+            reason: "Role OrgconnectMemberRole already exists".to_owned(),
+        };
+        let status = StackSetStatus {
+            failed_instances: 5,
+            failures: ["1", "2", "3", "4", "5"].map(failure).to_vec(),
+            ..StackSetStatus::default()
+        };
+        let summary = failures_summary(&status);
+        assert!(
+            summary.starts_with(": 5 stack instances failed (1 us-east-1: Role"),
+            "{summary}"
+        );
+        assert!(summary.ends_with("; and 2 more)"), "{summary}");
+        assert_eq!(failures_summary(&StackSetStatus::default()), "");
     }
 
     #[test]

@@ -73,8 +73,23 @@ pub struct Trust {
     pub external_id: Option<String>,
 }
 
+/// A StackSet operation as AWS runs it: in steps of as many accounts at once as its
+/// preferences allow, each step taking `FaultProxy::stack_set_step`.
+struct RollingOperation {
+    started: tokio::time::Instant,
+    duration: Duration,
+    /// SUCCEEDED, or FAILED when more accounts of a region failed than it tolerates.
+    outcome: &'static str,
+    /// (account, region, failure reason) for every stack instance of the operation.
+    results: Vec<(String, String, Option<String>)>,
+}
+
 #[derive(Default)]
 struct Faults {
+    /// How long one step of a StackSet operation takes (zero: operations end at once).
+    stack_set_step: Duration,
+    /// Account -> why its stack instances fail (CloudFormation's status reason).
+    failing_instances: HashMap<String, String>,
     /// Access key id -> the moto account its requests act in.
     principals: HashMap<String, String>,
     /// Access key id -> its secret and, for session keys, the session token: the keys the
@@ -145,6 +160,8 @@ struct Stats {
     /// The rollout settings (`OperationPreferences.*`, `ManagedExecution.*`) of every
     /// StackSet call, in order, with its operation.
     stack_set_settings: Vec<(String, BTreeMap<String, String>)>,
+    /// Every StackSet operation: its call, its stack instances and the steps it took.
+    stack_set_steps: Vec<(String, usize, u64)>,
     /// Calls being handled now, and the most ever handled at once, by operation.
     in_flight: HashMap<String, u64>,
     max_in_flight: HashMap<String, u64>,
@@ -184,6 +201,8 @@ struct Shared {
     stats: Mutex<Stats>,
     /// StackSet name -> the roots and OUs it is deployed to, as AWS would report them.
     stack_set_targets: Mutex<HashMap<String, BTreeSet<String>>>,
+    /// StackSet operation id -> how it rolls out (moto finishes every operation at once).
+    stack_set_operations: Mutex<HashMap<String, RollingOperation>>,
     upstream: String,
     client: Client<HttpConnector, Body>,
 }
@@ -222,6 +241,7 @@ impl FaultProxy {
             faults: Mutex::new(Faults::default()),
             stats: Mutex::new(Stats::default()),
             stack_set_targets: Mutex::new(HashMap::new()),
+            stack_set_operations: Mutex::new(HashMap::new()),
             upstream: upstream.trim_end_matches('/').to_owned(),
             client,
         });
@@ -359,6 +379,33 @@ impl FaultProxy {
     /// The role ARNs AssumeRole calls asked for so far.
     pub fn assumed_roles(&self) -> Vec<String> {
         lock(&self.shared.stats).assumed_roles.clone()
+    }
+
+    /// Each step of a StackSet operation takes `step`: an operation of N accounts at C at
+    /// once stays RUNNING for ceil(N / C) steps, as on AWS.
+    pub fn stack_set_step(&self, step: Duration) {
+        lock(&self.shared.faults).stack_set_step = step;
+    }
+
+    /// Stack instances in these accounts fail with `reason`, as CloudFormation reports a
+    /// stack that could not be created (the member role is then not made there).
+    pub fn fail_stack_instances<I, S>(&self, account_ids: I, reason: &str)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut faults = lock(&self.shared.faults);
+        for id in account_ids {
+            faults
+                .failing_instances
+                .insert(id.into(), reason.to_owned());
+        }
+    }
+
+    /// Every StackSet operation so far: its call, how many stack instances it touched, and
+    /// how many steps it took.
+    pub fn stack_set_steps(&self) -> Vec<(String, usize, u64)> {
+        lock(&self.shared.stats).stack_set_steps.clone()
     }
 
     /// The rollout settings each `operation` call carried (`OperationPreferences.*` and
@@ -833,6 +880,7 @@ async fn handle(
     }
     // The body may have been rewritten; hyper sets the length of the one sent.
     parts.headers.remove("content-length");
+    let forwarded = String::from_utf8_lossy(&body).into_owned();
     let upstream = Request::from_parts(parts, Full::new(body));
     let response = match shared.client.request(upstream).await {
         Ok(response) => response,
@@ -901,6 +949,36 @@ async fn handle(
             account: acting_account.as_deref(),
         };
         without_management_account_instances(&upstream, name, &form).await;
+    }
+    if parts.status.is_success()
+        && matches!(
+            call.operation.as_str(),
+            "CreateStackInstances" | "DeleteStackInstances" | "UpdateStackSet"
+        )
+        && let Some(name) = &stack_set_name
+        && let Some(operation_id) = xml_value(&body, "OperationId")
+    {
+        let upstream = Upstream {
+            shared: &shared,
+            parts: &caller_parts,
+            account: acting_account.as_deref(),
+        };
+        roll_out(
+            &upstream,
+            &call.operation,
+            name,
+            &operation_id,
+            &form,
+            &forwarded,
+        )
+        .await;
+    }
+    if parts.status.is_success()
+        && let Some(operation_id) = form_value(&form, "OperationId")
+        && let Some(answer) = rolling_answer(&shared, &call.operation, &operation_id, &body)
+    {
+        body = answer;
+        parts.headers.remove("content-length");
     }
     if parts.status.is_success()
         && let Some(name) = stack_set_name
@@ -1124,6 +1202,171 @@ async fn without_management_account_instances(upstream: &Upstream<'_>, name: &st
         delete.push_str(&format!("&CallAs={call_as}"));
     }
     upstream.call("cloudformation", None, delete).await;
+}
+
+/// Plans StackSet operation `operation_id` (`call` on StackSet `name`, `form` as the
+/// caller sent it, `forwarded` as moto got it) as AWS runs it: its stack instances, the
+/// steps its preferences make of them, and the instances that fail (removed from moto, so
+/// their member role is not there).
+async fn roll_out(
+    upstream: &Upstream<'_>,
+    call: &str,
+    name: &str,
+    operation_id: &str,
+    form: &str,
+    forwarded: &str,
+) {
+    let regions = form_list(form, "Regions");
+    let instances = upstream.instances(name).await;
+    let pairs: Vec<(String, String)> = match call {
+        "CreateStackInstances" => {
+            let mut under = HashSet::new();
+            for ou in form_list(form, "DeploymentTargets.OrganizationalUnitIds") {
+                under.extend(upstream.accounts_under(&ou).await);
+            }
+            instances
+                .into_iter()
+                .filter(|(account, region)| under.contains(account) && regions.contains(region))
+                .collect()
+        }
+        "DeleteStackInstances" => form_list(forwarded, "Accounts")
+            .into_iter()
+            .flat_map(|account| regions.iter().map(move |r| (account.clone(), r.clone())))
+            .collect(),
+        _ => instances,
+    };
+    let (step, failing) = {
+        let faults = lock(&upstream.shared.faults);
+        (faults.stack_set_step, faults.failing_instances.clone())
+    };
+    let results: Vec<(String, String, Option<String>)> = pairs
+        .iter()
+        .map(|(account, region)| {
+            let failure = (call != "DeleteStackInstances")
+                .then(|| failing.get(account).cloned())
+                .flatten();
+            (account.clone(), region.clone(), failure)
+        })
+        .collect();
+    let failed: Vec<&(String, String, Option<String>)> =
+        results.iter().filter(|r| r.2.is_some()).collect();
+    if call == "CreateStackInstances" && !failed.is_empty() {
+        let mut delete = format!(
+            "Action=DeleteStackInstances&Version=2010-05-15&StackSetName={name}&RetainStacks=false"
+        );
+        for (i, (account, _, _)) in failed.iter().enumerate() {
+            delete.push_str(&format!("&Accounts.member.{}={account}", i + 1));
+        }
+        for (i, region) in regions.iter().enumerate() {
+            delete.push_str(&format!("&Regions.member.{}={region}", i + 1));
+        }
+        upstream.call("cloudformation", None, delete).await;
+    }
+    let preference = |key: &str| -> Option<u64> {
+        form_value(form, &format!("OperationPreferences.{key}")).and_then(|v| v.parse().ok())
+    };
+    let sequential = form_value(form, "OperationPreferences.RegionConcurrencyType")
+        .is_some_and(|v| v == "SEQUENTIAL");
+    let mut steps = 0;
+    let mut outcome = "SUCCEEDED";
+    let mut by_region: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for (_, region, failure) in &results {
+        let entry = by_region.entry(region.as_str()).or_default();
+        entry.0 += 1;
+        entry.1 += u64::from(failure.is_some());
+    }
+    for (accounts, failures) in by_region.values() {
+        // AWS rounds a percentage down, to no fewer than one account; its default is one.
+        let at_once = match (
+            preference("MaxConcurrentPercentage"),
+            preference("MaxConcurrentCount"),
+        ) {
+            (Some(percent), _) => (accounts * percent / 100).max(1),
+            (None, Some(count)) => count.max(1),
+            (None, None) => 1,
+        };
+        let tolerated = match (
+            preference("FailureTolerancePercentage"),
+            preference("FailureToleranceCount"),
+        ) {
+            (Some(percent), _) => accounts * percent / 100,
+            (None, Some(count)) => count,
+            (None, None) => 0,
+        };
+        let region_steps = accounts.div_ceil(at_once);
+        steps = if sequential {
+            steps + region_steps
+        } else {
+            steps.max(region_steps)
+        };
+        if *failures > tolerated {
+            outcome = "FAILED";
+        }
+    }
+    lock(&upstream.shared.stats)
+        .stack_set_steps
+        .push((call.to_owned(), results.len(), steps));
+    let duration = step * u32::try_from(steps).unwrap_or(u32::MAX);
+    lock(&upstream.shared.stack_set_operations).insert(
+        operation_id.to_owned(),
+        RollingOperation {
+            started: tokio::time::Instant::now(),
+            duration,
+            outcome,
+            results,
+        },
+    );
+}
+
+/// The answer AWS gives about a rolling operation, where moto's differs:
+/// DescribeStackSetOperation is RUNNING until its steps are done, then its outcome;
+/// ListStackSetOperationResults lists every stack instance with its status and reason.
+fn rolling_answer(shared: &Shared, call: &str, operation_id: &str, body: &Bytes) -> Option<Bytes> {
+    let operations = lock(&shared.stack_set_operations);
+    let operation = operations.get(operation_id)?;
+    match call {
+        "DescribeStackSetOperation" => {
+            let status = if operation.started.elapsed() < operation.duration {
+                "RUNNING"
+            } else {
+                operation.outcome
+            };
+            let text = String::from_utf8_lossy(body);
+            Some(Bytes::from(text.replacen(
+                "<Status>SUCCEEDED</Status>",
+                &format!("<Status>{status}</Status>"),
+                1,
+            )))
+        }
+        "ListStackSetOperationResults" => {
+            let mut summaries = String::new();
+            for (account, region, failure) in &operation.results {
+                let (status, reason) = match failure {
+                    Some(reason) => (
+                        "FAILED",
+                        reason
+                            .replace('&', "&amp;")
+                            .replace('<', "&lt;")
+                            .replace('>', "&gt;"),
+                    ),
+                    None => ("SUCCEEDED", String::new()),
+                };
+                summaries.push_str(&format!(
+                    "<member><Account>{account}</Account><Region>{region}</Region>\
+                     <Status>{status}</Status><StatusReason>{reason}</StatusReason>\
+                     <AccountGateResult><Status>SKIPPED</Status></AccountGateResult></member>"
+                ));
+            }
+            Some(Bytes::from(format!(
+                "<ListStackSetOperationResultsResponse \
+                 xmlns=\"http://cloudformation.amazonaws.com/doc/2010-05-15/\">\
+                 <ListStackSetOperationResultsResult><Summaries>{summaries}</Summaries>\
+                 </ListStackSetOperationResultsResult><ResponseMetadata><RequestId>orgconnect-bed\
+                 </RequestId></ResponseMetadata></ListStackSetOperationResultsResponse>"
+            )))
+        }
+        _ => None,
+    }
 }
 
 /// Adds `OrganizationalUnitIds` to a DescribeStackSet answer, as AWS reports them for a
