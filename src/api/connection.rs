@@ -495,7 +495,9 @@ pub struct StackSetStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StackInstanceFailure {
+    /// The account the stack instance is in.
     pub account_id: String,
+    /// The stack instance's region.
     pub region: String,
     /// CloudFormation's status reason.
     pub reason: String,
