@@ -200,7 +200,8 @@ fn assert_restricted(deployment: &Value) {
     assert_eq!(downward("POD_NAME"), Some(json!("metadata.name")));
 }
 
-/// No rule anywhere grants a wildcard, and Secrets are only ever read.
+/// No rule anywhere grants a wildcard, and Secrets are never updated or patched: read,
+/// and created and deleted for the sync runs' credentials files.
 fn assert_least_privilege(objects: &[Value]) {
     for role in objects
         .iter()
@@ -216,7 +217,11 @@ fn assert_least_privilege(objects: &[Value]) {
                 );
             }
             if strings(&rule["resources"]).iter().any(|r| r == "secrets") {
-                assert_eq!(strings(&rule["verbs"]), ["get", "list", "watch"], "{rule}");
+                assert_eq!(
+                    strings(&rule["verbs"]),
+                    ["get", "list", "watch", "create", "delete"],
+                    "{rule}"
+                );
             }
         }
     }
@@ -805,8 +810,9 @@ async fn the_default_chart_applies_and_its_cluster_role_runs_the_operator() {
     for (verb, resource, namespace, expected) in [
         ("watch", ("", "secrets"), &other.name, true),
         ("get", ("", "secrets"), &other.name, true),
-        ("create", ("", "secrets"), &ns.name, false),
+        ("create", ("", "secrets"), &ns.name, true),
         ("update", ("", "secrets"), &ns.name, false),
+        ("patch", ("", "secrets"), &ns.name, false),
         ("create", ("batch", "jobs"), &other.name, true),
         ("update", ("batch", "jobs"), &other.name, false),
         ("get", ("", "configmaps"), &ns.name, false),

@@ -144,6 +144,76 @@ fn env_of(job: &Job) -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
+/// Runs real AWS clients on a run's files (`dir` holds `aws-config` and `credentials`,
+/// with nothing else of AWS in the environment), as a Job's tools would: each profile of
+/// `accounts` must answer GetCallerIdentity in its own account, selected by `AWS_PROFILE`
+/// and by `--profile`, with aws-cli (v1, which needs `sts_regional_endpoints`) and boto3.
+fn run_clients(bed: &support::aws::AwsBed, dir: &std::path::Path, accounts: &[String]) {
+    let aws = std::env::var("ORGCONNECT_TESTBED_AWS_CLI").expect("the test bed's aws CLI");
+    let cache = std::env::var("ORGCONNECT_TESTBED_CACHE").expect("the test bed's cache");
+    let moto = std::env::var("ORGCONNECT_MOTO_VERSION").expect("the moto version");
+    let python = format!("{cache}/moto-{moto}/bin/python");
+    let boto3 = "import boto3, json, os\n\
+        print(json.dumps(boto3.Session().client('sts').get_caller_identity()))";
+    let clean = |command: &mut std::process::Command| {
+        for var in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+            "AWS_DEFAULT_PROFILE",
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+        ] {
+            command.env_remove(var);
+        }
+        command
+            .env("AWS_CONFIG_FILE", dir.join("aws-config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("credentials"))
+            .env("AWS_ENDPOINT_URL", bed.proxy.url())
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+    };
+    for account in accounts {
+        let mut by_env = std::process::Command::new(&aws);
+        by_env.args(["sts", "get-caller-identity", "--output", "json"]);
+        clean(&mut by_env);
+        by_env.env("AWS_PROFILE", account);
+        let mut by_flag = std::process::Command::new(&aws);
+        by_flag.args([
+            "sts",
+            "get-caller-identity",
+            "--output",
+            "json",
+            "--profile",
+            account,
+        ]);
+        clean(&mut by_flag);
+        let mut by_boto3 = std::process::Command::new(&python);
+        by_boto3.args(["-c", boto3]);
+        clean(&mut by_boto3);
+        by_boto3.env("AWS_PROFILE", account);
+        for (client, mut command) in [
+            ("aws-cli, AWS_PROFILE", by_env),
+            ("aws-cli, --profile", by_flag),
+            ("boto3, AWS_PROFILE", by_boto3),
+        ] {
+            let output = command.output().expect("the client runs");
+            assert!(
+                output.status.success(),
+                "{client} {account}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let identity: serde_json::Value =
+                serde_json::from_slice(&output.stdout).expect("identity JSON");
+            assert_eq!(
+                identity["Account"],
+                account.as_str(),
+                "{client}: profile {account} reaches its account"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_on_demand_with_a_working_aws_config_then_incrementally_and_prunes_history() {
     let bed = AwsBed::new().await;
@@ -234,9 +304,13 @@ async fn runs_on_demand_with_a_working_aws_config_then_incrementally_and_prunes_
             .parse::<k8s_openapi::jiff::Timestamp>()
             .is_ok()
     );
+    // The Secret's keys are a profile of the run's credentials file, never the standard
+    // environment variables (which tools put ahead of the profile AWS_PROFILE picks).
+    assert!(!env.contains_key("AWS_ACCESS_KEY_ID"), "{env:?}");
+    assert!(!env.contains_key("AWS_SECRET_ACCESS_KEY"), "{env:?}");
     assert_eq!(
-        env["AWS_ACCESS_KEY_ID"],
-        "secret:aws-keys/AWS_ACCESS_KEY_ID"
+        env["AWS_SHARED_CREDENTIALS_FILE"],
+        "/etc/orgconnect/credentials"
     );
     let pod = first
         .spec
@@ -252,9 +326,26 @@ async fn runs_on_demand_with_a_working_aws_config_then_incrementally_and_prunes_
         .flatten()
         .find(|v| v.name == "orgconnect")
         .expect("volume");
+    let sources = volume
+        .projected
+        .as_ref()
+        .and_then(|p| p.sources.clone())
+        .unwrap_or_default();
     assert_eq!(
-        volume.config_map.as_ref().map(|c| c.name.as_str()),
-        Some(first.name_any().as_str())
+        sources
+            .iter()
+            .map(|s| {
+                s.config_map
+                    .as_ref()
+                    .map(|c| format!("configmap/{}", c.name))
+                    .or_else(|| s.secret.as_ref().map(|c| format!("secret/{}", c.name)))
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>(),
+        [
+            format!("configmap/{}", first.name_any()),
+            format!("secret/{}", first.name_any())
+        ]
     );
     assert!(
         pod.containers[0]
@@ -279,46 +370,30 @@ async fn runs_on_demand_with_a_working_aws_config_then_incrementally_and_prunes_
     let accounts: serde_json::Value =
         serde_json::from_str(&data["accounts.json"]).expect("accounts.json");
     assert_eq!(accounts.as_array().map(Vec::len), Some(connected.len() + 1));
-    let config_file = std::env::temp_dir().join(format!("orgconnect-aws-config-{}", ns.name));
-    std::fs::write(&config_file, config).expect("write config");
-    let aws = std::env::var("ORGCONNECT_TESTBED_AWS_CLI").expect("the test bed's aws CLI");
-    for account in connected.iter().chain([&org.managing_account_id]) {
-        let output = std::process::Command::new(&aws)
-            .args([
-                "sts",
-                "get-caller-identity",
-                "--profile",
-                account,
-                "--output",
-                "json",
-            ])
-            .env("AWS_CONFIG_FILE", &config_file)
-            .env(
-                "AWS_SHARED_CREDENTIALS_FILE",
-                "/nonexistent/orgconnect-credentials",
-            )
-            .env("AWS_ACCESS_KEY_ID", bed.credentials.access_key_id())
-            .env("AWS_SECRET_ACCESS_KEY", bed.credentials.secret_access_key())
-            .env("AWS_ENDPOINT_URL", bed.proxy.url())
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env_remove("HTTP_PROXY")
-            .env_remove("HTTPS_PROXY")
-            .output()
-            .expect("aws runs");
-        assert!(
-            output.status.success(),
-            "aws --profile {account}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let identity: serde_json::Value =
-            serde_json::from_slice(&output.stdout).expect("identity JSON");
-        assert_eq!(
-            identity["Account"],
-            account.as_str(),
-            "profile {account} reaches its account"
-        );
-    }
-    let _ = std::fs::remove_file(&config_file);
+    assert!(config.contains("sts_regional_endpoints = regional"));
+    let run_secret = ns
+        .api::<Secret>()
+        .get(&first.name_any())
+        .await
+        .expect("the run's credentials Secret");
+    let credentials = run_secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get("credentials"))
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        .expect("a credentials file");
+    assert!(credentials.starts_with("[orgconnect-base]\n"));
+    let dir = std::env::temp_dir().join(format!("orgconnect-run-{}", ns.name));
+    std::fs::create_dir_all(&dir).expect("run directory");
+    std::fs::write(dir.join("aws-config"), config).expect("write config");
+    std::fs::write(dir.join("credentials"), &credentials).expect("write credentials");
+    let reached: Vec<String> = connected
+        .iter()
+        .chain([&org.managing_account_id])
+        .cloned()
+        .collect();
+    run_clients(&bed, &dir, &reached);
+    let _ = std::fs::remove_dir_all(&dir);
 
     // Forbid: a second manual run while the first is active starts nothing.
     run_now(&schedules, "inventory").await;
@@ -347,10 +422,17 @@ async fn runs_on_demand_with_a_working_aws_config_then_incrementally_and_prunes_
     assert_eq!(env_of(&second)["ORGCONNECT_MODE"], "incremental");
     complete(&jobs, &second.name_any()).await;
 
-    // successfulJobsHistoryLimit 1: the first run and its ConfigMap are pruned.
+    // successfulJobsHistoryLimit 1: the first run, its ConfigMap and its credentials
+    // Secret are pruned.
     eventually("the older run pruned", Duration::from_secs(30), || async {
         let listed = jobs_of(&jobs, "inventory").await;
-        let gone = config_maps.get_opt(&first.name_any()).await.ok()?.is_none();
+        let gone = config_maps.get_opt(&first.name_any()).await.ok()?.is_none()
+            && ns
+                .api::<Secret>()
+                .get_opt(&first.name_any())
+                .await
+                .ok()?
+                .is_none();
         (listed.len() == 1 && listed[0].name_any() == second.name_any() && gone).then_some(())
     })
     .await;

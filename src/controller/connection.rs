@@ -979,7 +979,8 @@ async fn revoke_stack_set(
 }
 
 /// Deletes what sync schedules generated for the connection: its sync Jobs (their Pods
-/// in the background) and run ConfigMaps, which hold the role ARNs and the ExternalId.
+/// in the background), run ConfigMaps, which hold the role ARNs and the ExternalId, and
+/// run credentials Secrets.
 /// Returns how many Jobs and ConfigMaps were deleted.
 async fn delete_sync_runs(
     ctx: &Context,
@@ -1003,6 +1004,7 @@ async fn delete_sync_runs(
     };
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
 
     let mut job_names = BTreeSet::new();
     for selector in &selectors {
@@ -1040,6 +1042,8 @@ async fn delete_sync_runs(
         if deleted(config_maps.delete(config_map, &params).await)? {
             deleted_config_maps += 1;
         }
+        // A run in Secret mode also has a credentials Secret of the same name.
+        deleted(secrets.delete(config_map, &params).await)?;
     }
     Ok((deleted_jobs, deleted_config_maps))
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, EnvVar, EnvVarSource, PodTemplateSpec, SecretKeySelector,
-    ServiceAccount, Volume, VolumeMount,
+    ConfigMap, ConfigMapProjection, EnvVar, PodTemplateSpec, ProjectedVolumeSource, Secret,
+    SecretProjection, ServiceAccount, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::{
@@ -23,8 +23,11 @@ use tracing::{info, warn};
 use super::connection::FIELD_MANAGER;
 use super::connection_status::Verdict;
 use super::context::Context;
+use super::credentials::{keys_from_secret, secret_name};
 use super::members::{CONNECTION_LABEL, label_value};
-use super::sync_config::{ConfigInput, JobIdentity, RunAccount, accounts_json, aws_config};
+use super::sync_config::{
+    ConfigInput, JobIdentity, RunAccount, accounts_json, aws_config, credentials_file,
+};
 use super::sync_plan::{JobState, JobView, PlanInput, decide, prune, run_mode};
 use crate::api::AwsOrgConnection;
 use crate::api::condition::{
@@ -36,6 +39,7 @@ use crate::api::sync_schedule::{
     RUN_ANNOTATION, RunMode, RunOutcome, RunSummary, SyncSchedule, SyncScheduleStatus,
 };
 use crate::aws::arn::RoleArn;
+use crate::aws::session::BaseCredentials;
 use crate::duration::parse_duration;
 use crate::error::{Error, Result};
 use crate::schedule::Schedule;
@@ -417,7 +421,7 @@ async fn write_status(
     Ok(())
 }
 
-/// Deletes a run's Job (and its Pods) and its ConfigMap.
+/// Deletes a run's Job (and its Pods), its ConfigMap and its credentials Secret.
 async fn delete_run(ctx: &Context, namespace: &str, job: &str) -> Result<()> {
     let params = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Background),
@@ -425,9 +429,11 @@ async fn delete_run(ctx: &Context, namespace: &str, job: &str) -> Result<()> {
     };
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     for result in [
         jobs.delete(job, &params).await.map(|_| ()),
         config_maps.delete(job, &params).await.map(|_| ()),
+        secrets.delete(job, &params).await.map(|_| ()),
     ] {
         match result {
             Ok(()) => {}
@@ -669,6 +675,30 @@ async fn start_run(
         Err(err) => return Err(err.into()),
     }
 
+    let credentials = match run_credentials(ctx, connection, &namespace).await? {
+        Ok(credentials) => credentials,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    if let Some(file) = &credentials {
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(job_name.to_owned()),
+                namespace: Some(namespace.clone()),
+                labels: Some(labels.clone()),
+                owner_references: Some(vec![owner.clone()]),
+                ..ObjectMeta::default()
+            },
+            string_data: Some(BTreeMap::from([(CREDENTIALS_KEY.to_owned(), file.clone())])),
+            ..Secret::default()
+        };
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+        match secrets.create(&PostParams::default(), &secret).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+
     let mode_text = match mode {
         RunMode::Backfill => "backfill",
         RunMode::Incremental => "incremental",
@@ -684,26 +714,10 @@ async fn start_run(
         env_var("ORGCONNECT_MODE", mode_text),
         env_var("ORGCONNECT_SINCE", &since.to_string()),
     ];
-    if connection.spec.credentials.source == CredentialSource::Secret
-        && let Some(reference) = &connection.spec.credentials.secret_ref
-    {
-        env.push(secret_env(
-            "AWS_ACCESS_KEY_ID",
-            &reference.name,
-            &reference.access_key_id_key,
-            false,
-        ));
-        env.push(secret_env(
-            "AWS_SECRET_ACCESS_KEY",
-            &reference.name,
-            &reference.secret_access_key_key,
-            false,
-        ));
-        env.push(secret_env(
-            "AWS_SESSION_TOKEN",
-            &reference.name,
-            &reference.session_token_key,
-            true,
+    if credentials.is_some() {
+        env.push(env_var(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            &format!("{MOUNT_PATH}/{CREDENTIALS_KEY}"),
         ));
     }
     let mut pod: PodTemplateSpec = pod.cloned().unwrap_or_default();
@@ -711,11 +725,28 @@ async fn start_run(
     if pod_spec.restart_policy.is_none() {
         pod_spec.restart_policy = Some("Never".to_owned());
     }
+    // One directory: the run's ConfigMap, and in Secret mode its credentials Secret.
+    let mut sources = vec![VolumeProjection {
+        config_map: Some(ConfigMapProjection {
+            name: job_name.to_owned(),
+            ..ConfigMapProjection::default()
+        }),
+        ..VolumeProjection::default()
+    }];
+    if credentials.is_some() {
+        sources.push(VolumeProjection {
+            secret: Some(SecretProjection {
+                name: job_name.to_owned(),
+                ..SecretProjection::default()
+            }),
+            ..VolumeProjection::default()
+        });
+    }
     pod_spec.volumes.get_or_insert_with(Vec::new).push(Volume {
         name: "orgconnect".to_owned(),
-        config_map: Some(ConfigMapVolumeSource {
-            name: job_name.to_owned(),
-            ..ConfigMapVolumeSource::default()
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(sources),
+            ..ProjectedVolumeSource::default()
         }),
         ..Volume::default()
     });
@@ -779,18 +810,42 @@ fn env_var(name: &str, value: &str) -> EnvVar {
     }
 }
 
-fn secret_env(name: &str, secret: &str, key: &str, optional: bool) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: secret.to_owned(),
-                key: key.to_owned(),
-                optional: optional.then_some(true),
-            }),
-            ..EnvVarSource::default()
-        }),
-        ..EnvVar::default()
+/// The key of a run's Secret that holds its credentials file.
+const CREDENTIALS_KEY: &str = "credentials";
+
+/// In Secret mode, the run's credentials file made from the connection's Secret;
+/// `Ok(Ok(None))` when the Job uses its own identity.
+async fn run_credentials(
+    ctx: &Context,
+    connection: &AwsOrgConnection,
+    namespace: &str,
+) -> Result<Result<Option<String>, Refusal>> {
+    let not_ready = |problem: &dyn std::fmt::Display| {
+        Ok(Err((
+            "ConnectionNotReady",
+            format!(
+                "connection {}'s credentials cannot be read: {problem}",
+                connection.name_any()
+            ),
+        )))
+    };
+    let reference = match secret_name(&connection.spec.credentials, namespace) {
+        Ok(None) => return Ok(Ok(None)),
+        Ok(Some(reference)) => reference,
+        Err(problem) => return not_ready(&problem.message()),
+    };
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let Some(secret) = secrets.get_opt(&reference.name).await? else {
+        return not_ready(&format!("Secret {} not found", reference.name));
+    };
+    match keys_from_secret(&secret, reference) {
+        Ok(BaseCredentials::Keys { credentials, .. }) => Ok(Ok(Some(credentials_file(
+            credentials.access_key_id(),
+            credentials.secret_access_key(),
+            credentials.session_token(),
+        )))),
+        Ok(BaseCredentials::DefaultChain) => Ok(Ok(None)),
+        Err(problem) => not_ready(&problem.message()),
     }
 }
 
@@ -803,7 +858,7 @@ async fn job_identity(
     service_account: &str,
 ) -> Result<JobIdentity> {
     if connection.spec.credentials.source == CredentialSource::Secret {
-        return Ok(JobIdentity::Environment);
+        return Ok(JobIdentity::SharedCredentials);
     }
     let accounts: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), namespace);
     let role = accounts

@@ -8,14 +8,17 @@ use serde::Serialize;
 
 /// The profile holding the managing-role hop every account profile chains through.
 pub const MANAGING_PROFILE: &str = "orgconnect-managing";
-/// The profile holding the Job's own identity, when it is not plain environment keys.
+/// The profile holding the Job's own identity: the connection's Secret keys (in the
+/// run's credentials file) or the IRSA web identity.
 pub const BASE_PROFILE: &str = "orgconnect-base";
 
 /// Where the Job's own AWS identity comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobIdentity {
-    /// Access keys in the environment (the connection's Secret, as env vars).
-    Environment,
+    /// The connection's Secret keys, as profile `orgconnect-base` of the run's credentials
+    /// file: never the standard environment variables, which botocore and the Go SDK put
+    /// ahead of the profile `AWS_PROFILE` picks.
+    SharedCredentials,
     /// IRSA: a web identity token for the role on the Job's service account.
     WebIdentity {
         role_arn: String,
@@ -53,9 +56,10 @@ pub struct ConfigInput<'a> {
 pub fn aws_config(input: &ConfigInput<'_>) -> String {
     let mut out =
         String::from("# Written by orgconnect for this run. One profile per Connected account.\n");
-    let _ = writeln!(out, "[default]\nregion = {}\n", input.region);
+    // Older boto3 and aws-cli v1 call the global STS endpoint unless told otherwise.
+    let _ = writeln!(out, "[default]\nregion = {}\n{REGIONAL}\n", input.region);
     let source = match input.identity {
-        JobIdentity::Environment => "credential_source = Environment".to_owned(),
+        JobIdentity::SharedCredentials => format!("source_profile = {BASE_PROFILE}"),
         JobIdentity::Container => "credential_source = EcsContainer".to_owned(),
         JobIdentity::WebIdentity {
             role_arn,
@@ -63,7 +67,7 @@ pub fn aws_config(input: &ConfigInput<'_>) -> String {
         } => {
             let _ = writeln!(
                 out,
-                "[profile {BASE_PROFILE}]\nrole_arn = {role_arn}\nweb_identity_token_file = {token_file}\nregion = {}\n",
+                "[profile {BASE_PROFILE}]\nrole_arn = {role_arn}\nweb_identity_token_file = {token_file}\nregion = {}\n{REGIONAL}\n",
                 input.region
             );
             format!("source_profile = {BASE_PROFILE}")
@@ -71,7 +75,7 @@ pub fn aws_config(input: &ConfigInput<'_>) -> String {
     };
     let _ = writeln!(
         out,
-        "[profile {MANAGING_PROFILE}]\nrole_arn = {}\nexternal_id = {}\n{source}\nrole_session_name = orgconnect-sync\nregion = {}\n",
+        "[profile {MANAGING_PROFILE}]\nrole_arn = {}\nexternal_id = {}\n{source}\nrole_session_name = orgconnect-sync\nregion = {}\n{REGIONAL}\n",
         input.managing_role_arn, input.external_id, input.region
     );
     for account in input.accounts {
@@ -95,9 +99,27 @@ pub fn aws_config(input: &ConfigInput<'_>) -> String {
         }
         let _ = writeln!(
             out,
-            "role_session_name = orgconnect-sync\nregion = {}\n",
+            "role_session_name = orgconnect-sync\nregion = {}\n{REGIONAL}\n",
             input.region
         );
+    }
+    out
+}
+
+const REGIONAL: &str = "sts_regional_endpoints = regional";
+
+/// The run's credentials file for [`JobIdentity::SharedCredentials`]: the Secret's keys as
+/// profile `orgconnect-base`.
+pub fn credentials_file(
+    access_key_id: &str,
+    secret_access_key: &str,
+    session_token: Option<&str>,
+) -> String {
+    let mut out = format!(
+        "[{BASE_PROFILE}]\naws_access_key_id = {access_key_id}\naws_secret_access_key = {secret_access_key}\n"
+    );
+    if let Some(token) = session_token.filter(|t| !t.is_empty()) {
+        let _ = writeln!(out, "aws_session_token = {token}");
     }
     out
 }
@@ -136,10 +158,16 @@ mod tests {
             external_id: "oc-abc",
             member_external_id: None,
             region: "eu-west-1",
-            identity: &JobIdentity::Environment,
+            identity: &JobIdentity::SharedCredentials,
             accounts: &accounts,
         });
-        assert!(config.contains("[profile orgconnect-managing]\nrole_arn = arn:aws:iam::111111111111:role/orgconnect\nexternal_id = oc-abc\ncredential_source = Environment"));
+        assert!(config.contains("[profile orgconnect-managing]\nrole_arn = arn:aws:iam::111111111111:role/orgconnect\nexternal_id = oc-abc\nsource_profile = orgconnect-base"));
+        assert!(!config.contains("credential_source = Environment"));
+        // Every profile, and the default, uses the regional STS endpoint.
+        assert_eq!(
+            config.matches("sts_regional_endpoints = regional").count(),
+            config.matches("[profile ").count() + 1
+        );
         assert!(config.contains("[profile 222222222222]\nrole_arn = arn:aws:iam::222222222222:role/OrganizationAccountAccessRole\nsource_profile = orgconnect-managing"));
         assert!(config.contains("[profile 111111111111]\nrole_arn = arn:aws:iam::111111111111:role/orgconnect\nexternal_id = oc-abc"));
         assert_eq!(config.matches("[profile ").count(), 3);
@@ -147,6 +175,16 @@ mod tests {
             serde_json::from_str(&accounts_json(&accounts)).expect("JSON");
         assert_eq!(json[1]["ouPath"], "Root/Prod");
         assert!(json[1].get("roleArn").is_none());
+    }
+
+    #[test]
+    fn the_secret_keys_are_a_profile_of_the_credentials_file() {
+        let file = credentials_file("AKIAEXAMPLE", "secret", Some("token"));
+        assert_eq!(
+            file,
+            "[orgconnect-base]\naws_access_key_id = AKIAEXAMPLE\naws_secret_access_key = secret\naws_session_token = token\n"
+        );
+        assert!(!credentials_file("AKIAEXAMPLE", "secret", Some("")).contains("token"));
     }
 
     #[test]
