@@ -147,12 +147,14 @@ fn env_of(job: &Job) -> std::collections::BTreeMap<String, String> {
 /// Runs real AWS clients on a run's files (`dir` holds `aws-config` and `credentials`,
 /// with nothing else of AWS in the environment), as a Job's tools would: each profile of
 /// `accounts` must answer GetCallerIdentity in its own account, selected by `AWS_PROFILE`
-/// and by `--profile`, with aws-cli (v1, which needs `sts_regional_endpoints`) and boto3.
+/// and by `--profile`, with aws-cli (v1, which needs `sts_regional_endpoints`), boto3 and
+/// a Go program on aws-sdk-go-v2.
 fn run_clients(bed: &support::aws::AwsBed, dir: &std::path::Path, accounts: &[String]) {
     let aws = std::env::var("ORGCONNECT_TESTBED_AWS_CLI").expect("the test bed's aws CLI");
     let cache = std::env::var("ORGCONNECT_TESTBED_CACHE").expect("the test bed's cache");
     let moto = std::env::var("ORGCONNECT_MOTO_VERSION").expect("the moto version");
     let python = format!("{cache}/moto-{moto}/bin/python");
+    let go = std::env::var("ORGCONNECT_TESTBED_GO_STS").expect("the test bed's Go client");
     let boto3 = "import boto3, json, os\n\
         print(json.dumps(boto3.Session().client('sts').get_caller_identity()))";
     let clean = |command: &mut std::process::Command| {
@@ -171,6 +173,9 @@ fn run_clients(bed: &support::aws::AwsBed, dir: &std::path::Path, accounts: &[St
             .env("AWS_CONFIG_FILE", dir.join("aws-config"))
             .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("credentials"))
             .env("AWS_ENDPOINT_URL", bed.proxy.url())
+            // aws-sdk-go-v2 makes the AssumeRole hops with an STS client of their own,
+            // which the service's own variable reaches.
+            .env("AWS_ENDPOINT_URL_STS", bed.proxy.url())
             .env("AWS_EC2_METADATA_DISABLED", "true");
     };
     for account in accounts {
@@ -192,10 +197,14 @@ fn run_clients(bed: &support::aws::AwsBed, dir: &std::path::Path, accounts: &[St
         by_boto3.args(["-c", boto3]);
         clean(&mut by_boto3);
         by_boto3.env("AWS_PROFILE", account);
+        let mut by_go = std::process::Command::new(&go);
+        clean(&mut by_go);
+        by_go.env("AWS_PROFILE", account);
         for (client, mut command) in [
             ("aws-cli, AWS_PROFILE", by_env),
             ("aws-cli, --profile", by_flag),
             ("boto3, AWS_PROFILE", by_boto3),
+            ("aws-sdk-go-v2, AWS_PROFILE", by_go),
         ] {
             let output = command.output().expect("the client runs");
             assert!(
