@@ -58,7 +58,12 @@ struct TemplateArgs {
     /// (managing-role template; implied by a connection with spec.stackSet.enabled).
     #[arg(long)]
     stack_set: bool,
-    /// Fill the template from this AwsOrgConnection in the cluster.
+    /// Also trust this principal (the role sync Jobs run as), with the same ExternalId;
+    /// repeatable (managing-role template).
+    #[arg(long = "trust", value_name = "ARN")]
+    trust: Vec<String>,
+    /// Fill the template from this AwsOrgConnection in the cluster; the managing role
+    /// then also trusts the IRSA roles its SyncSchedules' Jobs run as.
     #[arg(long)]
     connection: Option<String>,
     #[arg(short, long)]
@@ -221,8 +226,8 @@ fn template(args: TemplateArgs) -> Result<(), Box<dyn std::error::Error>> {
         ManagingRoleOptions, MemberRoleOptions, managing_role, member_role, render,
     };
 
-    let connection = match &args.connection {
-        None => None,
+    let (connection, job_principals) = match &args.connection {
+        None => (None, Vec::new()),
         Some(name) => runtime()?
             .block_on(async {
                 let client = kube::Client::try_default().await?;
@@ -231,14 +236,22 @@ fn template(args: TemplateArgs) -> Result<(), Box<dyn std::error::Error>> {
                     .clone()
                     .unwrap_or_else(|| client.default_namespace().to_owned());
                 let api: kube::Api<orgconnect::api::AwsOrgConnection> =
-                    kube::Api::namespaced(client, &namespace);
-                api.get_opt(name)
+                    kube::Api::namespaced(client.clone(), &namespace);
+                let connection = api
+                    .get_opt(name)
                     .await?
-                    .ok_or_else(|| format!("AwsOrgConnection {namespace}/{name} not found").into())
-                    .map(Some)
+                    .ok_or_else(|| format!("AwsOrgConnection {namespace}/{name} not found"))?;
+                let principals = job_principals(&client, &namespace, &connection).await?;
+                Ok((Some(connection), principals))
             })
             .map_err(|e: Box<dyn std::error::Error>| e)?,
     };
+    let mut trusted_jobs = args.trust.clone();
+    for principal in job_principals {
+        if !trusted_jobs.contains(&principal) {
+            trusted_jobs.push(principal);
+        }
+    }
     let policy = match (args.policy, &connection) {
         (Some(PolicyLevel::DataOnly), _) => AccessPolicy::DataOnly,
         (Some(PolicyLevel::DataAndScheduling), _) => AccessPolicy::DataAndScheduling,
@@ -275,6 +288,7 @@ fn template(args: TemplateArgs) -> Result<(), Box<dyn std::error::Error>> {
                     .is_some_and(|c| c.spec.stack_set.enabled),
             role_name: role.as_ref().map(|r| r.role_name().to_owned()),
             role_path: role.as_ref().map(orgconnect::aws::arn::RoleArn::path),
+            job_principals: trusted_jobs,
         }),
         TemplateKind::MemberStackset => member_role(&MemberRoleOptions {
             policy,
@@ -291,6 +305,44 @@ fn template(args: TemplateArgs) -> Result<(), Box<dyn std::error::Error>> {
     let out = render(&template, matches!(args.format, TemplateFormat::Json))?;
     std::io::stdout().lock().write_all(out.as_bytes())?;
     Ok(())
+}
+
+/// The roles the Jobs of `connection`'s SyncSchedules run as, which the managing role must
+/// trust beside the operator: IRSA roles from their service accounts. Jobs with the
+/// connection's Secret present the operator's own principal; EKS Pod Identity roles are
+/// not visible in the cluster, so those schedules are named on stderr for `--trust`.
+async fn job_principals(
+    client: &kube::Client,
+    namespace: &str,
+    connection: &orgconnect::api::AwsOrgConnection,
+) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    use kube::ResourceExt;
+    use orgconnect::controller::sync::{job_identity_with, job_service_account};
+    use orgconnect::controller::sync_config::JobIdentity;
+
+    let schedules: kube::Api<orgconnect::api::SyncSchedule> =
+        kube::Api::namespaced(client.clone(), namespace);
+    let mut principals = Vec::new();
+    for schedule in schedules.list(&kube::api::ListParams::default()).await? {
+        if schedule.spec.connection_ref.name != connection.name_any() {
+            continue;
+        }
+        let account = job_service_account(&schedule);
+        match job_identity_with(client, namespace, connection, &account).await? {
+            JobIdentity::WebIdentity { role_arn, .. } => {
+                if !principals.contains(&role_arn) {
+                    principals.push(role_arn);
+                }
+            }
+            JobIdentity::Container => eprintln!(
+                "note: SyncSchedule {} runs as service account {account} with no IRSA role; \
+                 if EKS Pod Identity gives it a role, add that role with --trust",
+                schedule.name_any()
+            ),
+            JobIdentity::SharedCredentials => {}
+        }
+    }
+    Ok(principals)
 }
 
 fn tree(args: TreeArgs) -> Result<(), Box<dyn std::error::Error>> {

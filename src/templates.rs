@@ -27,6 +27,9 @@ pub struct ManagingRoleOptions {
     /// The role's name (default `orgconnect`) and IAM path (default `/`).
     pub role_name: Option<String>,
     pub role_path: Option<String>,
+    /// More principals trusted with the same ExternalId beside `principal`: the roles
+    /// sync Jobs run as (IRSA, EKS Pod Identity).
+    pub job_principals: Vec<String>,
 }
 
 /// What the member-role template is filled with.
@@ -203,6 +206,18 @@ pub fn managing_role(options: &ManagingRoleOptions) -> Value {
     if options.stack_set {
         statements.push(stack_set_statement());
     }
+    let mut trusted = vec![json!({ "Ref": "TrustedPrincipal" })];
+    trusted.extend(
+        options
+            .job_principals
+            .iter()
+            .map(|p| Value::from(p.clone())),
+    );
+    let trusted = if trusted.len() == 1 {
+        trusted.remove(0)
+    } else {
+        Value::from(trusted)
+    };
     statements.extend(level_statements(options.policy));
     json!({
         "AWSTemplateFormatVersion": "2010-09-09",
@@ -247,7 +262,7 @@ pub fn managing_role(options: &ManagingRoleOptions) -> Value {
                     "MaxSessionDuration": 3600,
                     "AssumeRolePolicyDocument": policy_document(vec![json!({
                         "Effect": "Allow",
-                        "Principal": { "AWS": { "Ref": "TrustedPrincipal" } },
+                        "Principal": { "AWS": trusted },
                         "Action": "sts:AssumeRole",
                         "Condition": { "StringEquals": { "sts:ExternalId": { "Ref": "ExternalId" } } },
                     })]),
@@ -380,6 +395,25 @@ mod tests {
                 assert!(!statement["Resource"].is_null(), "{statement}");
             }
         }
+    }
+
+    #[test]
+    fn sync_job_roles_are_trusted_beside_the_operator_with_the_same_external_id() {
+        let template = managing_role(&ManagingRoleOptions {
+            job_principals: vec!["arn:aws:iam::999999999999:role/sync-irsa".into()],
+            ..ManagingRoleOptions::default()
+        });
+        let trust =
+            &template["Resources"]["OrgconnectRole"]["Properties"]["AssumeRolePolicyDocument"];
+        assert_well_formed(trust, true);
+        assert_eq!(
+            trust["Statement"][0]["Principal"]["AWS"],
+            json!([{ "Ref": "TrustedPrincipal" }, "arn:aws:iam::999999999999:role/sync-irsa"])
+        );
+        assert_eq!(
+            trust["Statement"][0]["Condition"]["StringEquals"]["sts:ExternalId"]["Ref"],
+            "ExternalId"
+        );
     }
 
     #[test]

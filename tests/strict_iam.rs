@@ -186,3 +186,145 @@ async fn an_operator_whose_own_policy_lacks_sts_assume_role_is_told_what_to_atta
         scenario.bed.proxy.iam_denials()
     );
 }
+
+/// Role `name` in the account `admin` administers, trusting that account, allowed
+/// `sts:AssumeRole` anywhere: the role a sync Job's service account maps to.
+async fn job_role(admin: &aws_config::SdkConfig, account: &str, name: &str) -> String {
+    let iam = aws_sdk_iam::Client::new(admin);
+    let trust = serde_json::json!({ "Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow",
+        "Principal": { "AWS": format!("arn:aws:iam::{account}:root") },
+        "Action": "sts:AssumeRole",
+    }]});
+    let role = iam
+        .create_role()
+        .role_name(name)
+        .assume_role_policy_document(trust.to_string())
+        .send()
+        .await
+        .expect("CreateRole")
+        .role
+        .expect("role");
+    let policy = serde_json::json!({ "Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*",
+    }]});
+    iam.put_role_policy()
+        .role_name(name)
+        .policy_name("reach-the-organization")
+        .policy_document(policy.to_string())
+        .send()
+        .await
+        .expect("PutRolePolicy");
+    role.arn().to_owned()
+}
+
+/// Assumes `role` as `config`, then the managing role `managing` with `external_id`, as a
+/// Job's generated profiles do; the account the managing session acts in.
+async fn job_reaches(
+    bed: &support::aws::AwsBed,
+    config: &aws_config::SdkConfig,
+    role: &str,
+    managing: &str,
+    external_id: &str,
+) -> Result<String, String> {
+    let job = aws_sdk_sts::Client::new(config)
+        .assume_role()
+        .role_arn(role)
+        .role_session_name("sync-job")
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?
+        .credentials
+        .ok_or("no credentials")?;
+    let session = bed.sdk_config_with(aws_sdk_sts::config::Credentials::new(
+        job.access_key_id(),
+        job.secret_access_key(),
+        Some(job.session_token().to_owned()),
+        None,
+        "sync-job",
+    ));
+    let managed = aws_sdk_sts::Client::new(&session)
+        .assume_role()
+        .role_arn(managing)
+        .role_session_name("orgconnect-sync")
+        .external_id(external_id)
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    managed
+        .assumed_role_user
+        .map(|u| u.arn.split(':').nth(4).unwrap_or_default().to_owned())
+        .ok_or_else(|| "no assumed-role user".to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_template_for_a_connection_trusts_the_irsa_roles_of_its_sync_jobs() {
+    let scenario = Scenario::build("job-trust", &OrgSpec::flat(1))
+        .generated_external_id()
+        .start()
+        .await;
+    // The cluster's account, where the sync Jobs' IRSA role lives.
+    let (cluster_account, admin) = scenario.bed.add_principal();
+    let admin = scenario.bed.sdk_config_with(admin);
+    let irsa = job_role(&admin, &cluster_account, "inventory-sync").await;
+    let other = job_role(&admin, &cluster_account, "unrelated-job").await;
+    let accounts: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> = scenario.ns.api();
+    let account: k8s_openapi::api::core::v1::ServiceAccount =
+        serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "inventory",
+                          "annotations": { "eks.amazonaws.com/role-arn": irsa } },
+        }))
+        .expect("service account");
+    accounts
+        .create(&kube::api::PostParams::default(), &account)
+        .await
+        .expect("create the service account");
+    let schedules: kube::Api<orgconnect::api::SyncSchedule> = scenario.ns.api();
+    let schedule: orgconnect::api::SyncSchedule = serde_json::from_value(serde_json::json!({
+        "apiVersion": "orgconnect.dev/v1alpha1",
+        "kind": "SyncSchedule",
+        "metadata": { "name": "inventory" },
+        "spec": {
+            "connectionRef": { "name": "acme" },
+            "schedule": "0 0 1 1 *",
+            "jobTemplate": { "spec": { "template": { "spec": {
+                "serviceAccountName": "inventory",
+                "containers": [{ "name": "c", "image": "busybox" }],
+            } } } },
+        },
+    }))
+    .expect("schedule");
+    schedules
+        .create(&kube::api::PostParams::default(), &schedule)
+        .await
+        .expect("create the schedule");
+
+    // The managing role is made from `orgconnect template managing-role --connection`.
+    scenario
+        .connect_generated("acme", serde_json::json!({}))
+        .await;
+    let connection = wait_condition(
+        &scenario.connections(),
+        "acme",
+        ConditionType::Ready,
+        ConditionStatus::True,
+        "Connected",
+    )
+    .await;
+    let external_id = connection
+        .status
+        .and_then(|s| s.external_id)
+        .expect("the generated ExternalId");
+    let managing = scenario.role();
+    let reached = job_reaches(&scenario.bed, &admin, &irsa, &managing, &external_id).await;
+    assert_eq!(
+        reached.as_deref(),
+        Ok(scenario.org.managing_account_id.as_str()),
+        "the Job's IRSA role assumes the managing role"
+    );
+    let refused = job_reaches(&scenario.bed, &admin, &other, &managing, &external_id).await;
+    assert!(
+        refused.as_ref().is_err_and(|e| e.contains("AccessDenied")),
+        "a role the template does not name is refused: {refused:?}"
+    );
+}

@@ -45,8 +45,14 @@ fn every_template_passes_cfn_lint() {
             }
         }
     }
-    // The managing role with the StackSet permissions too.
-    let text = orgconnect(&["template", "managing-role", "--stack-set"]);
+    // The managing role with the StackSet permissions and sync Job roles too.
+    let text = orgconnect(&[
+        "template",
+        "managing-role",
+        "--stack-set",
+        "--trust",
+        "arn:aws:iam::999999999999:role/inventory-sync",
+    ]);
     let parsed: serde_yaml::Value = serde_yaml::from_str(&text).expect("YAML parses back");
     let statements = serde_yaml::to_string(
         &parsed["Resources"]["OrgconnectRole"]["Properties"]["Policies"][0]["PolicyDocument"],

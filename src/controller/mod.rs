@@ -10,7 +10,7 @@ pub mod members;
 mod probe_status;
 mod revoke;
 mod stackset;
-mod sync;
+pub mod sync;
 pub mod sync_config;
 pub mod sync_plan;
 

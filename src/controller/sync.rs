@@ -633,10 +633,7 @@ async fn start_run(
     );
     let template = &schedule.spec.job_template;
     let pod = template.spec.as_ref().map(|s| &s.template);
-    let service_account = pod
-        .and_then(|p| p.spec.as_ref())
-        .and_then(|s| s.service_account_name.clone())
-        .unwrap_or_else(|| "default".to_owned());
+    let service_account = job_service_account(schedule);
     let identity = job_identity(ctx, &namespace, connection, &service_account).await?;
     let config = aws_config(&ConfigInput {
         managing_role_arn: &connection.spec.role_arn,
@@ -849,10 +846,33 @@ async fn run_credentials(
     }
 }
 
-/// How the Job authenticates: the connection's Secret as environment keys, else the Job's
-/// service account (IRSA when it carries the role annotation, else Pod Identity).
+/// How the Job authenticates: the connection's Secret as its credentials file, else the
+/// Job's service account (IRSA when it carries the role annotation, else Pod Identity).
 async fn job_identity(
     ctx: &Context,
+    namespace: &str,
+    connection: &AwsOrgConnection,
+    service_account: &str,
+) -> Result<JobIdentity> {
+    job_identity_with(&ctx.client, namespace, connection, service_account).await
+}
+
+/// The service account a schedule's Jobs run as.
+pub fn job_service_account(schedule: &SyncSchedule) -> String {
+    schedule
+        .spec
+        .job_template
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|s| s.service_account_name.clone())
+        .unwrap_or_else(|| "default".to_owned())
+}
+
+/// [`job_identity`] with a plain client, for `orgconnect template --connection`: which
+/// identity the Jobs of a schedule present, and so what the managing role must trust.
+pub async fn job_identity_with(
+    client: &kube::Client,
     namespace: &str,
     connection: &AwsOrgConnection,
     service_account: &str,
@@ -860,7 +880,7 @@ async fn job_identity(
     if connection.spec.credentials.source == CredentialSource::Secret {
         return Ok(JobIdentity::SharedCredentials);
     }
-    let accounts: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), namespace);
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
     let role = accounts
         .get_opt(service_account)
         .await?
