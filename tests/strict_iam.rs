@@ -315,6 +315,16 @@ async fn the_template_for_a_connection_trusts_the_irsa_roles_of_its_sync_jobs() 
         .status
         .and_then(|s| s.external_id)
         .expect("the generated ExternalId");
+    // The schedule says which principal its Jobs present.
+    eventually(
+        "the schedule names its Jobs' principal",
+        Duration::from_secs(30),
+        || async {
+            let status = schedules.get("inventory").await.ok()?.status?;
+            (status.job_principal.as_deref() == Some(irsa.as_str())).then_some(())
+        },
+    )
+    .await;
     let managing = scenario.role();
     let reached = job_reaches(&scenario.bed, &admin, &irsa, &managing, &external_id).await;
     assert_eq!(

@@ -296,6 +296,15 @@ async fn runs_on_demand_with_a_working_aws_config_then_incrementally_and_prunes_
     )
     .await;
     assert!(scheduled.next_schedule_time.is_some());
+    // Secret mode: the Jobs present the Secret's keys, the operator's own principal.
+    let operator_principal = connections
+        .get("acme")
+        .await
+        .expect("connection")
+        .status
+        .and_then(|s| s.operator_principal);
+    assert!(operator_principal.is_some());
+    assert_eq!(scheduled.job_principal, operator_principal);
 
     let jobs: Api<Job> = ns.api();
     run_now(&schedules, "inventory").await;

@@ -229,6 +229,13 @@ pub struct SyncScheduleStatus {
     /// True once a backfill run has succeeded.
     #[serde(default)]
     pub backfill_done: bool,
+    /// The principal this schedule's Jobs present to the managing role, which its trust
+    /// policy must name (`orgconnect template managing-role --connection` does): the
+    /// connection's `operatorPrincipal` with Secret credentials, else the service
+    /// account's IRSA role. Empty for EKS Pod Identity, whose role the cluster does not
+    /// show.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_principal: Option<String>,
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

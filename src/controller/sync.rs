@@ -227,6 +227,17 @@ pub async fn reconcile(schedule: Arc<SyncSchedule>, ctx: Arc<Context>) -> Result
             "the schedule is running".to_owned(),
         )),
     };
+    if let Ok(connection) = &connection {
+        let account = job_service_account(&schedule);
+        status.job_principal = match job_identity(&ctx, &namespace, connection, &account).await? {
+            JobIdentity::SharedCredentials => connection
+                .status
+                .as_ref()
+                .and_then(|s| s.operator_principal.clone()),
+            JobIdentity::WebIdentity { role_arn, .. } => Some(role_arn),
+            JobIdentity::Container => None,
+        };
+    }
     if let Some(start) = &plan.start {
         let started = match connection {
             Ok(connection) => {
