@@ -20,7 +20,9 @@ use orgconnect::api::{AwsOrgConnection, ConditionStatus, ConditionType, find_con
 use support::eventually;
 use support::iam::{deploy_member_role, role_exists, without_action};
 use support::kube::TestNamespace;
-use support::operator::{apply_connection, managing_role, members, patch_spec, wait_condition};
+use support::operator::{
+    apply_connection, managing_role, members, patch_spec, wait_all_connected, wait_condition,
+};
 use support::org::{OrgSpec, OuSpec};
 
 /// The member role the StackSet makes (`OrganizationAccountAccessRole` exists already in
@@ -237,19 +239,7 @@ async fn the_stack_set_connects_blocked_accounts_and_goes_on_revoke() {
         "an instance in each account of Prod"
     );
 
-    eventually(
-        "every account Connected after the deployment",
-        Duration::from_secs(60),
-        || async {
-            let listed = members(&member_api).await;
-            (listed.len() == 5
-                && listed
-                    .iter()
-                    .all(|m| phase(m) == Some(MemberPhase::Connected)))
-            .then_some(())
-        },
-    )
-    .await;
+    wait_all_connected(&member_api, 5).await;
 
     // A new policy level updates the StackSet's template; Deployed is then reported for
     // the new generation.
@@ -672,19 +662,7 @@ async fn a_managing_role_with_a_path_deploys_the_stack_set_and_reaches_every_mem
     assert_eq!(parameter("ManagingRolePath").as_deref(), Some("/platform/"));
     // The member role the StackSet made trusts the pathed managing role: every member is
     // reached through it.
-    eventually(
-        "every account Connected",
-        Duration::from_secs(60),
-        || async {
-            let listed = members(&scenario.members()).await;
-            (listed.len() == 3
-                && listed
-                    .iter()
-                    .all(|m| phase(m) == Some(MemberPhase::Connected)))
-            .then_some(())
-        },
-    )
-    .await;
+    wait_all_connected(&scenario.members(), 3).await;
     // Before the StackSet the member roles did not exist; never did the managing role's
     // own policy (its organization scope included) refuse a member role.
     let denials = scenario.bed.proxy.iam_denials();

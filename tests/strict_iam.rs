@@ -7,11 +7,10 @@ mod support;
 
 use std::time::Duration;
 
-use orgconnect::api::member_account::MemberPhase;
 use orgconnect::api::{ConditionStatus, ConditionType, find_condition};
 use support::eventually;
 use support::iam::without_action;
-use support::operator::{members, wait_condition};
+use support::operator::{members, wait_all_connected, wait_condition};
 use support::org::{OrgSpec, OuSpec};
 use support::scenario::Scenario;
 
@@ -40,15 +39,7 @@ async fn the_managing_role_from_the_template_reaches_every_account_under_iam() {
         "Connected",
     )
     .await;
-    eventually("5 accounts Connected", Duration::from_secs(60), || async {
-        let listed = members(&scenario.members()).await;
-        (listed.len() == 5
-            && listed
-                .iter()
-                .all(|m| m.status.as_ref().and_then(|s| s.phase) == Some(MemberPhase::Connected)))
-        .then_some(())
-    })
-    .await;
+    wait_all_connected(&scenario.members(), 5).await;
     assert_eq!(
         scenario.bed.proxy.iam_denials(),
         Vec::<String>::new(),
@@ -133,15 +124,7 @@ async fn an_operator_allowed_only_sts_assume_role_reaches_the_organization() {
         "Connected",
     )
     .await;
-    eventually("3 accounts Connected", Duration::from_secs(60), || async {
-        let listed = members(&scenario.members()).await;
-        (listed.len() == 3
-            && listed
-                .iter()
-                .all(|m| m.status.as_ref().and_then(|s| s.phase) == Some(MemberPhase::Connected)))
-        .then_some(())
-    })
-    .await;
+    wait_all_connected(&scenario.members(), 3).await;
     assert_eq!(scenario.bed.proxy.iam_denials(), Vec::<String>::new());
 }
 

@@ -659,29 +659,27 @@ async fn start_run(
         .controller_owner_ref(&())
         .ok_or(Error::MissingField("metadata.uid"))?;
     let labels = run_labels(&schedule.name_any(), connection_name);
+    // The run's ConfigMap and credentials Secret: named as its Job, owned by the schedule.
+    let run_metadata = ObjectMeta {
+        name: Some(job_name.to_owned()),
+        namespace: Some(namespace.clone()),
+        labels: Some(labels.clone()),
+        owner_references: Some(vec![owner.clone()]),
+        ..ObjectMeta::default()
+    };
     let config_map = ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(job_name.to_owned()),
-            namespace: Some(namespace.clone()),
-            labels: Some(labels.clone()),
-            owner_references: Some(vec![owner.clone()]),
-            ..ObjectMeta::default()
-        },
+        metadata: run_metadata.clone(),
         data: Some(BTreeMap::from([
             ("aws-config".to_owned(), config),
             ("accounts.json".to_owned(), accounts_json(&accounts)),
         ])),
         ..ConfigMap::default()
     };
-    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
-    match config_maps
-        .create(&PostParams::default(), &config_map)
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 409 => {}
-        Err(err) => return Err(err.into()),
-    }
+    create_once(
+        &Api::namespaced(ctx.client.clone(), &namespace),
+        &config_map,
+    )
+    .await?;
 
     let credentials = match run_credentials(ctx, connection, &namespace).await? {
         Ok(credentials) => credentials,
@@ -689,22 +687,11 @@ async fn start_run(
     };
     if let Some(file) = &credentials {
         let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some(job_name.to_owned()),
-                namespace: Some(namespace.clone()),
-                labels: Some(labels.clone()),
-                owner_references: Some(vec![owner.clone()]),
-                ..ObjectMeta::default()
-            },
+            metadata: run_metadata,
             string_data: Some(BTreeMap::from([(CREDENTIALS_KEY.to_owned(), file.clone())])),
             ..Secret::default()
         };
-        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-        match secrets.create(&PostParams::default(), &secret).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(err) => return Err(err.into()),
-        }
+        create_once(&Api::namespaced(ctx.client.clone(), &namespace), &secret).await?;
     }
 
     let mode_text = match mode {
@@ -806,6 +793,18 @@ async fn start_run(
         // A restarted operator finds the slot's Job already there: never run it twice.
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(Ok(accounts.len())),
         Err(kube::Error::Api(s)) if s.code == 422 => Ok(Err(("InvalidJobTemplate", s.message))),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Creates `object`; one already there (made by this run before a restart) is kept.
+async fn create_once<K>(api: &Api<K>, object: &K) -> Result<()>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned,
+{
+    match api.create(&PostParams::default(), object).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
         Err(err) => Err(err.into()),
     }
 }

@@ -1876,14 +1876,33 @@ async fn role_policies(
         parts,
         account: Some(account),
     };
+    let policies = inline_policies(&upstream, "Role", name)
+        .await
+        .unwrap_or_default();
+    lock(&shared.faults)
+        .role_policies
+        .insert(role.to_owned(), policies.clone());
+    policies
+}
+
+/// The inline policies IAM holds for `kind` (`Role` or `User`) `name`, read with
+/// List{kind}Policies and Get{kind}Policy; `None` when IAM holds no such principal.
+async fn inline_policies(
+    upstream: &Upstream<'_>,
+    kind: &str,
+    name: &str,
+) -> Option<Vec<serde_json::Value>> {
     let listed = upstream
         .call(
             "iam",
             None,
-            format!("Action=ListRolePolicies&Version=2010-05-08&RoleName={name}"),
+            format!("Action=List{kind}Policies&Version=2010-05-08&{kind}Name={name}"),
         )
         .await
         .unwrap_or_default();
+    if !listed.contains(&format!("<List{kind}PoliciesResult")) {
+        return None;
+    }
     let mut policies = Vec::new();
     for policy in xml_values(&listed, "member") {
         let answer = upstream
@@ -1891,7 +1910,7 @@ async fn role_policies(
                 "iam",
                 None,
                 format!(
-                    "Action=GetRolePolicy&Version=2010-05-08&RoleName={name}&PolicyName={policy}"
+                    "Action=Get{kind}Policy&Version=2010-05-08&{kind}Name={name}&PolicyName={policy}"
                 ),
             )
             .await
@@ -1902,10 +1921,7 @@ async fn role_policies(
             policies.push(document);
         }
     }
-    lock(&shared.faults)
-        .role_policies
-        .insert(role.to_owned(), policies.clone());
-    policies
+    Some(policies)
 }
 
 /// The inline policies of IAM user `user` (`arn:…:iam::<account>:user/<name>`), as IAM
@@ -1925,37 +1941,7 @@ async fn user_policies(
         parts,
         account: Some(account),
     };
-    let listed = upstream
-        .call(
-            "iam",
-            None,
-            format!("Action=ListUserPolicies&Version=2010-05-08&UserName={name}"),
-        )
-        .await
-        .unwrap_or_default();
-    let policies = if listed.contains("<ListUserPoliciesResult") {
-        let mut policies = Vec::new();
-        for policy in xml_values(&listed, "member") {
-            let answer = upstream
-                .call(
-                    "iam",
-                    None,
-                    format!(
-                        "Action=GetUserPolicy&Version=2010-05-08&UserName={name}&PolicyName={policy}"
-                    ),
-                )
-                .await
-                .unwrap_or_default();
-            if let Some(document) =
-                xml_value(answer.as_bytes(), "PolicyDocument").and_then(|raw| policy_document(&raw))
-            {
-                policies.push(document);
-            }
-        }
-        Some(policies)
-    } else {
-        None
-    };
+    let policies = inline_policies(&upstream, "User", name).await;
     lock(&shared.faults)
         .user_policies
         .insert(user.to_owned(), policies.clone());

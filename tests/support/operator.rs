@@ -192,6 +192,23 @@ pub async fn wait_members(api: &Api<MemberAccount>, count: usize) -> Vec<MemberA
     .await
 }
 
+/// Waits until there are `count` MemberAccounts and every one is Connected.
+pub async fn wait_all_connected(api: &Api<MemberAccount>, count: usize) -> Vec<MemberAccount> {
+    eventually(
+        &format!("{count} MemberAccounts, every one Connected"),
+        Duration::from_secs(60),
+        || async {
+            let listed = members(api).await;
+            (listed.len() == count
+                && listed.iter().all(|m| {
+                    phase(m) == Some(orgconnect::api::member_account::MemberPhase::Connected)
+                }))
+            .then_some(listed)
+        },
+    )
+    .await
+}
+
 /// Creates a Secret holding access keys under the standard key names.
 pub async fn create_key_secret(
     api: &Api<Secret>,
