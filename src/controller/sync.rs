@@ -227,21 +227,35 @@ pub async fn reconcile(schedule: Arc<SyncSchedule>, ctx: Arc<Context>) -> Result
             "the schedule is running".to_owned(),
         )),
     };
-    if let Ok(connection) = &connection {
-        let account = job_service_account(&schedule);
-        status.job_principal = match job_identity(&ctx, &namespace, connection, &account).await? {
-            JobIdentity::SharedCredentials => connection
-                .status
-                .as_ref()
-                .and_then(|s| s.operator_principal.clone()),
-            JobIdentity::WebIdentity { role_arn, .. } => Some(role_arn),
-            JobIdentity::Container => None,
-        };
-    }
+    // Which identity the Jobs present: reported, and used by a run started now.
+    let connection = match connection {
+        Ok(connection) => {
+            let account = job_service_account(&schedule);
+            let identity = job_identity(&ctx, &namespace, connection, &account).await?;
+            status.job_principal = match &identity {
+                JobIdentity::SharedCredentials => connection
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.operator_principal.clone()),
+                JobIdentity::WebIdentity { role_arn, .. } => Some(role_arn.clone()),
+                JobIdentity::Container => None,
+            };
+            Ok((connection, identity))
+        }
+        Err(refusal) => Err(refusal),
+    };
     if let Some(start) = &plan.start {
         let started = match connection {
-            Ok(connection) => {
-                start_run(&ctx, &schedule, connection, &status, &start.job_name, now).await?
+            Ok((connection, identity)) => {
+                start_run(
+                    &ctx,
+                    &schedule,
+                    (connection, &identity),
+                    &status,
+                    &start.job_name,
+                    now,
+                )
+                .await?
             }
             Err(refusal) => Err(refusal),
         };
@@ -612,7 +626,7 @@ fn kept_refusal(current: &SyncScheduleStatus, generation: Option<i64>) -> Option
 async fn start_run(
     ctx: &Context,
     schedule: &SyncSchedule,
-    connection: &AwsOrgConnection,
+    (connection, identity): (&AwsOrgConnection, &JobIdentity),
     status: &SyncScheduleStatus,
     job_name: &str,
     now: Timestamp,
@@ -644,14 +658,12 @@ async fn start_run(
     );
     let template = &schedule.spec.job_template;
     let pod = template.spec.as_ref().map(|s| &s.template);
-    let service_account = job_service_account(schedule);
-    let identity = job_identity(ctx, &namespace, connection, &service_account).await?;
     let config = aws_config(&ConfigInput {
         managing_role_arn: &connection.spec.role_arn,
         external_id: &external_id,
         member_external_id: connection.spec.member_access.external_id.as_deref(),
         region: &connection.spec.region,
-        identity: &identity,
+        identity,
         accounts: &accounts,
     });
 
