@@ -308,16 +308,16 @@ fn template(args: TemplateArgs) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// The roles the Jobs of `connection`'s SyncSchedules run as, which the managing role must
-/// trust beside the operator: IRSA roles from their service accounts. Jobs with the
-/// connection's Secret present the operator's own principal; EKS Pod Identity roles are
-/// not visible in the cluster, so those schedules are named on stderr for `--trust`.
+/// trust beside the operator: IRSA roles from their service accounts, and the Pod Identity
+/// roles their specs name. Jobs with the connection's Secret present the operator's own
+/// principal; a schedule whose Pod Identity role is not named is reported on stderr.
 async fn job_principals(
     client: &kube::Client,
     namespace: &str,
     connection: &orgconnect::api::AwsOrgConnection,
 ) -> Result<Vec<String>, Box<dyn std::error::Error>> {
     use kube::ResourceExt;
-    use orgconnect::controller::sync::{job_identity_with, job_service_account};
+    use orgconnect::controller::sync::{job_identity_with, job_principal, job_service_account};
     use orgconnect::controller::sync_config::JobIdentity;
 
     let schedules: kube::Api<orgconnect::api::SyncSchedule> =
@@ -328,18 +328,20 @@ async fn job_principals(
             continue;
         }
         let account = job_service_account(&schedule);
-        match job_identity_with(client, namespace, connection, &account).await? {
-            JobIdentity::WebIdentity { role_arn, .. } => {
+        let identity = job_identity_with(client, namespace, connection, &account).await?;
+        match (&identity, job_principal(&schedule, connection, &identity)) {
+            (JobIdentity::SharedCredentials, _) => {}
+            (_, Some(role_arn)) => {
                 if !principals.contains(&role_arn) {
                     principals.push(role_arn);
                 }
             }
-            JobIdentity::Container => eprintln!(
+            (_, None) => eprintln!(
                 "note: SyncSchedule {} runs as service account {account} with no IRSA role; \
-                 if EKS Pod Identity gives it a role, add that role with --trust",
+                 if EKS Pod Identity gives it a role, set its spec.podIdentityRoleArn or add \
+                 that role with --trust",
                 schedule.name_any()
             ),
-            JobIdentity::SharedCredentials => {}
         }
     }
     Ok(principals)

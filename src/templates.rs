@@ -202,6 +202,13 @@ pub fn managing_role(options: &ManagingRoleOptions) -> Value {
             // An IAM policy variable, resolved by IAM (CloudFormation leaves a plain string).
             "Condition": { "StringEquals": { "aws:ResourceOrgID": "${aws:PrincipalOrgID}" } },
         }),
+        // Before a sync run, the operator checks that this role trusts the run's identity.
+        json!({
+            "Sid": "ReadOwnTrustPolicy",
+            "Effect": "Allow",
+            "Action": "iam:GetRole",
+            "Resource": { "Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role${RolePath}${RoleName}" },
+        }),
     ];
     if options.stack_set {
         statements.push(stack_set_statement());

@@ -17,6 +17,7 @@ use orgconnect::api::{
     AwsOrgConnection, ConditionStatus, ConditionType, MemberAccount, SyncSchedule, find_condition,
 };
 use support::aws::AwsBed;
+use support::clients::{self, JobEnvironment, run_clients};
 use support::eventually;
 use support::iam::{delete_role, deploy_managing_role};
 use support::kube::TestNamespace;
@@ -142,85 +143,6 @@ fn env_of(job: &Job) -> std::collections::BTreeMap<String, String> {
             (e.name.clone(), value)
         })
         .collect()
-}
-
-/// Runs real AWS clients on a run's files (`dir` holds `aws-config` and `credentials`,
-/// with nothing else of AWS in the environment), as a Job's tools would: each profile of
-/// `accounts` must answer GetCallerIdentity in its own account, selected by `AWS_PROFILE`
-/// and by `--profile`, with aws-cli (v1, which needs `sts_regional_endpoints`), boto3 and
-/// a Go program on aws-sdk-go-v2.
-fn run_clients(bed: &support::aws::AwsBed, dir: &std::path::Path, accounts: &[String]) {
-    let aws = std::env::var("ORGCONNECT_TESTBED_AWS_CLI").expect("the test bed's aws CLI");
-    let cache = std::env::var("ORGCONNECT_TESTBED_CACHE").expect("the test bed's cache");
-    let moto = std::env::var("ORGCONNECT_MOTO_VERSION").expect("the moto version");
-    let python = format!("{cache}/moto-{moto}/bin/python");
-    let go = std::env::var("ORGCONNECT_TESTBED_GO_STS").expect("the test bed's Go client");
-    let boto3 = "import boto3, json, os\n\
-        print(json.dumps(boto3.Session().client('sts').get_caller_identity()))";
-    let clean = |command: &mut std::process::Command| {
-        for var in [
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-            "AWS_SESSION_TOKEN",
-            "AWS_PROFILE",
-            "AWS_DEFAULT_PROFILE",
-            "HTTP_PROXY",
-            "HTTPS_PROXY",
-        ] {
-            command.env_remove(var);
-        }
-        command
-            .env("AWS_CONFIG_FILE", dir.join("aws-config"))
-            .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("credentials"))
-            .env("AWS_ENDPOINT_URL", bed.proxy.url())
-            // aws-sdk-go-v2 makes the AssumeRole hops with an STS client of their own,
-            // which the service's own variable reaches.
-            .env("AWS_ENDPOINT_URL_STS", bed.proxy.url())
-            .env("AWS_EC2_METADATA_DISABLED", "true");
-    };
-    for account in accounts {
-        let mut by_env = std::process::Command::new(&aws);
-        by_env.args(["sts", "get-caller-identity", "--output", "json"]);
-        clean(&mut by_env);
-        by_env.env("AWS_PROFILE", account);
-        let mut by_flag = std::process::Command::new(&aws);
-        by_flag.args([
-            "sts",
-            "get-caller-identity",
-            "--output",
-            "json",
-            "--profile",
-            account,
-        ]);
-        clean(&mut by_flag);
-        let mut by_boto3 = std::process::Command::new(&python);
-        by_boto3.args(["-c", boto3]);
-        clean(&mut by_boto3);
-        by_boto3.env("AWS_PROFILE", account);
-        let mut by_go = std::process::Command::new(&go);
-        clean(&mut by_go);
-        by_go.env("AWS_PROFILE", account);
-        for (client, mut command) in [
-            ("aws-cli, AWS_PROFILE", by_env),
-            ("aws-cli, --profile", by_flag),
-            ("boto3, AWS_PROFILE", by_boto3),
-            ("aws-sdk-go-v2, AWS_PROFILE", by_go),
-        ] {
-            let output = command.output().expect("the client runs");
-            assert!(
-                output.status.success(),
-                "{client} {account}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            let identity: serde_json::Value =
-                serde_json::from_slice(&output.stdout).expect("identity JSON");
-            assert_eq!(
-                identity["Account"],
-                account.as_str(),
-                "{client}: profile {account} reaches its account"
-            );
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -402,15 +324,17 @@ async fn runs_on_demand_with_a_working_aws_config_then_incrementally_and_prunes_
         .expect("a credentials file");
     assert!(credentials.starts_with("[orgconnect-base]\n"));
     let dir = std::env::temp_dir().join(format!("orgconnect-run-{}", ns.name));
-    std::fs::create_dir_all(&dir).expect("run directory");
-    std::fs::write(dir.join("aws-config"), config).expect("write config");
-    std::fs::write(dir.join("credentials"), &credentials).expect("write credentials");
+    let job = JobEnvironment {
+        config: clients::write(&dir, "aws-config", config),
+        credentials: Some(clients::write(&dir, "credentials", &credentials)),
+        env: Vec::new(),
+    };
     let reached: Vec<String> = connected
         .iter()
         .chain([&org.managing_account_id])
         .cloned()
         .collect();
-    run_clients(&bed, &dir, &reached);
+    run_clients(&bed, &job, &reached, &org.managing_account_id);
     let _ = std::fs::remove_dir_all(&dir);
 
     // Forbid: a second manual run while the first is active starts nothing.

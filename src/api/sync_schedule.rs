@@ -100,6 +100,16 @@ pub struct SyncScheduleSpec {
     #[serde(default)]
     pub backfill: Backfill,
 
+    /// The IAM role EKS Pod Identity gives the Jobs' service account, when it has no IRSA
+    /// role annotation. The cluster does not show Pod Identity associations, so name the
+    /// role here: it is reported in `status.jobPrincipal`, trusted by `orgconnect template
+    /// managing-role --connection`, and checked against the managing role's trust policy
+    /// before each run.
+    #[x_kube(validation = rules::role_arn())]
+    #[schemars(length(max = 2048))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_identity_role_arn: Option<String>,
+
     /// The Job to run. Its containers get `AWS_CONFIG_FILE`, `ORGCONNECT_CONNECTION`,
     /// `ORGCONNECT_MODE` and `ORGCONNECT_SINCE`, and the generated AWS config mounted.
     #[schemars(schema_with = "preserved_object")]
@@ -232,8 +242,8 @@ pub struct SyncScheduleStatus {
     /// The principal this schedule's Jobs present to the managing role, which its trust
     /// policy must name (`orgconnect template managing-role --connection` does): the
     /// connection's `operatorPrincipal` with Secret credentials, else the service
-    /// account's IRSA role. Empty for EKS Pod Identity, whose role the cluster does not
-    /// show.
+    /// account's IRSA role, or `spec.podIdentityRoleArn` with EKS Pod Identity (empty
+    /// when that is not set: the cluster does not show Pod Identity associations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_principal: Option<String>,
     /// The `metadata.generation` this status describes.

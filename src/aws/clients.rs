@@ -36,6 +36,15 @@ pub fn cloudformation(config: &SdkConfig) -> aws_sdk_cloudformation::Client {
     )
 }
 
+/// IAM, counted.
+pub fn iam(config: &SdkConfig) -> aws_sdk_iam::Client {
+    aws_sdk_iam::Client::from_conf(
+        aws_sdk_iam::config::Builder::from(config)
+            .interceptor(CountCalls)
+            .build(),
+    )
+}
+
 /// Records each attempt (retries included) once it has an answer or failed to get one.
 #[derive(Debug)]
 struct CountCalls;

@@ -8,6 +8,7 @@ mod http;
 pub mod probe;
 pub mod session;
 pub mod stackset;
+pub mod trust;
 
 pub use error::{AwsFailure, FailureKind};
 pub use http::{https_client, retry_config, sdk_config_from_env};

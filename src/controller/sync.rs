@@ -40,6 +40,7 @@ use crate::api::sync_schedule::{
 };
 use crate::aws::arn::RoleArn;
 use crate::aws::session::BaseCredentials;
+use crate::aws::trust::{TrustVerdict, parse_document, trust_statement, trust_verdict};
 use crate::duration::parse_duration;
 use crate::error::{Error, Result};
 use crate::schedule::Schedule;
@@ -232,21 +233,24 @@ pub async fn reconcile(schedule: Arc<SyncSchedule>, ctx: Arc<Context>) -> Result
         Ok(connection) => {
             let account = job_service_account(&schedule);
             let identity = job_identity(&ctx, &namespace, connection, &account).await?;
-            status.job_principal = match &identity {
-                JobIdentity::SharedCredentials => connection
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.operator_principal.clone()),
-                JobIdentity::WebIdentity { role_arn, .. } => Some(role_arn.clone()),
-                JobIdentity::Container => None,
-            };
+            status.job_principal = job_principal(&schedule, connection, &identity);
             Ok((connection, identity))
         }
         Err(refusal) => Err(refusal),
     };
     if let Some(start) = &plan.start {
-        let started = match connection {
-            Ok((connection, identity)) => {
+        let untrusted = match (&connection, &status.job_principal) {
+            // With the Secret, the Jobs are the operator, whom the role already let in.
+            (Ok((connection, identity)), Some(principal))
+                if *identity != JobIdentity::SharedCredentials =>
+            {
+                untrusted_job_principal(&ctx, connection, principal).await
+            }
+            _ => None,
+        };
+        let started = match (connection, untrusted) {
+            (Err(refusal), _) | (Ok(_), Some(refusal)) => Err(refusal),
+            (Ok((connection, identity)), None) => {
                 start_run(
                     &ctx,
                     &schedule,
@@ -257,7 +261,6 @@ pub async fn reconcile(schedule: Arc<SyncSchedule>, ctx: Arc<Context>) -> Result
                 )
                 .await?
             }
-            Err(refusal) => Err(refusal),
         };
         match started {
             Ok(accounts) => {
@@ -609,10 +612,11 @@ fn label_selector_matches(
 /// Creates the run's ConfigMap and Job. `Ok(Err(..))` when the run cannot start, with the
 /// reason.
 /// Why a run could not start, when a start was due.
-const RUN_REFUSALS: [&str; 3] = [
+const RUN_REFUSALS: [&str; 4] = [
     "ConnectionNotReady",
     "NoConnectedAccounts",
     "InvalidJobTemplate",
+    "JobPrincipalNotTrusted",
 ];
 
 /// The `Ready=False` a refused run left, while the spec is the one it was refused for.
@@ -889,6 +893,72 @@ pub fn job_service_account(schedule: &SyncSchedule) -> String {
         .and_then(|s| s.template.spec.as_ref())
         .and_then(|s| s.service_account_name.clone())
         .unwrap_or_else(|| "default".to_owned())
+}
+
+/// The principal a schedule's Jobs present to the managing role: the operator's own with
+/// the connection's Secret, the IRSA role, or the Pod Identity role the spec names.
+pub fn job_principal(
+    schedule: &SyncSchedule,
+    connection: &AwsOrgConnection,
+    identity: &JobIdentity,
+) -> Option<String> {
+    match identity {
+        JobIdentity::SharedCredentials => connection
+            .status
+            .as_ref()
+            .and_then(|s| s.operator_principal.clone()),
+        JobIdentity::WebIdentity { role_arn, .. } => Some(role_arn.clone()),
+        JobIdentity::Container => schedule.spec.pod_identity_role_arn.clone(),
+    }
+}
+
+/// Why a run would fail on AWS because the managing role does not trust the Jobs'
+/// principal, read from the role's trust policy with the connection's live session (which
+/// the managing-role template lets read its own role). `None` when the policy trusts the
+/// principal, or cannot be read or judged: the run starts, as it would without the check.
+async fn untrusted_job_principal(
+    ctx: &Context,
+    connection: &AwsOrgConnection,
+    principal: &str,
+) -> Option<Refusal> {
+    let session = ctx
+        .sessions
+        .current(&super::context::object_key(connection))?;
+    let role: RoleArn = connection.spec.role_arn.parse().ok()?;
+    let external_id = connection.status.as_ref()?.external_id.clone()?;
+    let answer = crate::aws::clients::iam(&session.config)
+        .get_role()
+        .role_name(role.role_name())
+        .send()
+        .await;
+    let document = match answer {
+        Ok(answer) => answer.role?.assume_role_policy_document?,
+        Err(err) => {
+            info!(connection = %connection.name_any(), error = %crate::aws::error::classify("GetRole", &err),
+                "could not read the managing role's trust policy; the run starts unchecked");
+            return None;
+        }
+    };
+    let trust = parse_document(&document)?;
+    match trust_verdict(&trust, principal, &external_id) {
+        TrustVerdict::NotTrusted => Some((
+            "JobPrincipalNotTrusted",
+            format!(
+                "the Jobs run as {principal}, which the trust policy of the managing role {role} \
+                 does not let assume it with the connection's ExternalId, so every profile of a \
+                 run would be refused: add {} to that trust policy, or deploy `orgconnect \
+                 template managing-role --connection {}` again; the next run checks again",
+                trust_statement(principal, &external_id),
+                connection.name_any()
+            ),
+        )),
+        TrustVerdict::Unknown(why) => {
+            info!(connection = %connection.name_any(), %why,
+                "the managing role's trust policy cannot be judged; the run starts unchecked");
+            None
+        }
+        TrustVerdict::Trusted => None,
+    }
 }
 
 /// [`job_identity`] with a plain client, for `orgconnect template --connection`: which

@@ -138,6 +138,9 @@ struct Faults {
     user_policies: HashMap<String, Option<Vec<serde_json::Value>>>,
     /// Account -> the organization it belongs to (`None`: none).
     organization_of: HashMap<String, Option<String>>,
+    /// OIDC issuer URL -> the keys it signs web identity tokens with, as AWS fetches them
+    /// from the issuer (an IAM OIDC provider must also name the issuer).
+    oidc_issuers: HashMap<String, jsonwebtoken::jwk::JwkSet>,
     /// Operation name (`ListAccounts`, `AssumeRole`, ...) or `*` -> throttling rate.
     throttled: HashMap<String, RateFault>,
     /// Operation name or `*` -> rate of 503 responses.
@@ -277,6 +280,20 @@ impl FaultProxy {
     /// From now on, IAM is evaluated as AWS does for every call (see [`Faults::enforce_iam`]).
     pub fn enforce_iam(&self) {
         lock(&self.shared.faults).enforce_iam = true;
+    }
+
+    /// Web identity tokens of `issuer` are signed with `keys` (its JWKS), as AWS reads
+    /// them from the issuer's discovery document.
+    pub fn trust_oidc_issuer(&self, issuer: &str, keys: jsonwebtoken::jwk::JwkSet) {
+        lock(&self.shared.faults)
+            .oidc_issuers
+            .insert(issuer.to_owned(), keys);
+    }
+
+    /// What EKS's Pod Identity service does for its agent: checks tokens and mints role
+    /// sessions, for a [`super::pod_identity::PodIdentityAgent`].
+    pub fn session_issuer(&self) -> SessionIssuer {
+        SessionIssuer(self.shared.clone())
     }
 
     /// Calls refused by IAM (trust or identity policy, or a role that does not exist).
@@ -525,6 +542,8 @@ struct Call {
     role_arn: Option<String>,
     /// For CloudFormation StackSet calls: `CallAs`.
     call_as: Option<String>,
+    /// For IAM role calls: the `RoleName` they act on.
+    role_name: Option<String>,
 }
 
 /// The values of a list parameter (`Prefix.member.1`, `Prefix.member.2`, ...), in order.
@@ -615,6 +634,7 @@ fn classify(request: &hyper::http::request::Parts, body: &[u8]) -> Call {
             external_id: None,
             role_arn: None,
             call_as: None,
+            role_name: None,
         };
     }
     let body = String::from_utf8_lossy(body);
@@ -633,6 +653,7 @@ fn classify(request: &hyper::http::request::Parts, body: &[u8]) -> Call {
         external_id: form_value(&body, "ExternalId"),
         role_arn: form_value(&body, "RoleArn"),
         call_as: form_value(&body, "CallAs"),
+        role_name: form_value(&body, "RoleName"),
     }
 }
 
@@ -778,7 +799,12 @@ async fn handle(
         }
     };
     let call = classify(&parts, &body);
-    if let Some(refused) = refused_signature(&lock(&shared.faults), &parts, &body, call.protocol) {
+    // AssumeRoleWithWebIdentity is not signed: the token is the credential.
+    let web_identity = call.operation == "AssumeRoleWithWebIdentity";
+    if !web_identity
+        && let Some(refused) =
+            refused_signature(&lock(&shared.faults), &parts, &body, call.protocol)
+    {
         *lock(&shared.stats)
             .refused
             .entry(call.operation.clone())
@@ -845,12 +871,19 @@ async fn handle(
     if let Some(response) = fault {
         return Ok(response);
     }
-    if lock(&shared.faults).enforce_iam
-        && let Some(refused) = iam_refusal(&shared, &parts, &call, account.as_deref()).await
-    {
-        return Ok(refused);
+    if lock(&shared.faults).enforce_iam {
+        let refused = if web_identity {
+            web_identity_refusal(&shared, &call, &form).await
+        } else {
+            iam_refusal(&shared, &parts, &call, account.as_deref()).await
+        };
+        if let Some(refused) = refused {
+            return Ok(refused);
+        }
     }
     let account = match member_access(&shared, &parts, &call, &body, account).await {
+        // A web identity session is made in the role's account.
+        Ok(None) if web_identity => call.target_account.clone(),
         Ok(account) => account,
         Err(refused) => return Ok(refused),
     };
@@ -899,29 +932,11 @@ async fn handle(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    // Session keys minted here act in the role's account, as on AWS. Remembering them
-    // spares moto finding the account by scanning every account it holds on each call
-    // made with them, which makes an organization of thousands of accounts quadratic.
-    if call.operation == "AssumeRole"
+    if (call.operation == "AssumeRole" || web_identity)
         && parts.status.is_success()
-        && let Some(role_account) = call
-            .role_arn
-            .as_deref()
-            .and_then(|arn| arn.split(':').nth(4))
-        && let Some(key) = xml_value(&body, "AccessKeyId")
+        && let Some(role) = &call.role_arn
     {
-        let mut faults = lock(&shared.faults);
-        if let Some(secret) = xml_value(&body, "SecretAccessKey") {
-            faults
-                .keys
-                .insert(key.clone(), (secret, xml_value(&body, "SessionToken")));
-        }
-        faults
-            .principals
-            .insert(key.clone(), role_account.to_owned());
-        if let Some(role) = &call.role_arn {
-            faults.principal_arns.insert(key, role.clone());
-        }
+        remember_session(&shared, &body, role);
     }
     // A role made, changed or deleted (by IAM or by a stack) is read again.
     if parts.status.is_success() && changes_roles(&call) {
@@ -1006,6 +1021,27 @@ async fn handle(
         }
     }
     Ok(Response::from_parts(parts, Full::new(body)))
+}
+
+/// Session keys minted here act in the role's account, as on AWS. Remembering them
+/// spares moto finding the account by scanning every account it holds on each call made
+/// with them, which makes an organization of thousands of accounts quadratic.
+fn remember_session(shared: &Shared, answer: &[u8], role: &str) {
+    let (Some(role_account), Some(key)) =
+        (role.split(':').nth(4), xml_value(answer, "AccessKeyId"))
+    else {
+        return;
+    };
+    let mut faults = lock(&shared.faults);
+    if let Some(secret) = xml_value(answer, "SecretAccessKey") {
+        faults
+            .keys
+            .insert(key.clone(), (secret, xml_value(answer, "SessionToken")));
+    }
+    faults
+        .principals
+        .insert(key.clone(), role_account.to_owned());
+    faults.principal_arns.insert(key, role.to_owned());
 }
 
 /// Whether `call` may create, change or delete IAM roles: any IAM or CloudFormation call
@@ -1655,7 +1691,12 @@ async fn iam_refusal(
         None => caller_arn(&upstream, &key).await?,
     };
     let action = format!("{}:{}", call.service, call.operation);
-    let resource = call.role_arn.clone().unwrap_or_else(|| "*".to_owned());
+    let resource = match &call.role_arn {
+        Some(role) => role.clone(),
+        // IAM evaluates a role's own calls on it against the role's ARN, path included.
+        None if call.operation == "GetRole" => role_arn_named(&upstream, call).await,
+        None => "*".to_owned(),
+    };
     let deny = |message: String| {
         lock(&shared.stats).iam_denials.push(message.clone());
         let (status, code) = match call.protocol {
@@ -1717,6 +1758,232 @@ async fn iam_refusal(
     deny(format!(
         "User: {caller_arn} is not authorized to perform: sts:AssumeRole on resource: {target}"
     ))
+}
+
+/// Request parts for the proxy's own calls to moto on no caller's behalf (moto acts in
+/// the account `x-moto-account-id` names and checks no signature).
+fn bed_parts() -> hyper::http::request::Parts {
+    let mut parts = Request::new(()).into_parts().0;
+    parts.headers.insert(
+        "authorization",
+        hyper::http::HeaderValue::from_static(
+            "AWS4-HMAC-SHA256 Credential=ORGCONNECTTESTBED/20260101/us-east-1/iam/aws4_request, \
+             SignedHeaders=host, Signature=0",
+        ),
+    );
+    parts
+}
+
+/// The IAM OIDC provider of `issuer` in `account`: its client ids, or `None` when IAM
+/// holds no provider for that issuer there.
+async fn oidc_client_ids(shared: &Shared, account: &str, issuer: &str) -> Option<Vec<String>> {
+    let host = issuer.trim_start_matches("https://");
+    let parts = bed_parts();
+    let upstream = Upstream {
+        shared,
+        parts: &parts,
+        account: Some(account),
+    };
+    let answer = upstream
+        .call(
+            "iam",
+            None,
+            format!(
+                "Action=GetOpenIDConnectProvider&Version=2010-05-08&\
+                 OpenIDConnectProviderArn=arn%3Aaws%3Aiam%3A%3A{account}%3Aoidc-provider%2F{}",
+                host.replace('/', "%2F")
+            ),
+        )
+        .await?;
+    if !answer.contains("<GetOpenIDConnectProviderResult>") {
+        return None;
+    }
+    Some(xml_values(&answer, "member"))
+}
+
+/// Refuses an AssumeRoleWithWebIdentity as STS does: the token must verify against its
+/// issuer's keys and not be expired, the role's account must hold an IAM OIDC provider
+/// for the issuer listing the token's audience, and the role's trust policy must let that
+/// provider in for this token (`<issuer>:sub` and `<issuer>:aud` conditions).
+async fn web_identity_refusal(shared: &Shared, call: &Call, form: &str) -> Option<Response<Body>> {
+    let refuse = |status: StatusCode, code: &str, message: String| {
+        lock(&shared.stats).iam_denials.push(message.clone());
+        Some(error_response(call.protocol, status, code, &message))
+    };
+    let invalid =
+        |message: String| refuse(StatusCode::BAD_REQUEST, "InvalidIdentityToken", message);
+    let token = form_value(form, "WebIdentityToken").unwrap_or_default();
+    let (Some(role), Some(account)) = (call.role_arn.as_deref(), call.target_account.as_deref())
+    else {
+        return invalid("RoleArn is required".to_owned());
+    };
+    let Some(issuer) = super::oidc::issuer_of(&token) else {
+        return invalid("The web identity token is not a valid JWT".to_owned());
+    };
+    let keys = lock(&shared.faults).oidc_issuers.get(&issuer).cloned();
+    let client_ids = oidc_client_ids(shared, account, &issuer).await;
+    let (Some(keys), Some(client_ids)) = (keys, client_ids) else {
+        return invalid(format!(
+            "No OpenIDConnect provider found in your account for {issuer}"
+        ));
+    };
+    let claims = match super::oidc::verify(&token, &issuer, &keys) {
+        Ok(claims) => claims,
+        Err(super::oidc::Refusal::Expired) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "ExpiredTokenException",
+                "Token expired".to_owned(),
+            );
+        }
+        Err(super::oidc::Refusal::Invalid(why)) => return invalid(why),
+    };
+    let Some(audience) = claims.aud.iter().find(|a| client_ids.contains(a)) else {
+        return invalid("Incorrect token audience".to_owned());
+    };
+    let host = issuer.trim_start_matches("https://");
+    let provider = format!("arn:aws:iam::{account}:oidc-provider/{host}");
+    let context = Context::from([
+        (format!("{host}:sub").to_lowercase(), claims.sub.clone()),
+        (format!("{host}:aud").to_lowercase(), audience.clone()),
+    ]);
+    let parts = bed_parts();
+    let trust = trust_policy(shared, &parts, role, account).await;
+    let allowed = trust.as_ref().is_some_and(|trust| {
+        let applies = |s: &serde_json::Value| {
+            strings(&s["Principal"]["Federated"]).contains(&provider)
+                && strings(&s["Action"])
+                    .iter()
+                    .any(|a| glob_match(&a.to_lowercase(), "sts:assumerolewithwebidentity"))
+                && conditions_hold(s, &context)
+        };
+        let statements = one_or_many_statements(&trust["Statement"]);
+        let effect = |s: &serde_json::Value| s["Effect"].as_str().unwrap_or_default().to_owned();
+        !statements.iter().any(|s| effect(s) == "Deny" && applies(s))
+            && statements
+                .iter()
+                .any(|s| effect(s) == "Allow" && applies(s))
+    });
+    if allowed {
+        return None;
+    }
+    refuse(
+        StatusCode::FORBIDDEN,
+        "AccessDenied",
+        format!(
+            "Not authorized to perform sts:AssumeRoleWithWebIdentity on {role} as {}",
+            claims.sub
+        ),
+    )
+}
+
+/// The service EKS Pod Identity assumes roles as: their trust policies name it.
+pub const POD_IDENTITY_SERVICE: &str = "pods.eks.amazonaws.com";
+
+/// What EKS's Pod Identity service does behind the agent: verifies a pod's service account
+/// token and mints a session of the role associated with the service account, which then
+/// acts as that role on the strict bed.
+#[derive(Clone)]
+pub struct SessionIssuer(Arc<Shared>);
+
+/// A role session the Pod Identity agent hands a pod.
+#[derive(Clone, Debug)]
+pub struct PodSession {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
+    pub expiration: String,
+}
+
+impl SessionIssuer {
+    /// Verifies a Pod Identity token (its issuer's keys, expiry, audience
+    /// `pods.eks.amazonaws.com`): its claims.
+    pub fn verify(&self, token: &str) -> Result<super::oidc::Claims, String> {
+        let issuer = super::oidc::issuer_of(token).ok_or("the token is not a valid JWT")?;
+        let keys = lock(&self.0.faults)
+            .oidc_issuers
+            .get(&issuer)
+            .cloned()
+            .ok_or_else(|| format!("{issuer} is not this cluster's issuer"))?;
+        let claims = super::oidc::verify(token, &issuer, &keys).map_err(|e| format!("{e:?}"))?;
+        if !claims.aud.iter().any(|a| a == POD_IDENTITY_SERVICE) {
+            return Err(format!(
+                "the token's audience is not {POD_IDENTITY_SERVICE}"
+            ));
+        }
+        Ok(claims)
+    }
+
+    /// A session of `role`, whose trust policy must let `pods.eks.amazonaws.com` call
+    /// `sts:AssumeRole` and `sts:TagSession`, as EKS Pod Identity requires.
+    pub async fn pod_session(&self, role: &str) -> Result<PodSession, String> {
+        let shared = &self.0;
+        let account = role.split(':').nth(4).ok_or("not a role ARN")?;
+        let parts = bed_parts();
+        let trust = trust_policy(shared, &parts, role, account)
+            .await
+            .ok_or_else(|| format!("role {role} does not exist"))?;
+        let allows = |action: &str| {
+            one_or_many_statements(&trust["Statement"]).iter().any(|s| {
+                s["Effect"].as_str() == Some("Allow")
+                    && strings(&s["Principal"]["Service"])
+                        .iter()
+                        .any(|p| p == POD_IDENTITY_SERVICE)
+                    && strings(&s["Action"])
+                        .iter()
+                        .any(|a| glob_match(&a.to_lowercase(), action))
+            })
+        };
+        if !(allows("sts:assumerole") && allows("sts:tagsession")) {
+            return Err(format!(
+                "the trust policy of {role} does not let {POD_IDENTITY_SERVICE} call \
+                 sts:AssumeRole and sts:TagSession"
+            ));
+        }
+        let upstream = Upstream {
+            shared,
+            parts: &parts,
+            account: Some(account),
+        };
+        let answer = upstream
+            .call(
+                "sts",
+                None,
+                format!(
+                    "Action=AssumeRole&Version=2011-06-15&RoleSessionName=eks-pod-identity&\
+                     RoleArn={}",
+                    role.replace(':', "%3A").replace('/', "%2F")
+                ),
+            )
+            .await
+            .ok_or("moto did not answer")?;
+        remember_session(shared, answer.as_bytes(), role);
+        let value = |tag: &str| {
+            xml_value(answer.as_bytes(), tag).ok_or_else(|| format!("no {tag} in {answer}"))
+        };
+        Ok(PodSession {
+            access_key_id: value("AccessKeyId")?,
+            secret_access_key: value("SecretAccessKey")?,
+            session_token: value("SessionToken")?,
+            expiration: value("Expiration")?,
+        })
+    }
+}
+
+/// The ARN of the role a GetRole call names, as IAM holds it (`*` when there is none).
+async fn role_arn_named(upstream: &Upstream<'_>, call: &Call) -> String {
+    let Some(name) = &call.role_name else {
+        return "*".to_owned();
+    };
+    let answer = upstream
+        .call(
+            "iam",
+            None,
+            format!("Action=GetRole&Version=2010-05-08&RoleName={name}"),
+        )
+        .await
+        .unwrap_or_default();
+    xml_value(answer.as_bytes(), "Arn").unwrap_or_else(|| "*".to_owned())
 }
 
 /// The condition keys an identity policy of the caller is evaluated against: the

@@ -4,11 +4,14 @@
 
 pub mod apiserver_proxy;
 pub mod aws;
+pub mod clients;
 pub mod fault_proxy;
 pub mod iam;
 pub mod kube;
+pub mod oidc;
 pub mod operator;
 pub mod org;
+pub mod pod_identity;
 pub mod process;
 pub mod scenario;
 pub mod testbed;
