@@ -168,10 +168,18 @@ struct RunArgs {
     /// Name of the Lease.
     #[arg(long, default_value = "orgconnect")]
     leader_election_lease: String,
-    /// How long a leader that stopped renewing keeps the Lease before another replica
-    /// takes over (whole seconds; renewed every third of it).
+    /// How long a follower waits, after it last saw the Lease change, before taking it
+    /// over (whole seconds).
     #[arg(long, default_value = "15s", value_parser = lease_duration)]
     leader_election_lease_duration: std::time::Duration,
+    /// How long the leader keeps trying to renew the Lease before it stops leading; shorter
+    /// than the lease duration (default: two thirds of it, 10s for 15s).
+    #[arg(long, value_parser = positive_duration)]
+    leader_election_renew_deadline: Option<std::time::Duration>,
+    /// How often the leader renews and followers look (default: a seventh and a half of
+    /// the lease duration, 2s for 15s).
+    #[arg(long, value_parser = positive_duration)]
+    leader_election_retry_period: Option<std::time::Duration>,
     /// Where /healthz, /readyz and /metrics are served.
     #[arg(long, default_value = "0.0.0.0:8080", env = "ORGCONNECT_HTTP_ADDRESS")]
     http_address: std::net::SocketAddr,
@@ -363,7 +371,7 @@ fn tree(args: TreeArgs) -> Result<(), Box<dyn std::error::Error>> {
             .await?
             .ok_or_else(|| format!("AwsOrgConnection {namespace}/{} not found", args.connection))?;
         let members: Api<MemberAccount> = Api::namespaced(client, &namespace);
-        let selector = orgconnect::controller::members::connection_selector(&args.connection);
+        let selector = orgconnect::controller::names::connection_selector(&args.connection);
         let listed: Vec<MemberAccount> = members
             .list(&ListParams::default().labels(&selector))
             .await?
@@ -451,42 +459,75 @@ fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
             server.abort();
             return Ok(());
         }
-        let elector = orgconnect::leader::Elector::new(
+        let derived = orgconnect::leader::Timings::from_lease(args.leader_election_lease_duration);
+        let timings = orgconnect::leader::Timings::new(
+            args.leader_election_lease_duration,
+            args.leader_election_renew_deadline
+                .unwrap_or(derived.renew_deadline),
+            args.leader_election_retry_period
+                .unwrap_or(derived.retry_period),
+        )?;
+        let elector = std::sync::Arc::new(orgconnect::leader::Elector::new(
             client,
             &args.leader_election_namespace,
             &args.leader_election_lease,
             &identity,
-            args.leader_election_lease_duration,
-        );
+            timings,
+        ));
         tokio::select! {
             () = elector.acquire() => {},
             () = shutdown_signal() => return Ok(()),
         }
-        let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+        let (lost_tx, mut lost_rx) = tokio::sync::watch::channel(false);
         let holder = elector.clone();
-        tokio::spawn(async move {
+        let hold = tokio::spawn(async move {
             holder.hold().await;
-            let _ = lost_tx.send(());
+            let _ = lost_tx.send(true);
         });
-        let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let lost_flag = lost.clone();
+        let mut stopping = lost_rx.clone();
         let stop = async move {
             tokio::select! {
                 () = shutdown_signal() => {},
-                _ = lost_rx => lost_flag.store(true, std::sync::atomic::Ordering::Relaxed),
+                _ = stopping.wait_for(|lost| *lost) => {},
             }
         };
-        operator.run(stop).await;
+        let run = operator.run(stop);
+        tokio::pin!(run);
+        // A replica that lost the Lease must stop reconciling before a follower can start:
+        // its controllers get half the margin between the renew deadline and the lease
+        // duration to stop, then the process leaves them.
+        let grace = timings.lease_duration.saturating_sub(timings.renew_deadline) / 2;
+        let abandon = async {
+            let _ = lost_rx.wait_for(|lost| *lost).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            () = &mut run => {},
+            () = abandon => tracing::warn!(?grace, "the controllers did not stop in time; leaving them"),
+        }
+        hold.abort();
         server.abort();
-        if lost.load(std::sync::atomic::Ordering::Relaxed) {
+        if *lost_rx.borrow() {
             return Err("lost the leader Lease; exiting so a new leader takes over".into());
+        }
+        // Stopped (SIGTERM): hand the Lease over now rather than after a lease duration.
+        if let Err(err) = elector.release().await {
+            tracing::warn!(error = %err, "could not release the Lease; a follower takes it once it expires");
         }
         Ok(())
     })
 }
 
-/// A Lease duration: whole seconds, at least 3 (the Lease stores seconds, and the holder
-/// renews every third of it).
+/// A duration above zero, such as `10s` or `500ms`.
+fn positive_duration(text: &str) -> Result<std::time::Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration.is_zero() {
+        return Err("must be above zero".to_owned());
+    }
+    Ok(duration)
+}
+
+/// A Lease duration: whole seconds (the Lease stores seconds), at least 3.
 fn lease_duration(text: &str) -> Result<std::time::Duration, String> {
     let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
     if duration.subsec_nanos() != 0 || duration.as_secs() < 3 {

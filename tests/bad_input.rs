@@ -47,7 +47,7 @@ use orgconnect::api::{
     AwsOrgConnection, ConditionStatus, ConditionType, MemberAccount, SyncSchedule, find_condition,
 };
 use orgconnect::controller::Diagnostics;
-use orgconnect::controller::members::{CONNECTION_LABEL, connection_selector, label_value};
+use orgconnect::controller::names::{CONNECTION_LABEL, connection_selector, label_value};
 use serde::de::DeserializeOwned;
 use support::aws::AwsBed;
 use support::fault_proxy::Trust;

@@ -273,6 +273,10 @@ fn the_chart_lints_and_its_schema_refuses_bad_values() {
             "leaderElection.leaseDuration=soon",
             "/leaderElection/leaseDuration",
         ),
+        (
+            "leaderElection.renewDeadline=later",
+            "/leaderElection/renewDeadline",
+        ),
         ("replicas=2", "replicas"),
     ] {
         let output = helm(&["template", "refused", CHART, "--set", set]);
@@ -884,6 +888,7 @@ async fn a_leader_elected_namespaced_chart_applies_and_its_roles_run_the_operato
             "requireGeneratedExternalId=true",
             "logFormat=text",
             "leaderElection.leaseDuration=3s",
+            "leaderElection.retryPeriod=500ms",
         ],
     );
     let lease = release.clone();
@@ -921,9 +926,14 @@ async fn a_leader_elected_namespaced_chart_applies_and_its_roles_run_the_operato
         "--leader-election".to_owned(),
         format!("--leader-election-lease={lease}"),
         "--leader-election-lease-duration=3s".to_owned(),
+        "--leader-election-retry-period=500ms".to_owned(),
     ] {
         assert!(args.contains(&expected), "{expected} in {args:?}");
     }
+    assert!(
+        !args.iter().any(|a| a.starts_with("--leader-election-renew-deadline")),
+        "an empty renewDeadline is derived by the operator: {args:?}"
+    );
     assert_eq!(
         container["readinessProbe"]["httpGet"]["path"], "/healthz",
         "a standby replica is ready (its /readyz waits for the Lease)"

@@ -19,7 +19,7 @@ use orgconnect::api::{
     AwsOrgConnection, ConditionStatus, ConditionType, MemberAccount, find_condition,
 };
 use orgconnect::controller::Diagnostics;
-use orgconnect::controller::members::{ACCOUNT_LABEL, CONNECTION_LABEL, OU_LABEL};
+use orgconnect::controller::names::{ACCOUNT_LABEL, CONNECTION_LABEL, OU_LABEL};
 use support::aws::AwsBed;
 use support::kube::TestNamespace;
 use support::operator::{
@@ -744,7 +744,7 @@ async fn deleting_the_connection_removes_its_member_accounts() {
         bed: _bed,
         org,
         ns,
-        operator: _operator,
+        operator,
         ..
     } = Scenario::start("revoke", &OrgSpec::flat(4)).await;
     let connections: Api<AwsOrgConnection> = ns.api();
@@ -766,6 +766,8 @@ async fn deleting_the_connection_removes_its_member_accounts() {
             .any(|f| f == orgconnect::controller::FINALIZER)
     );
     wait_members(&member_api, 5).await;
+    // Probed: the operator holds a probe record and a probe limit for them.
+    support::operator::wait_all_connected(&member_api, 5).await;
 
     connections
         .delete("acme", &DeleteParams::default())
@@ -787,6 +789,11 @@ async fn deleting_the_connection_removes_its_member_accounts() {
     assert!(
         members(&member_api).await.is_empty(),
         "MemberAccounts were removed"
+    );
+    assert_eq!(
+        Diagnostics::get(&operator.diagnostics.remembered),
+        0,
+        "nothing about the revoked connection or its members is held in memory"
     );
 }
 

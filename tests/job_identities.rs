@@ -18,7 +18,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use orgconnect::api::SyncSchedule;
 use orgconnect::api::condition::{ConditionStatus, ConditionType, find_condition};
 use orgconnect::api::sync_schedule::RUN_ANNOTATION;
-use orgconnect::controller::sync::SCHEDULE_LABEL;
+use orgconnect::controller::names::SCHEDULE_LABEL;
 use support::clients::{self, JobEnvironment, refused_with, run_clients};
 use support::eventually;
 use support::oidc::{

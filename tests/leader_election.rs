@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
-use orgconnect::leader::Elector;
+use orgconnect::leader::{Elector, Timings};
 use support::eventually;
 use support::kube::TestNamespace;
 
 #[tokio::test]
 async fn one_replica_leads_and_another_takes_over_when_it_stops() {
     let ns = TestNamespace::new("leader").await;
-    let ttl = Duration::from_secs(2);
+    let ttl = Timings::from_lease(Duration::from_secs(2));
     let first = Elector::new(ns.client.clone(), &ns.name, "orgconnect", "replica-a", ttl);
     let second = Elector::new(ns.client.clone(), &ns.name, "orgconnect", "replica-b", ttl);
 
@@ -37,7 +37,8 @@ async fn one_replica_leads_and_another_takes_over_when_it_stops() {
     assert_eq!(spec.holder_identity.as_deref(), Some("replica-a"));
     assert_eq!(spec.lease_duration_seconds, Some(2));
 
-    // The leader stops renewing: the other replica takes over after the Lease expires.
+    // The leader stops renewing: the other replica takes over once it has seen the Lease
+    // unchanged for its duration.
     eventually(
         "the second replica to take over",
         Duration::from_secs(15),

@@ -776,3 +776,61 @@ async fn a_rollout_of_200_accounts_at_ten_percent_takes_ten_steps_and_two_failur
     )
     .await;
 }
+
+/// Connections `a.b` and `a-b` of one namespace once shared a StackSet name (every
+/// character CloudFormation forbids became `-`), so revoking one deleted the other's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_whose_names_differ_only_by_a_dot_keep_stack_sets_of_their_own() {
+    let scenario = Scenario::build("stackset-names", &OrgSpec::flat(1))
+        .member_role(MEMBER_ROLE)
+        .start()
+        .await;
+    let cloudformation = aws_sdk_cloudformation::Client::new(&scenario.bed.sdk_config());
+    let mut names = Vec::new();
+    for (connection, role) in [
+        ("a.b", "OrgconnectMemberRoleDot"),
+        ("a-b", "OrgconnectMemberRoleDash"),
+    ] {
+        scenario
+            .connect(
+                connection,
+                serde_json::json!({
+                    "memberAccess": { "roleName": role },
+                    "stackSet": { "enabled": true },
+                }),
+            )
+            .await;
+        let name = eventually(
+            &format!("{connection}'s StackSet"),
+            Duration::from_secs(60),
+            || async {
+                let status = scenario.connections().get(connection).await.ok()?.status?;
+                let ready = find_condition(&status.conditions, ConditionType::StackSetReady)?;
+                assert!(!ready.message.contains("  "), "{}", ready.message);
+                (ready.status == ConditionStatus::True).then_some(status.stack_set?.name)
+            },
+        )
+        .await;
+        names.push(name);
+    }
+    assert_ne!(
+        names[0], names[1],
+        "each connection has a StackSet of its own"
+    );
+    scenario
+        .connections()
+        .delete("a.b", &DeleteParams::default())
+        .await
+        .expect("delete a.b");
+    wait_gone(&scenario.connections(), "a.b").await;
+    assert_stack_set_gone(&cloudformation, &names[0]).await;
+    let kept = cloudformation
+        .describe_stack_set()
+        .stack_set_name(&names[1])
+        .call_as(CallAs::SelfValue)
+        .send()
+        .await
+        .expect("a-b's StackSet outlives a.b's revoke");
+    assert!(kept.stack_set.is_some());
+    assert!(!instances(&cloudformation, &names[1]).await.is_empty());
+}

@@ -258,46 +258,9 @@ async fn caller_identity(sts: &aws_sdk_sts::Client) -> Option<String> {
     identity.arn().map(str::to_owned)
 }
 
-/// A valid `RoleSessionName` (`[\w+=,.@-]`, 2 to 64 characters) naming the connection.
-pub fn session_name(namespace: &str, name: &str) -> String {
-    let raw = format!("orgconnect-{namespace}-{name}");
-    let mut cleaned: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    if cleaned.len() > 64 {
-        let mut hasher = DefaultHasher::new();
-        raw.hash(&mut hasher);
-        let suffix = format!("-{:08x}", hasher.finish() as u32);
-        cleaned.truncate(64 - suffix.len());
-        cleaned.push_str(&suffix);
-    }
-    cleaned
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn session_names_are_valid_and_bounded() {
-        assert_eq!(session_name("team-a", "acme"), "orgconnect-team-a-acme");
-        let long = session_name("ns", &"x".repeat(253));
-        assert_eq!(long.len(), 64);
-        assert!(long.starts_with("orgconnect-ns-xxx"));
-        assert_ne!(long, session_name("ns", &"x".repeat(252)));
-        let odd = session_name("ns", "a_b/c");
-        assert!(
-            odd.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
-        );
-    }
 
     #[test]
     fn fingerprint_changes_with_what_needs_a_new_session() {

@@ -24,7 +24,8 @@ use super::connection_status::{
 };
 use super::context::{Context, Diagnostics, jitter, object_key};
 use super::credentials::{CredentialProblem, keys_from_secret, secret_name};
-use super::members::{MemberPlan, connection_selector, desired_member, plan};
+use super::members::{MemberPlan, desired_member, plan};
+use super::names::{FIELD_MANAGER, FINALIZER, connection_selector, session_name};
 use super::revoke::{
     RevokeSummary, StackSetFate, StackSetRevokeInput, revoke_event, stack_set_fate, sync_selectors,
 };
@@ -41,19 +42,13 @@ use crate::aws::arn::{
     RoleArn, assume_role_statement, partition_of_region, trust_principal, trust_statement,
 };
 use crate::aws::discovery::{OrganizationHeader, describe_organization, list_organization};
-use crate::aws::session::{
-    AssumeFailure, AssumeRequest, BaseCredentials, ManagingSession, session_name,
-};
+use crate::aws::session::{AssumeFailure, AssumeRequest, BaseCredentials, ManagingSession};
 use crate::aws::{AwsFailure, FailureKind};
 use crate::duration::parse_duration;
 use crate::error::{Error, Result};
 use crate::metrics::{ErrorLabels, KindLabels, PhaseLabels};
 use crate::organization::OrganizationSnapshot;
 
-/// The finalizer that removes a connection's MemberAccounts before it goes.
-pub const FINALIZER: &str = "orgconnect.dev/cleanup";
-/// The field manager of every write the operator makes.
-pub const FIELD_MANAGER: &str = "orgconnect";
 /// How many MemberAccounts are written at once.
 const WRITE_CONCURRENCY: usize = 16;
 /// How soon a denied or failed AssumeRole is tried again: the fix happens in IAM, which
@@ -1071,9 +1066,9 @@ async fn cleanup(connection: Arc<AwsOrgConnection>, ctx: Arc<Context>) -> Result
         .await?;
     let names: Vec<String> = listed.items.iter().map(|m| m.name_any()).collect();
     let removed = names.len();
+    let member_keys: Vec<String> = names.iter().map(|m| format!("{namespace}/{m}")).collect();
     write_members(&ctx, &connection, Vec::new(), names).await?;
-    ctx.sessions.forget(&object_key(connection.as_ref()));
-    ctx.status_written(&object_key(connection.as_ref()), true);
+    ctx.forget_connection(&object_key(connection.as_ref()), &member_keys);
     for phase in MemberPhase::ALL.map(MemberPhase::as_str) {
         ctx.health.metrics.accounts.remove(&PhaseLabels {
             namespace: namespace.clone(),
@@ -1081,8 +1076,6 @@ async fn cleanup(connection: Arc<AwsOrgConnection>, ctx: Arc<Context>) -> Result
             phase,
         });
     }
-    ctx.discovery_succeeded(&object_key(connection.as_ref()));
-    ctx.revoke_progressed(&object_key(connection.as_ref()));
     info!(
         connection = %object_key(connection.as_ref()),
         members = removed,

@@ -91,6 +91,10 @@ pub struct Diagnostics {
     pub member_status_writes: AtomicU64,
     /// Revoke attempts that called AWS (waiting out a backoff is not one).
     pub revoke_attempts: AtomicU64,
+    /// What the operator still held in memory about connections and their members (probe
+    /// records and limits, retries, StackSet failures, status-write times) right after
+    /// its last revoke: zero once every connection is gone.
+    pub remembered: AtomicU64,
 }
 
 impl Diagnostics {
@@ -310,6 +314,32 @@ impl Context {
         } else {
             written.insert(key.to_owned(), std::time::Instant::now());
         }
+    }
+
+    /// Forgets everything held in memory about connection `key` and its MemberAccounts
+    /// (`members`, their object keys), once it is revoked.
+    pub fn forget_connection(&self, key: &str, members: &[String]) {
+        self.sessions.forget(key);
+        lock(&self.status_written).remove(key);
+        self.retries().remove(key);
+        lock(&self.revokes).remove(key);
+        lock(&self.stack_instance_failures).remove(key);
+        lock(&self.connection_limits).remove(key);
+        {
+            let mut probes = lock(&self.probes);
+            for member in members {
+                probes.remove(member);
+            }
+        }
+        let held = lock(&self.probes).len()
+            + lock(&self.connection_limits).len()
+            + lock(&self.status_written).len()
+            + lock(&self.stack_instance_failures).len()
+            + lock(&self.revokes).len()
+            + self.retries().len();
+        self.diagnostics
+            .remembered
+            .store(held as u64, Ordering::Relaxed);
     }
 
     pub fn probe_record(&self, key: &str) -> Option<ProbeRecord> {

@@ -12,8 +12,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use tracing::{debug, warn};
 
-use super::connection::FIELD_MANAGER;
 use super::context::{Context, Diagnostics, ProbeRecord, jitter, object_key};
+use super::names::{FIELD_MANAGER, session_name};
 use super::probe_status::{
     Attempt, MemberVerdict, ProbeOutcome, not_probed, phase_event, verdict, waiting_for_connection,
 };
@@ -25,7 +25,6 @@ use crate::api::member_account::{
 use crate::aws::FailureKind;
 use crate::aws::arn::RoleArn;
 use crate::aws::probe::{probe_member, whoami};
-use crate::aws::session::session_name;
 use crate::duration::parse_duration;
 use crate::error::{Error, Result};
 

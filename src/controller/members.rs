@@ -11,51 +11,7 @@ use crate::api::AwsOrgConnection;
 use crate::api::member_account::{MemberAccount, MemberAccountSpec, OrganizationalUnitRef};
 use crate::organization::{Account, OrganizationSnapshot};
 
-/// Label naming the connection a MemberAccount belongs to.
-pub const CONNECTION_LABEL: &str = "orgconnect.dev/connection";
-/// Label holding the account id.
-pub const ACCOUNT_LABEL: &str = "orgconnect.dev/account-id";
-/// Label holding the id of the account's parent OU (or root).
-pub const OU_LABEL: &str = "orgconnect.dev/ou-id";
-
-/// Eight hex digits of FNV-1a over `value`: the same in every build and release (unlike
-/// `DefaultHasher`), since it ends up in names and labels that outlive the process and
-/// that `orgconnect tree` computes too.
-pub(crate) fn short_hash(value: &str) -> String {
-    let hash = value.bytes().fold(0x811c_9dc5_u32, |hash, byte| {
-        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
-    });
-    format!("{hash:08x}")
-}
-
-/// `value` as a label value: itself when it fits in 63 characters, else a prefix and a
-/// hash of the whole, so distinct names stay distinct.
-pub fn label_value(value: &str) -> String {
-    if value.len() <= 63 {
-        return value.to_owned();
-    }
-    let prefix: String = value.chars().take(54).collect();
-    let prefix = prefix.trim_end_matches(['-', '.', '_']);
-    format!("{prefix}-{}", short_hash(value))
-}
-
-/// `<connection>-<accountId>`, shortened with a hash when the connection's name is too
-/// long for the 253-character limit.
-pub fn member_name(connection: &str, account_id: &str) -> String {
-    let name = format!("{connection}-{account_id}");
-    if name.len() <= 253 {
-        return name;
-    }
-    let keep = 253 - account_id.len() - 1 - 9;
-    let prefix: String = connection.chars().take(keep).collect();
-    let prefix = prefix.trim_end_matches(['-', '.']);
-    format!("{prefix}-{}-{account_id}", short_hash(connection))
-}
-
-/// The label selector matching a connection's MemberAccounts.
-pub fn connection_selector(connection: &str) -> String {
-    format!("{CONNECTION_LABEL}={}", label_value(connection))
-}
+use super::names::{ACCOUNT_LABEL, CONNECTION_LABEL, OU_LABEL, label_value, member_name};
 
 fn owner_reference(connection: &AwsOrgConnection) -> Option<OwnerReference> {
     connection.controller_owner_ref(&())
@@ -208,32 +164,6 @@ mod tests {
             joined_method: None,
             parent_id: parent.into(),
         }
-    }
-
-    #[test]
-    fn names_and_labels_fit_kubernetes_limits() {
-        assert_eq!(member_name("acme", "222222222222"), "acme-222222222222");
-        let long = "c".repeat(253);
-        let name = member_name(&long, "222222222222");
-        assert!(name.len() <= 253, "{}", name.len());
-        assert!(name.ends_with("-222222222222"));
-        assert_ne!(name, member_name(&"c".repeat(252), "222222222222"));
-        assert_eq!(label_value("acme"), "acme");
-        assert!(label_value(&long).len() <= 63);
-        assert_ne!(label_value(&long), label_value(&"c".repeat(252)));
-        assert_eq!(label_value(&"c".repeat(63)), "c".repeat(63));
-    }
-
-    #[test]
-    fn shortened_names_are_the_same_in_every_build() {
-        // FNV-1a's published values: a changed hash would orphan existing labels.
-        assert_eq!(short_hash(""), "811c9dc5");
-        assert_eq!(short_hash("a"), "e40c292c");
-        let long = format!("{}-x", "c".repeat(70));
-        assert_eq!(
-            label_value(&long),
-            format!("{}-{}", "c".repeat(54), short_hash(&long))
-        );
     }
 
     #[test]

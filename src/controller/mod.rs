@@ -7,6 +7,7 @@ mod context;
 mod credentials;
 mod member;
 pub mod members;
+pub mod names;
 mod probe_status;
 mod revoke;
 mod stackset;
@@ -33,8 +34,8 @@ use crate::api::{AwsOrgConnection, MemberAccount, SyncSchedule};
 use crate::aws::session::SessionCache;
 use k8s_openapi::api::batch::v1::Job;
 
-pub use connection::{FIELD_MANAGER, FINALIZER};
 pub use context::{Diagnostics, Settings};
+pub use names::{FIELD_MANAGER, FINALIZER};
 
 /// The operator: its controllers, ready to run.
 pub struct Operator {
@@ -90,7 +91,7 @@ impl Operator {
             members_writer,
             watcher(
                 self.api::<MemberAccount>(),
-                watcher::Config::default().labels(members::CONNECTION_LABEL),
+                watcher::Config::default().labels(names::CONNECTION_LABEL),
             )
             .modify(slim),
         )
@@ -177,7 +178,7 @@ impl Operator {
             member_cache_writer,
             watcher(
                 self.api::<MemberAccount>(),
-                watcher::Config::default().labels(members::CONNECTION_LABEL),
+                watcher::Config::default().labels(names::CONNECTION_LABEL),
             )
             .modify(slim),
         )
@@ -203,7 +204,7 @@ impl Operator {
         let sync_controller = sync_controller
             .owns(
                 self.api::<Job>(),
-                watcher::Config::default().labels(sync::SCHEDULE_LABEL),
+                watcher::Config::default().labels(names::SCHEDULE_LABEL),
             )
             .watches_stream(connection_events, move |connection| {
                 let namespace = connection.namespace();

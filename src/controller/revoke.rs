@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use kube::runtime::events::EventType;
 
-use super::members::{CONNECTION_LABEL, label_value};
-use super::sync::SCHEDULE_LABEL;
+use super::names::{CONNECTION_LABEL, SCHEDULE_LABEL, label_value};
 
 /// The first wait after a revoke could not reach AWS.
 pub const REVOKE_RETRY_FIRST: Duration = Duration::from_secs(5);

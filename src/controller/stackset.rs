@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use kube::ResourceExt;
-
 use crate::api::AwsOrgConnection;
 use crate::api::condition::ConditionStatus;
 use crate::api::connection::StackSetStatus;
@@ -15,34 +13,10 @@ use crate::aws::{AwsFailure, FailureKind};
 use crate::templates::{MemberRoleOptions, member_role};
 
 use super::connection_status::Verdict;
+use super::names::stack_set_name;
 
 /// How often a running operation is checked.
 pub const OPERATION_POLL: Duration = Duration::from_secs(10);
-
-/// The StackSet's name: `spec.stackSet.name`, else `orgconnect-<namespace>-<connection>`
-/// shortened to CloudFormation's 128 characters.
-pub fn stack_set_name(connection: &AwsOrgConnection) -> String {
-    if let Some(name) = &connection.spec.stack_set.name {
-        return name.clone();
-    }
-    let raw = format!(
-        "orgconnect-{}-{}",
-        connection.namespace().unwrap_or_default(),
-        connection.name_any()
-    );
-    let cleaned: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(128)
-        .collect();
-    cleaned
-}
 
 /// The StackSet the connection's spec calls for, given its organization's root.
 pub fn desired(connection: &AwsOrgConnection, root_id: &str) -> Option<DesiredStackSet> {
@@ -451,7 +425,8 @@ pub async fn ensure(
                     ConditionStatus::True,
                     "Deployed",
                     format!(
-                        "StackSet {} is deployed to {} in {} with {} stack instances; accounts                          joining later get it automatically",
+                        "StackSet {} is deployed to {} in {} with {} stack instances; accounts \
+                         joining later get it automatically",
                         desired.name,
                         desired.targets.join(", "),
                         desired.regions.join(", "),

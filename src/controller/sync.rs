@@ -15,16 +15,16 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::{
     Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams, PropagationPolicy,
 };
+use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
-use super::connection::FIELD_MANAGER;
 use super::connection_status::Verdict;
 use super::context::Context;
 use super::credentials::{keys_from_secret, secret_name};
-use super::members::{CONNECTION_LABEL, label_value};
+use super::names::{CONNECTION_LABEL, FIELD_MANAGER, SCHEDULE_LABEL, label_value};
 use super::sync_config::{
     ConfigInput, JobIdentity, RunAccount, accounts_json, aws_config, credentials_file,
 };
@@ -45,10 +45,8 @@ use crate::duration::parse_duration;
 use crate::error::{Error, Result};
 use crate::schedule::Schedule;
 
-/// Label on every Job and ConfigMap of a schedule.
-pub const SCHEDULE_LABEL: &str = "orgconnect.dev/sync-schedule";
 // Every Job and ConfigMap also carries the connection's label
-// ([`super::members::CONNECTION_LABEL`]), so revoking the connection finds them.
+// ([`super::names::CONNECTION_LABEL`]), so revoking the connection finds them.
 const MODE_ANNOTATION: &str = "orgconnect.dev/mode";
 const ACCOUNTS_ANNOTATION: &str = "orgconnect.dev/accounts";
 const MOUNT_PATH: &str = "/etc/orgconnect";
@@ -539,16 +537,12 @@ fn run_accounts(
         .and_then(|s| s.organization.as_ref())
         .map(|o| o.managing_account_id.clone())
         .unwrap_or_else(|| managing.account_id.clone());
-    let selector = schedule.spec.account_selector.clone();
+    let selector = account_selector(schedule)?;
     let mut accounts: Vec<RunAccount> = ctx
         .members_of(connection)
         .into_iter()
         .filter(|m| m.status.as_ref().and_then(|s| s.phase) == Some(MemberPhase::Connected))
-        .filter(|m| {
-            selector
-                .as_ref()
-                .is_none_or(|s| label_selector_matches(s, m.labels()))
-        })
+        .filter(|m| selector.as_ref().is_none_or(|s| s.matches(m.labels())))
         .map(|m| {
             let role = m
                 .spec
@@ -586,36 +580,40 @@ fn run_accounts(
     Ok(accounts)
 }
 
-/// Whether `labels` match a LabelSelector (matchLabels and matchExpressions).
-fn label_selector_matches(
-    selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
-    labels: &BTreeMap<String, String>,
-) -> bool {
-    let labels_ok = selector
-        .match_labels
+/// The schedule's `accountSelector`, or why it cannot select anything (an operator
+/// other than In, NotIn, Exists and DoesNotExist, or values where none belong).
+fn account_selector(schedule: &SyncSchedule) -> Result<Option<Selector>, Refusal> {
+    let Some(selector) = schedule.spec.account_selector.clone() else {
+        return Ok(None);
+    };
+    let unknown = selector
+        .match_expressions
         .iter()
         .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let expressions_ok = selector.match_expressions.iter().flatten().all(|e| {
-        let values = e.values.clone().unwrap_or_default();
-        match e.operator.as_str() {
-            "In" => labels.get(&e.key).is_some_and(|v| values.contains(v)),
-            "NotIn" => labels.get(&e.key).is_none_or(|v| !values.contains(v)),
-            "Exists" => labels.contains_key(&e.key),
-            "DoesNotExist" => !labels.contains_key(&e.key),
-            _ => false,
-        }
-    });
-    labels_ok && expressions_ok
+        .find(|e| !["In", "NotIn", "Exists", "DoesNotExist"].contains(&e.operator.as_str()))
+        .map(|e| {
+            format!(
+                " (operator {:?} of key {}; use In, NotIn, Exists or DoesNotExist)",
+                e.operator, e.key
+            )
+        })
+        .unwrap_or_default();
+    Selector::try_from(selector).map(Some).map_err(|e| {
+        (
+            "InvalidAccountSelector",
+            format!("spec.accountSelector is not a valid label selector: {e}{unknown}"),
+        )
+    })
 }
 
 /// Creates the run's ConfigMap and Job. `Ok(Err(..))` when the run cannot start, with the
 /// reason.
 /// Why a run could not start, when a start was due.
-const RUN_REFUSALS: [&str; 4] = [
+const RUN_REFUSALS: [&str; 5] = [
     "ConnectionNotReady",
     "NoConnectedAccounts",
     "InvalidJobTemplate",
+    "InvalidAccountSelector",
     "JobPrincipalNotTrusted",
 ];
 
@@ -1021,6 +1019,42 @@ mod tests {
             )
             .expect("spec"),
         )
+    }
+
+    fn schedule_selecting(selector: serde_json::Value) -> SyncSchedule {
+        SyncSchedule::new(
+            "inventory",
+            serde_json::from_value(serde_json::json!({
+                "connectionRef": { "name": "acme" },
+                "schedule": "@daily",
+                "accountSelector": selector,
+                "jobTemplate": {},
+            }))
+            .expect("spec"),
+        )
+    }
+
+    #[test]
+    fn a_bad_account_selector_is_refused_with_a_reason() {
+        let good = schedule_selecting(serde_json::json!({
+            "matchLabels": { "team": "a" },
+            "matchExpressions": [{ "key": "env", "operator": "NotIn", "values": ["dev"] }],
+        }));
+        let selector = account_selector(&good).expect("valid").expect("a selector");
+        let labels = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        assert!(selector.matches(&labels(&[("team", "a"), ("env", "prod")])));
+        assert!(!selector.matches(&labels(&[("team", "a"), ("env", "dev")])));
+        let bad = schedule_selecting(serde_json::json!({
+            "matchExpressions": [{ "key": "env", "operator": "Matches", "values": ["dev"] }],
+        }));
+        let (reason, message) = account_selector(&bad).expect_err("refused");
+        assert_eq!(reason, "InvalidAccountSelector");
+        assert!(message.contains("Matches"), "{message}");
     }
 
     #[test]

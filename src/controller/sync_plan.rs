@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use super::names::job_name;
+
 use jiff::Timestamp;
 
 use crate::api::sync_schedule::{ConcurrencyPolicy, RunMode};
@@ -74,27 +76,6 @@ pub struct Plan {
     pub last_schedule_time: Option<Timestamp>,
     /// The next slot.
     pub next: Option<Timestamp>,
-}
-
-/// A Job name for a slot: `<schedule>-<minutes since the epoch>` (a scheduled run) or
-/// `<schedule>-run-<seconds>` (a manual one), at most 63 characters, deterministic so a
-/// restarted operator never starts a slot twice.
-pub fn job_name(schedule: &str, slot: Timestamp, manual: bool) -> String {
-    let suffix = if manual {
-        format!("run-{}", slot.as_second())
-    } else {
-        slot.as_second().div_euclid(60).to_string()
-    };
-    let name = format!("{schedule}-{suffix}");
-    if name.len() <= 63 {
-        return name;
-    }
-    // Stable across builds and releases: a restarted (or upgraded) operator must name a
-    // slot's Job as its predecessor did.
-    let hash = crate::controller::members::short_hash(schedule);
-    let keep = 63 - suffix.len() - hash.len() - 2;
-    let prefix: String = schedule.chars().take(keep).collect();
-    format!("{}-{hash}-{suffix}", prefix.trim_end_matches(['-', '.']))
 }
 
 /// Decides the next step.
@@ -478,25 +459,6 @@ mod tests {
             ..input
         };
         assert_eq!(decide(&after).start, None);
-    }
-
-    #[test]
-    fn names_are_deterministic_and_short() {
-        let slot = at("2026-03-01T10:30:00Z");
-        assert_eq!(job_name("sync", slot, false), "sync-29539350");
-        assert_eq!(job_name("sync", slot, false), job_name("sync", slot, false));
-        assert_eq!(job_name("sync", slot, true), "sync-run-1772361000");
-        let long = "s".repeat(253);
-        assert!(job_name(&long, slot, false).len() <= 63);
-        assert!(job_name(&long, slot, true).ends_with("-run-1772361000"));
-        assert_eq!(
-            job_name(&long, slot, false),
-            format!(
-                "{}-{}-29539350",
-                "s".repeat(45),
-                crate::controller::members::short_hash(&long)
-            )
-        );
     }
 
     #[test]

@@ -4,12 +4,13 @@
 //! answers and watch events come back at once. TLS passes through untouched: the
 //! kubeconfig it writes names the proxy at 127.0.0.1, which the serving certificate
 //! covers. While the API server is away (a restart) the proxy closes its clients'
-//! connections, as the API server itself would.
+//! connections, as the API server itself would. `block` cuts the client off (a network
+//! partition): nothing passes either way, and new connections wait, until `unblock`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,6 +24,7 @@ pub struct ApiServerProxy {
     /// A kubeconfig like the bed's, naming the proxy.
     pub kubeconfig: PathBuf,
     delay_ms: Arc<AtomicU64>,
+    blocked: Arc<AtomicBool>,
     task: JoinHandle<()>,
 }
 
@@ -64,10 +66,17 @@ impl ApiServerProxy {
         )
         .expect("write the proxy's kubeconfig");
         let delay_ms = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(accept_loop(listener, upstream, delay_ms.clone()));
+        let blocked = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(accept_loop(
+            listener,
+            upstream,
+            delay_ms.clone(),
+            blocked.clone(),
+        ));
         Self {
             kubeconfig,
             delay_ms,
+            blocked,
             task,
         }
     }
@@ -79,20 +88,48 @@ impl ApiServerProxy {
             Ordering::Relaxed,
         );
     }
-}
 
-async fn accept_loop(listener: TcpListener, upstream: SocketAddr, delay_ms: Arc<AtomicU64>) {
-    loop {
-        let Ok((client, _)) = listener.accept().await else {
-            continue;
-        };
-        tokio::spawn(relay(client, upstream, delay_ms.clone()));
+    /// Cuts the client off from the API server until [`ApiServerProxy::unblock`].
+    pub fn block(&self) {
+        self.blocked.store(true, Ordering::Relaxed);
+    }
+
+    pub fn unblock(&self) {
+        self.blocked.store(false, Ordering::Relaxed);
     }
 }
 
-/// Copies one connection both ways, delaying what the client sends; when either side
-/// closes, both are closed.
-async fn relay(client: TcpStream, upstream: SocketAddr, delay_ms: Arc<AtomicU64>) {
+/// Returns once the proxy is not blocked.
+async fn open(blocked: &AtomicBool) {
+    while blocked.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    upstream: SocketAddr,
+    delay_ms: Arc<AtomicU64>,
+    blocked: Arc<AtomicBool>,
+) {
+    loop {
+        let Ok((client, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        tokio::spawn(relay(client, upstream, delay_ms.clone(), blocked.clone()));
+    }
+}
+
+/// Copies one connection both ways, delaying what the client sends and holding both
+/// directions while blocked; when either side closes, both are closed.
+async fn relay(
+    client: TcpStream,
+    upstream: SocketAddr,
+    delay_ms: Arc<AtomicU64>,
+    blocked: Arc<AtomicBool>,
+) {
+    open(&blocked).await;
     let Ok(server) = TcpStream::connect(upstream).await else {
         return;
     };
@@ -111,10 +148,21 @@ async fn relay(client: TcpStream, upstream: SocketAddr, delay_ms: Arc<AtomicU64>
             if delay > 0 {
                 tokio::time::sleep(Duration::from_millis(delay)).await;
             }
+            open(&blocked).await;
             server_write.write_all(&buffer[..n]).await?;
         }
     };
-    let answers = tokio::io::copy(&mut server_read, &mut client_write);
+    let answers = async {
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            let n = server_read.read(&mut buffer).await?;
+            if n == 0 {
+                return Ok::<_, std::io::Error>(());
+            }
+            open(&blocked).await;
+            client_write.write_all(&buffer[..n]).await?;
+        }
+    };
     tokio::select! {
         _ = requests => {}
         _ = answers => {}
