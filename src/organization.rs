@@ -40,10 +40,10 @@ pub struct OrganizationSnapshot {
 }
 
 impl OrganizationSnapshot {
-    /// The names from the root down to `parent_id`, e.g. `Root/Prod/Payments`. An unknown
-    /// id (an OU created while discovery ran) ends the path with its id.
-    pub fn path_of(&self, parent_id: &str) -> String {
-        let mut names = Vec::new();
+    /// The OUs from the root down to `parent_id` as (id, name); empty for the root. An
+    /// unknown id (an OU created while discovery ran) ends the lineage, named by its id.
+    pub fn lineage(&self, parent_id: &str) -> Vec<(String, String)> {
+        let mut levels = Vec::new();
         let mut current = parent_id;
         let mut seen = HashSet::new();
         while current != self.root_id {
@@ -52,18 +52,28 @@ impl OrganizationSnapshot {
             }
             match self.units.get(current) {
                 Some(unit) => {
-                    names.push(unit.name.as_str());
+                    levels.push((current.to_owned(), unit.name.clone()));
                     current = &unit.parent_id;
                 }
                 None => {
-                    names.push(current);
+                    levels.push((current.to_owned(), current.to_owned()));
                     break;
                 }
             }
         }
-        names.push("Root");
-        names.reverse();
-        names.join("/")
+        levels.reverse();
+        levels
+    }
+
+    /// The names from the root down to `parent_id`, e.g. `Root/Prod/Payments`, each name's
+    /// `/` and `\` escaped with `\`, so two OUs never share a path.
+    pub fn path_of(&self, parent_id: &str) -> String {
+        let mut path = String::from("Root");
+        for (_, name) in self.lineage(parent_id) {
+            path.push('/');
+            path.push_str(&escape_path_name(&name));
+        }
+        path
     }
 
     /// Whether `parent_id` is `ancestor` or lies beneath it.
@@ -113,6 +123,11 @@ impl OrganizationSnapshot {
             .filter(|id| *id != self.root_id && !self.units.contains_key(*id))
             .collect()
     }
+}
+
+/// An OU name as one level of a path: `\` and `/` escaped with `\`.
+pub fn escape_path_name(name: &str) -> String {
+    name.replace('\\', "\\\\").replace('/', "\\/")
 }
 
 #[cfg(test)]
@@ -169,6 +184,25 @@ mod tests {
         assert_eq!(org.path_of("ou-prod"), "Root/Prod");
         assert_eq!(org.path_of("ou-pay"), "Root/Prod/Payments");
         assert_eq!(org.path_of("ou-new"), "Root/ou-new");
+    }
+
+    #[test]
+    fn a_slash_in_an_ou_name_never_makes_two_ous_one_path() {
+        let mut org = org();
+        org.units
+            .insert("ou-slash".into(), unit("Prod/Payments", "r-root"));
+        org.units.insert("ou-back".into(), unit("a\\b", "r-root"));
+        assert_eq!(org.path_of("ou-slash"), "Root/Prod\\/Payments");
+        assert_ne!(org.path_of("ou-slash"), org.path_of("ou-pay"));
+        assert_eq!(org.path_of("ou-back"), "Root/a\\\\b");
+        assert_eq!(
+            org.lineage("ou-pay"),
+            [
+                ("ou-prod".to_owned(), "Prod".to_owned()),
+                ("ou-pay".to_owned(), "Payments".to_owned())
+            ]
+        );
+        assert!(org.lineage("r-root").is_empty());
     }
 
     #[test]

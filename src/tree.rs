@@ -50,55 +50,73 @@ pub struct OrgTree {
     pub root: UnitNode,
 }
 
+/// A unit being filled, its children keyed by OU id: names may repeat, and may hold any
+/// character, `/` included.
 #[derive(Default)]
 struct Building {
+    name: String,
     id: Option<String>,
     units: BTreeMap<String, Building>,
     accounts: Vec<AccountNode>,
 }
 
 impl Building {
-    fn finish(self, name: String) -> UnitNode {
+    fn finish(self) -> UnitNode {
         let mut accounts = self.accounts;
         accounts.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+        let mut units: Vec<UnitNode> = self.units.into_values().map(Building::finish).collect();
+        units.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
         UnitNode {
-            name,
+            name: self.name,
             id: self.id,
-            units: self
-                .units
-                .into_iter()
-                .map(|(name, unit)| unit.finish(name))
-                .collect(),
+            units,
             accounts,
         }
     }
 }
 
-/// Builds the diagram from the connection and its MemberAccounts, placing each account by
-/// its OU path (`Root/Prod/Payments`).
+/// The OUs from the root down to where `member` sits, as (id, name). MemberAccounts
+/// written before their OU lineage was recorded hang under their parent's id, named by
+/// their whole path.
+fn levels(member: &MemberAccount, root_id: Option<&str>) -> Vec<(String, String)> {
+    let Some(ou) = member.spec.organizational_unit.as_ref() else {
+        return Vec::new();
+    };
+    if !ou.lineage.is_empty() {
+        return ou
+            .lineage
+            .iter()
+            .map(|level| (level.id.clone(), level.name.clone()))
+            .collect();
+    }
+    if Some(ou.id.as_str()) == root_id || ou.id.starts_with("r-") || ou.path == "Root" {
+        return Vec::new();
+    }
+    let name = ou.path.strip_prefix("Root/").unwrap_or(&ou.path);
+    vec![(ou.id.clone(), name.to_owned())]
+}
+
+/// Builds the diagram from the connection and its MemberAccounts, placing each account
+/// under the OUs its lineage names, by id.
 pub fn build(connection: &AwsOrgConnection, members: &[MemberAccount]) -> OrgTree {
     let organization = connection
         .status
         .as_ref()
         .and_then(|s| s.organization.as_ref());
+    let root_id = organization.and_then(|o| o.root_id.clone());
     let mut root = Building {
-        id: organization.and_then(|o| o.root_id.clone()),
+        name: "Root".to_owned(),
+        id: root_id.clone(),
         ..Building::default()
     };
     for member in members {
-        let (path, leaf_id) = member
-            .spec
-            .organizational_unit
-            .as_ref()
-            .map(|ou| (ou.path.as_str(), Some(ou.id.clone())))
-            .unwrap_or(("Root", None));
         let mut node = &mut root;
-        let levels: Vec<&str> = path.split('/').skip(1).filter(|s| !s.is_empty()).collect();
-        for (depth, level) in levels.iter().enumerate() {
-            node = node.units.entry((*level).to_owned()).or_default();
-            if depth + 1 == levels.len() && node.id.is_none() {
-                node.id = leaf_id.clone();
-            }
+        for (id, name) in levels(member, root_id.as_deref()) {
+            node = node.units.entry(id.clone()).or_insert_with(|| Building {
+                name,
+                id: Some(id),
+                ..Building::default()
+            });
         }
         let status = member.status.as_ref();
         node.accounts.push(AccountNode {
@@ -117,7 +135,7 @@ pub fn build(connection: &AwsOrgConnection, members: &[MemberAccount]) -> OrgTre
         connection: connection.metadata.name.clone().unwrap_or_default(),
         organization_id: organization.map(|o| o.id.clone()),
         managing_account_id: organization.map(|o| o.managing_account_id.clone()),
-        root: root.finish("Root".to_owned()),
+        root: root.finish(),
     }
 }
 
@@ -303,18 +321,31 @@ fn dot_unit(unit: &UnitNode, id: &str, out: &mut String, next: &mut usize) {
 mod tests {
     use super::*;
 
+    /// A member under the OUs `lineage` names as `(id, name)`.
     fn member(
         id: &str,
         name: &str,
-        path: &str,
-        ou: &str,
+        lineage: &[(&str, &str)],
         phase: Option<MemberPhase>,
     ) -> MemberAccount {
+        let path = std::iter::once("Root".to_owned())
+            .chain(
+                lineage
+                    .iter()
+                    .map(|(_, n)| crate::organization::escape_path_name(n)),
+            )
+            .collect::<Vec<_>>()
+            .join("/");
+        let parent = lineage.last().map_or("r-1", |(id, _)| *id);
+        let lineage: Vec<serde_json::Value> = lineage
+            .iter()
+            .map(|(id, name)| serde_json::json!({ "id": id, "name": name }))
+            .collect();
         let mut member = MemberAccount::new(
             &format!("acme-{id}"),
             serde_json::from_value(serde_json::json!({
                 "connection": "acme", "accountId": id, "name": name,
-                "organizationalUnit": { "id": ou, "path": path },
+                "organizationalUnit": { "id": parent, "path": path, "lineage": lineage },
             }))
             .expect("spec"),
         );
@@ -339,18 +370,16 @@ mod tests {
                 member(
                     "111111111111",
                     "management",
-                    "Root",
-                    "r-1",
+                    &[],
                     Some(MemberPhase::Connected),
                 ),
                 member(
                     "333333333333",
                     "cards",
-                    "Root/Prod/Payments",
-                    "ou-pay",
+                    &[("ou-prod", "Prod"), ("ou-pay", "Payments")],
                     Some(MemberPhase::Blocked),
                 ),
-                member("222222222222", "web", "Root/Prod", "ou-prod", None),
+                member("222222222222", "web", &[("ou-prod", "Prod")], None),
             ],
         )
     }
@@ -371,6 +400,47 @@ mod tests {
             summary(&tree),
             "3 accounts: 1 Blocked, 1 Connected, 1 Pending"
         );
+    }
+
+    #[test]
+    fn ous_are_told_apart_by_id_whatever_their_names() {
+        let connection = AwsOrgConnection::new(
+            "acme",
+            serde_json::from_value(
+                serde_json::json!({"roleArn": "arn:aws:iam::111111111111:role/x"}),
+            )
+            .expect("spec"),
+        );
+        // `Prod/EU` under the root, and `EU` under `Prod`: once both `Root/Prod/EU`.
+        let tree = build(
+            &connection,
+            &[
+                member("222222222222", "slash", &[("ou-slash", "Prod/EU")], None),
+                member(
+                    "333333333333",
+                    "nested",
+                    &[("ou-prod", "Prod"), ("ou-eu", "EU")],
+                    None,
+                ),
+            ],
+        );
+        let names: Vec<(&str, Option<&str>)> = tree
+            .root
+            .units
+            .iter()
+            .map(|u| (u.name.as_str(), u.id.as_deref()))
+            .collect();
+        assert_eq!(
+            names,
+            [("Prod", Some("ou-prod")), ("Prod/EU", Some("ou-slash"))]
+        );
+        assert_eq!(tree.root.units[1].accounts[0].id, "222222222222");
+        assert_eq!(tree.root.units[0].units[0].accounts[0].id, "333333333333");
+        let text = render_text(&tree, false);
+        // An OU holding only OUs is drawn with its id too.
+        assert!(text.contains("├── Prod/ (ou-prod)"), "{text}");
+        assert!(text.contains("│   └── EU/ (ou-eu)"), "{text}");
+        assert!(text.contains("└── Prod/EU/ (ou-slash)"), "{text}");
     }
 
     #[test]

@@ -931,7 +931,9 @@ async fn a_leader_elected_namespaced_chart_applies_and_its_roles_run_the_operato
         assert!(args.contains(&expected), "{expected} in {args:?}");
     }
     assert!(
-        !args.iter().any(|a| a.starts_with("--leader-election-renew-deadline")),
+        !args
+            .iter()
+            .any(|a| a.starts_with("--leader-election-renew-deadline")),
         "an empty renewDeadline is derived by the operator: {args:?}"
     );
     assert_eq!(

@@ -87,6 +87,8 @@ async fn tree_draws_the_organization_with_phases() {
                 .accounts(2)
                 .child(OuSpec::new("Payments").accounts(1)),
             OuSpec::new("Dev").accounts(1),
+            // AWS allows `/` in an OU's name: this one is not Payments under Prod.
+            OuSpec::new("Prod/Payments").accounts(1),
         ],
     };
     let scenario = Scenario::start("tree", &spec).await;
@@ -104,7 +106,7 @@ async fn tree_draws_the_organization_with_phases() {
     let member_api: Api<MemberAccount> = ns.api();
     eventually("every account probed", Duration::from_secs(60), || async {
         let listed = members(&member_api).await;
-        (listed.len() == 6
+        (listed.len() == 7
             && listed.iter().all(|m| {
                 matches!(
                     m.status.as_ref().and_then(|s| s.phase),
@@ -148,11 +150,24 @@ async fn tree_draws_the_organization_with_phases() {
         .iter()
         .map(|u| (u["name"].as_str().expect("name"), u))
         .collect();
-    assert_eq!(units.keys().copied().collect::<Vec<_>>(), ["Dev", "Prod"]);
+    assert_eq!(
+        units.keys().copied().collect::<Vec<_>>(),
+        ["Dev", "Prod", "Prod/Payments"]
+    );
+    let slashed = seeded_under("Root/Prod\\/Payments");
+    assert_eq!(slashed.len(), 1);
+    assert_eq!(ids(units["Prod/Payments"]), slashed);
+    assert!(
+        units["Prod/Payments"]["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("ou-"))
+    );
     assert_eq!(ids(units["Dev"]), seeded_under("Root/Dev"));
     assert_eq!(ids(units["Prod"]), seeded_under("Root/Prod"));
     let payments_unit = &units["Prod"]["units"][0];
+    assert_eq!(units["Prod"]["units"].as_array().map(Vec::len), Some(1));
     assert_eq!(payments_unit["name"], "Payments");
+    assert_eq!(ids(payments_unit), seeded_under("Root/Prod/Payments"));
     assert_eq!(payments_unit["accounts"][0]["phase"], "Blocked");
     assert_eq!(payments_unit["accounts"][0]["reason"], "AssumeRoleDenied");
 
@@ -168,7 +183,7 @@ async fn tree_draws_the_organization_with_phases() {
     );
     assert!(text.contains(&format!("    └── {payments} ")), "{text}");
     assert!(
-        text.contains("6 accounts: 1 Blocked, 5 Connected"),
+        text.contains("7 accounts: 1 Blocked, 6 Connected"),
         "{text}"
     );
 
@@ -177,10 +192,10 @@ async fn tree_draws_the_organization_with_phases() {
         &env,
     ));
     let (nodes, edges) = assert_mermaid_flowchart(&mermaid);
-    assert_eq!(nodes.len(), 1 + 3 + 6, "root, three OUs, six accounts");
+    assert_eq!(nodes.len(), 1 + 4 + 7, "root, four OUs, seven accounts");
     assert_eq!(
         edges.len(),
-        3 + 6,
+        4 + 7,
         "every OU and account hangs off its parent"
     );
     assert!(mermaid.contains(&format!("class a{payments} blocked")));

@@ -103,9 +103,27 @@ pub struct OrganizationalUnitRef {
     /// Id of the parent: an OU (`ou-…`) or the root (`r-…`).
     #[schemars(regex(pattern = rules::PARENT_ID_PATTERN))]
     pub id: String,
-    /// Names from the root down, e.g. `Root/Prod/Payments`.
+    /// Names from the root down, e.g. `Root/Prod/Payments`. A `/` or `\` inside an OU's
+    /// name is escaped with `\` (`Root/Prod\/EU` is the OU `Prod/EU` under the root), so
+    /// a path names one OU.
     #[schemars(length(max = 4096))]
     pub path: String,
+    /// The OUs from the root down to the parent, each with its id and name; empty when the
+    /// account sits in the root.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5))]
+    pub lineage: Vec<UnitLevel>,
+}
+
+/// One OU on the way from the root to an account.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct UnitLevel {
+    /// The OU's id (`ou-…`).
+    #[schemars(regex(pattern = rules::PARENT_ID_PATTERN))]
+    pub id: String,
+    /// The OU's name, as AWS Organizations has it.
+    #[schemars(length(max = 128))]
+    pub name: String,
 }
 
 /// Set this annotation to `now` to probe the account at once; the operator removes it

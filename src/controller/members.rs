@@ -8,7 +8,9 @@ use kube::api::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
 use crate::api::AwsOrgConnection;
-use crate::api::member_account::{MemberAccount, MemberAccountSpec, OrganizationalUnitRef};
+use crate::api::member_account::{
+    MemberAccount, MemberAccountSpec, OrganizationalUnitRef, UnitLevel,
+};
 use crate::organization::{Account, OrganizationSnapshot};
 
 use super::names::{ACCOUNT_LABEL, CONNECTION_LABEL, OU_LABEL, label_value, member_name};
@@ -46,6 +48,11 @@ pub fn desired_member(
             organizational_unit: Some(OrganizationalUnitRef {
                 id: account.parent_id.clone(),
                 path: org.path_of(&account.parent_id),
+                lineage: org
+                    .lineage(&account.parent_id)
+                    .into_iter()
+                    .map(|(id, name)| UnitLevel { id, name })
+                    .collect(),
             }),
             joined_method: account.joined_method,
             aws_status: account.status,

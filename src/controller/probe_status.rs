@@ -611,6 +611,7 @@ mod tests {
         member.organizational_unit = Some(crate::api::member_account::OrganizationalUnitRef {
             id: "ou-ab12-34cd56ef".into(),
             path: "Root/Prod".into(),
+            lineage: Vec::new(),
         });
         let blocked = verdict(&member, None, &attempt, failure(FailureKind::AccessDenied));
         assert_eq!(

@@ -202,7 +202,7 @@ async fn seed_with(
     let mut push_accounts = |parent_id: &str, path: &str, active: usize, suspended: usize| {
         for i in 0..active + suspended {
             pending.push(PendingAccount {
-                name: format!("{}-{}", path.replace('/', "-").to_lowercase(), i),
+                name: format!("{}-{}", path.replace(['/', '\\'], "-").to_lowercase(), i),
                 parent_id: parent_id.to_owned(),
                 path: path.to_owned(),
                 suspended: i >= active,
@@ -230,7 +230,10 @@ async fn seed_with(
                 .organizational_unit
                 .expect("OU");
             let id = created.id().expect("OU id").to_owned();
-            let path = format!("{parent_path}/{}", ou.name);
+            let path = format!(
+                "{parent_path}/{}",
+                orgconnect::organization::escape_path_name(&ou.name)
+            );
             push_accounts(&id, &path, ou.accounts, ou.suspended);
             for child in &ou.children {
                 next.push((id.clone(), path.clone(), depth + 1, child.clone()));
