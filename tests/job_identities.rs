@@ -14,16 +14,17 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use kube::ResourceExt;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use orgconnect::api::SyncSchedule;
 use orgconnect::api::condition::{ConditionStatus, ConditionType, find_condition};
-use orgconnect::api::sync_schedule::RUN_ANNOTATION;
 use orgconnect::controller::names::SCHEDULE_LABEL;
 use support::clients::{self, JobEnvironment, refused_with, run_clients};
 use support::eventually;
+use support::iam::create_job_role;
 use support::oidc::{
     ISSUER, POD_IDENTITY_AUDIENCE, STS_AUDIENCE, issuer_keys, service_account_token,
 };
+use support::operator::request_run;
 use support::operator::wait_condition;
 use support::org::OrgSpec;
 use support::pod_identity::PodIdentityAgent;
@@ -31,31 +32,6 @@ use support::scenario::Scenario;
 
 /// Where EKS's webhook mounts the IRSA token; the generated config names it.
 const IRSA_TOKEN_FILE: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
-
-/// A role of the cluster's account that may assume any role (the managing role's trust
-/// policy decides), trusted as `trust` says.
-async fn job_role(iam: &aws_sdk_iam::Client, name: &str, trust: serde_json::Value) -> String {
-    let role = iam
-        .create_role()
-        .role_name(name)
-        .assume_role_policy_document(trust.to_string())
-        .send()
-        .await
-        .expect("CreateRole")
-        .role
-        .expect("role");
-    let policy = serde_json::json!({ "Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*",
-    }]});
-    iam.put_role_policy()
-        .role_name(name)
-        .policy_name("reach-the-organization")
-        .policy_document(policy.to_string())
-        .send()
-        .await
-        .expect("PutRolePolicy");
-    role.arn().to_owned()
-}
 
 /// The IRSA trust policy EKS's documentation gives: the cluster's OIDC provider, for one
 /// service account, with the STS audience.
@@ -126,13 +102,6 @@ async fn create_schedule(
     .expect("create the schedule");
 }
 
-async fn run_now(api: &Api<SyncSchedule>, name: &str) {
-    let patch = serde_json::json!({ "metadata": { "annotations": { RUN_ANNOTATION: "now" } } });
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .expect("annotate run=now");
-}
-
 /// The generated AWS config of the first run of schedule `name`.
 async fn run_config(scenario: &Scenario, name: &str) -> String {
     let jobs: Api<Job> = scenario.ns.api();
@@ -179,17 +148,17 @@ async fn irsa_and_pod_identity_jobs_reach_every_account_and_an_untrusted_one_is_
         .expect("CreateOpenIDConnectProvider");
     bed.proxy
         .trust_oidc_issuer(ISSUER, issuer_keys(&ns.client).await);
-    let irsa = job_role(
+    let irsa = create_job_role(
         &iam,
         "inventory-irsa",
-        irsa_trust(&cluster_account, &ns.name, "inventory"),
+        &irsa_trust(&cluster_account, &ns.name, "inventory"),
     )
     .await;
-    let pod_role = job_role(&iam, "inventory-pod-identity", pod_identity_trust()).await;
-    let stranger = job_role(
+    let pod_role = create_job_role(&iam, "inventory-pod-identity", &pod_identity_trust()).await;
+    let stranger = create_job_role(
         &iam,
         "stranger-irsa",
-        irsa_trust(&cluster_account, &ns.name, "stranger"),
+        &irsa_trust(&cluster_account, &ns.name, "stranger"),
     )
     .await;
     let agent = PodIdentityAgent::start(
@@ -246,7 +215,7 @@ async fn irsa_and_pod_identity_jobs_reach_every_account_and_an_untrusted_one_is_
     create_service_account(&accounts, "stranger", Some(&stranger)).await;
     create_schedule(&schedules, "stranger", "stranger", serde_json::json!({})).await;
     for name in ["irsa", "pod-identity", "stranger"] {
-        run_now(&schedules, name).await;
+        request_run(&schedules, name).await;
     }
     let refused = eventually(
         "the untrusted schedule is refused",

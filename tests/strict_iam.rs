@@ -179,26 +179,7 @@ async fn job_role(admin: &aws_config::SdkConfig, account: &str, name: &str) -> S
         "Principal": { "AWS": format!("arn:aws:iam::{account}:root") },
         "Action": "sts:AssumeRole",
     }]});
-    let role = iam
-        .create_role()
-        .role_name(name)
-        .assume_role_policy_document(trust.to_string())
-        .send()
-        .await
-        .expect("CreateRole")
-        .role
-        .expect("role");
-    let policy = serde_json::json!({ "Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*",
-    }]});
-    iam.put_role_policy()
-        .role_name(name)
-        .policy_name("reach-the-organization")
-        .policy_document(policy.to_string())
-        .send()
-        .await
-        .expect("PutRolePolicy");
-    role.arn().to_owned()
+    support::iam::create_job_role(&iam, name, &trust).await
 }
 
 /// Assumes `role` as `config`, then the managing role `managing` with `external_id`, as a

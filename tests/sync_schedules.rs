@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use orgconnect::api::member_account::MemberPhase;
-use orgconnect::api::sync_schedule::{RUN_ANNOTATION, RunMode, RunOutcome};
+use orgconnect::api::sync_schedule::{RunMode, RunOutcome};
 use orgconnect::api::{
     AwsOrgConnection, ConditionStatus, ConditionType, MemberAccount, SyncSchedule, find_condition,
 };
@@ -22,7 +22,7 @@ use support::eventually;
 use support::iam::{delete_role, deploy_managing_role};
 use support::kube::TestNamespace;
 use support::operator::{
-    apply_connection, create_key_secret, in_namespace, managing_role, members, start,
+    apply_connection, create_key_secret, in_namespace, managing_role, members, request_run, start,
 };
 use support::org::{OrgSpec, SeededOrg, seed};
 
@@ -43,18 +43,6 @@ async fn apply_schedule(api: &Api<SyncSchedule>, name: &str, spec: serde_json::V
     )
     .await
     .expect("apply SyncSchedule");
-}
-
-async fn run_now(api: &Api<SyncSchedule>, name: &str) {
-    let patch = serde_json::json!({ "metadata": { "annotations": { RUN_ANNOTATION: "now" } } });
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .expect("annotate run=now");
-    eventually("run=now to be handled", Duration::from_secs(30), || async {
-        let schedule = api.get(name).await.ok()?;
-        (!schedule.annotations().contains_key(RUN_ANNOTATION)).then_some(())
-    })
-    .await;
 }
 
 async fn jobs_of(api: &Api<Job>, schedule: &str) -> Vec<Job> {
@@ -229,7 +217,7 @@ async fn runs_on_demand_with_a_working_aws_config_then_incrementally_and_prunes_
     assert_eq!(scheduled.job_principal, operator_principal);
 
     let jobs: Api<Job> = ns.api();
-    run_now(&schedules, "inventory").await;
+    request_run(&schedules, "inventory").await;
     let first = eventually("one Job", Duration::from_secs(30), || async {
         let listed = jobs_of(&jobs, "inventory").await;
         (listed.len() == 1).then(|| listed[0].clone())
@@ -338,7 +326,7 @@ async fn runs_on_demand_with_a_working_aws_config_then_incrementally_and_prunes_
     let _ = std::fs::remove_dir_all(&dir);
 
     // Forbid: a second manual run while the first is active starts nothing.
-    run_now(&schedules, "inventory").await;
+    request_run(&schedules, "inventory").await;
     assert_eq!(jobs_of(&jobs, "inventory").await.len(), 1);
 
     // The first run succeeds: backfill is done and the next run is incremental.
@@ -352,7 +340,7 @@ async fn runs_on_demand_with_a_working_aws_config_then_incrementally_and_prunes_
             .then_some(())
     })
     .await;
-    run_now(&schedules, "inventory").await;
+    request_run(&schedules, "inventory").await;
     let second = eventually("a second Job", Duration::from_secs(30), || async {
         let listed = jobs_of(&jobs, "inventory").await;
         listed
@@ -495,7 +483,7 @@ async fn revoking_a_connection_removes_its_sync_runs_and_its_schedules_say_so() 
     .await;
     let jobs: Api<Job> = ns.api();
     let config_maps: Api<ConfigMap> = ns.api();
-    run_now(&schedules, "inventory").await;
+    request_run(&schedules, "inventory").await;
     let job = eventually("the run's Job", Duration::from_secs(30), || async {
         jobs_of(&jobs, "inventory").await.into_iter().next()
     })
@@ -639,7 +627,7 @@ async fn runs_take_only_the_selected_accounts_and_are_skipped_when_none_is_conne
     let jobs: Api<Job> = ns.api();
 
     // No Connected account carries the label: the run is skipped, with a reason and an Event.
-    run_now(&schedules, "audit").await;
+    request_run(&schedules, "audit").await;
     let skipped = eventually("NoConnectedAccounts", Duration::from_secs(30), || async {
         let status = schedules.get("audit").await.ok()?.status?;
         let ready = find_condition(&status.conditions, ConditionType::Ready)?.clone();
@@ -673,7 +661,7 @@ async fn runs_take_only_the_selected_accounts_and_are_skipped_when_none_is_conne
         if let Some(job) = jobs_of(&jobs, "audit").await.into_iter().next() {
             return Some(job);
         }
-        run_now(&schedules, "audit").await;
+        request_run(&schedules, "audit").await;
         None
     })
     .await;

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -26,10 +26,12 @@ use super::context::{Context, Diagnostics, jitter, object_key};
 use super::credentials::{CredentialProblem, keys_from_secret, secret_name};
 use super::members::{MemberPlan, desired_member, plan};
 use super::names::{FIELD_MANAGER, FINALIZER, connection_selector, session_name};
+use super::reconcile::{observed, write_status};
 use super::revoke::{
     RevokeSummary, StackSetFate, StackSetRevokeInput, revoke_event, stack_set_fate, sync_selectors,
 };
 use super::stackset;
+use super::sync::delete_run;
 use crate::api::SyncSchedule;
 use crate::api::condition::{
     Condition, ConditionStatus, ConditionType, find_condition, set_condition,
@@ -46,7 +48,7 @@ use crate::aws::session::{AssumeFailure, AssumeRequest, BaseCredentials, Managin
 use crate::aws::{AwsFailure, FailureKind};
 use crate::duration::parse_duration;
 use crate::error::{Error, Result};
-use crate::metrics::{ErrorLabels, KindLabels, PhaseLabels};
+use crate::metrics::PhaseLabels;
 use crate::organization::OrganizationSnapshot;
 
 /// How many MemberAccounts are written at once.
@@ -54,23 +56,16 @@ const WRITE_CONCURRENCY: usize = 16;
 /// How soon a denied or failed AssumeRole is tried again: the fix happens in IAM, which
 /// the operator cannot watch.
 const RECHECK_DENIED: Duration = Duration::from_secs(120);
-/// How often a revoke whose StackSet operation is running looks again.
-const REVOKE_POLL: Duration = Duration::from_secs(5);
 
 /// Entry point for the controller: adds the finalizer, then applies or cleans up.
 pub async fn reconcile(connection: Arc<AwsOrgConnection>, ctx: Arc<Context>) -> Result<Action> {
     Diagnostics::add(&ctx.diagnostics.connection_reconciles, 1);
-    let labels = KindLabels {
-        kind: "AwsOrgConnection",
-    };
-    ctx.health.metrics.reconciles.get_or_create(&labels).inc();
-    let started = std::time::Instant::now();
-    let result = reconcile_inner(connection, &ctx).await;
-    ctx.health
-        .metrics
-        .duration
-        .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
+    let result = observed(
+        &ctx,
+        connection.clone().as_ref(),
+        reconcile_inner(connection, &ctx),
+    )
+    .await;
     Diagnostics::add(&ctx.diagnostics.connection_reconciles_finished, 1);
     result
 }
@@ -88,47 +83,6 @@ async fn reconcile_inner(connection: Arc<AwsOrgConnection>, ctx: &Arc<Context>) 
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)))
-}
-
-/// Retries a failed reconcile after a pause; never a hot loop.
-pub fn error_policy(connection: Arc<AwsOrgConnection>, error: &Error, ctx: Arc<Context>) -> Action {
-    if let Error::Finalizer(inner) = error
-        && let kube::runtime::finalizer::Error::CleanupFailed(cleanup) = inner.as_ref()
-    {
-        match cleanup {
-            Error::RevokeInProgress(step) => {
-                info!(connection = %object_key(connection.as_ref()), step = %step, "revoking");
-                return Action::requeue(REVOKE_POLL);
-            }
-            Error::RevokeBlocked { problem, retry_in } => {
-                warn!(
-                    connection = %object_key(connection.as_ref()),
-                    problem = %problem,
-                    retry_in = ?retry_in,
-                    "revoke blocked; retrying with backoff"
-                );
-                return Action::requeue(*retry_in);
-            }
-            _ => {}
-        }
-    }
-    Diagnostics::add(&ctx.diagnostics.connection_failures, 1);
-    ctx.health
-        .metrics
-        .failures
-        .get_or_create(&ErrorLabels {
-            kind: "AwsOrgConnection",
-            error: error.label(),
-        })
-        .inc();
-    warn!(
-        connection = %connection.name_any(),
-        namespace = connection.namespace().unwrap_or_default(),
-        error = %error,
-        kind = error.label(),
-        "reconcile failed; retrying"
-    );
-    Action::requeue(Duration::from_secs(15) + jitter(Duration::from_secs(5)))
 }
 
 /// One reconcile's view: the object, the status being built, and the time.
@@ -169,21 +123,9 @@ impl Pass<'_> {
     /// Writes the status (server-side apply) if it differs from what the object has.
     async fn write_status(&self) -> Result<bool> {
         let current = self.connection.status.clone().unwrap_or_default();
-        if current == self.status {
+        if !write_status(&self.api, self.connection, &current, &self.status).await? {
             return Ok(false);
         }
-        let patch = serde_json::json!({
-            "apiVersion": "orgconnect.dev/v1alpha1",
-            "kind": "AwsOrgConnection",
-            "status": self.status,
-        });
-        self.api
-            .patch_status(
-                &self.connection.name_any(),
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await?;
         Diagnostics::add(&self.ctx.diagnostics.status_writes, 1);
         self.ctx.status_written(&object_key(self.connection), false);
         Ok(true)
@@ -993,13 +935,8 @@ async fn delete_sync_runs(
         .map(|s| s.name_any())
         .collect();
     let selectors = sync_selectors(&name, &referencing);
-    let params = DeleteParams {
-        propagation_policy: Some(PropagationPolicy::Background),
-        ..DeleteParams::default()
-    };
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
 
     let mut job_names = BTreeSet::new();
     for selector in &selectors {
@@ -1026,30 +963,13 @@ async fn delete_sync_runs(
             Err(err) => return Err(err.into()),
         }
     }
-    let mut deleted_jobs = 0;
-    for job in &job_names {
-        if deleted(jobs.delete(job, &params).await)? {
-            deleted_jobs += 1;
-        }
-    }
-    let mut deleted_config_maps = 0;
-    for config_map in &config_map_names {
-        if deleted(config_maps.delete(config_map, &params).await)? {
-            deleted_config_maps += 1;
-        }
-        // A run in Secret mode also has a credentials Secret of the same name.
-        deleted(secrets.delete(config_map, &params).await)?;
+    let (mut deleted_jobs, mut deleted_config_maps) = (0, 0);
+    for run in &config_map_names {
+        let deleted = delete_run(ctx, namespace, run).await?;
+        deleted_jobs += usize::from(deleted.job);
+        deleted_config_maps += usize::from(deleted.config_map);
     }
     Ok((deleted_jobs, deleted_config_maps))
-}
-
-/// Whether a delete removed something; a missing object is no error.
-fn deleted<T>(result: std::result::Result<T, kube::Error>) -> Result<bool> {
-    match result {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
-        Err(err) => Err(err.into()),
-    }
 }
 
 /// Revoking: settles the StackSet the operator created, removes what sync schedules

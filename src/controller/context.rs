@@ -137,6 +137,17 @@ pub struct ProbeRecord {
     pub failures: u32,
 }
 
+/// The shared caches, and whether each holds a complete listing yet. Readiness comes from
+/// the watch that fills the cache, not `Store::wait_until_ready`, which wakes only the last
+/// of several waiters, and a controller already waits on each store.
+pub struct Caches {
+    pub members: Store<MemberAccount>,
+    pub connections: Store<AwsOrgConnection>,
+    pub schedule_connections: Store<AwsOrgConnection>,
+    pub members_ready: tokio::sync::watch::Receiver<bool>,
+    pub connections_ready: tokio::sync::watch::Receiver<bool>,
+}
+
 pub struct Context {
     pub client: Client,
     pub settings: Settings,
@@ -157,7 +168,7 @@ pub struct Context {
     /// Turns true once `members` holds the first complete listing.
     members_ready: tokio::sync::watch::Receiver<bool>,
     /// Turns true once `schedule_connections` holds the first complete listing.
-    schedule_connections_ready: tokio::sync::watch::Receiver<bool>,
+    connections_ready: tokio::sync::watch::Receiver<bool>,
     retries: Mutex<HashMap<String, DiscoveryRetry>>,
     /// Failed revokes by connection, kept in memory so waiting writes nothing.
     revokes: Mutex<HashMap<String, RevokeRetry>>,
@@ -170,6 +181,8 @@ pub struct Context {
     stack_instance_failures: Mutex<HashMap<String, (String, Vec<StackInstanceFailure>)>>,
     connection_limits: Mutex<HashMap<String, (usize, Arc<Semaphore>)>>,
     global_probes: Arc<Semaphore>,
+    /// `<kind>/<namespace>/<name>` -> reconciles failed in a row, for the error policy.
+    backoff: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
@@ -177,31 +190,23 @@ impl Context {
         client: Client,
         settings: Settings,
         sessions: SessionCache,
-        (members, connections, schedule_connections): (
-            Store<MemberAccount>,
-            Store<AwsOrgConnection>,
-            Store<AwsOrgConnection>,
-        ),
+        caches: Caches,
         probe_requests: tokio::sync::mpsc::UnboundedSender<ObjectRef<MemberAccount>>,
         diagnostics: Arc<Diagnostics>,
         health: Arc<crate::server::Health>,
     ) -> Self {
-        // `Store::wait_until_ready` wakes only the last of several concurrent waiters, so
-        // one task waits on it and tells every reconcile through a watch channel.
-        let (ready_tx, members_ready) = tokio::sync::watch::channel(false);
-        let store = members.clone();
+        let Caches {
+            members,
+            connections,
+            schedule_connections,
+            members_ready,
+            connections_ready,
+        } = caches;
+        let mut ready = members_ready.clone();
         let ready_health = health.clone();
         tokio::spawn(async move {
-            if store.wait_until_ready().await.is_ok() {
-                let _ = ready_tx.send(true);
+            if ready.wait_for(|ready| *ready).await.is_ok() {
                 ready_health.set_ready();
-            }
-        });
-        let (connections_tx, schedule_connections_ready) = tokio::sync::watch::channel(false);
-        let store = schedule_connections.clone();
-        tokio::spawn(async move {
-            if store.wait_until_ready().await.is_ok() {
-                let _ = connections_tx.send(true);
             }
         });
         let reporter = Reporter {
@@ -219,13 +224,14 @@ impl Context {
             schedule_connections,
             probe_requests,
             members_ready,
-            schedule_connections_ready,
+            connections_ready,
             retries: Mutex::new(HashMap::new()),
             revokes: Mutex::new(HashMap::new()),
             probes: Mutex::new(HashMap::new()),
             status_written: Mutex::new(HashMap::new()),
             stack_instance_failures: Mutex::new(HashMap::new()),
             connection_limits: Mutex::new(HashMap::new()),
+            backoff: Mutex::new(HashMap::new()),
             global_probes: Arc::new(Semaphore::new(settings_probe_limit(&settings))),
             settings,
         }
@@ -238,8 +244,8 @@ impl Context {
     }
 
     /// Waits until `schedule_connections` holds a complete listing.
-    pub async fn schedule_connections_ready(&self) {
-        let mut ready = self.schedule_connections_ready.clone();
+    pub async fn connections_ready(&self) {
+        let mut ready = self.connections_ready.clone();
         let _ = ready.wait_for(|ready| *ready).await;
     }
 
@@ -327,11 +333,15 @@ impl Context {
         lock(&self.connection_limits).remove(key);
         {
             let mut probes = lock(&self.probes);
+            let mut backoff = lock(&self.backoff);
+            backoff.remove(&format!("AwsOrgConnection/{key}"));
             for member in members {
                 probes.remove(member);
+                backoff.remove(&format!("MemberAccount/{member}"));
             }
         }
         let held = lock(&self.probes).len()
+            + lock(&self.backoff).len()
             + lock(&self.connection_limits).len()
             + lock(&self.status_written).len()
             + lock(&self.stack_instance_failures).len()
@@ -340,6 +350,19 @@ impl Context {
         self.diagnostics
             .remembered
             .store(held as u64, Ordering::Relaxed);
+    }
+
+    /// Counts a failed reconcile of `key`; the failures in a row so far.
+    pub fn backoff_failed(&self, key: &str) -> u32 {
+        let mut backoff = lock(&self.backoff);
+        let failures = backoff.entry(key.to_owned()).or_default();
+        *failures = failures.saturating_add(1);
+        *failures
+    }
+
+    /// Forgets the failures of `key` once a reconcile of it succeeded.
+    pub fn backoff_cleared(&self, key: &str) {
+        lock(&self.backoff).remove(key);
     }
 
     pub fn probe_record(&self, key: &str) -> Option<ProbeRecord> {

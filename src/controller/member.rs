@@ -10,13 +10,14 @@ use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::context::{Context, Diagnostics, ProbeRecord, jitter, object_key};
-use super::names::{FIELD_MANAGER, session_name};
+use super::names::session_name;
 use super::probe_status::{
     Attempt, MemberVerdict, ProbeOutcome, not_probed, phase_event, verdict, waiting_for_connection,
 };
+use super::reconcile::{observed, write_status};
 use crate::api::AwsOrgConnection;
 use crate::api::condition::{Condition, ConditionType, set_condition};
 use crate::api::member_account::{
@@ -31,21 +32,18 @@ use crate::error::{Error, Result};
 /// How soon a member whose connection has no session yet looks again.
 const WAIT_FOR_CONNECTION: Duration = Duration::from_secs(30);
 
-/// Retries a failed reconcile after a pause.
-pub fn error_policy(member: Arc<MemberAccount>, error: &Error, _ctx: Arc<Context>) -> Action {
-    warn!(member = %object_key(member.as_ref()), error = %error, "member reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(15) + jitter(Duration::from_secs(5)))
-}
-
 pub async fn reconcile(member: Arc<MemberAccount>, ctx: Arc<Context>) -> Result<Action> {
     Diagnostics::add(&ctx.diagnostics.member_reconciles, 1);
-    ctx.health
-        .metrics
-        .reconciles
-        .get_or_create(&crate::metrics::KindLabels {
-            kind: "MemberAccount",
-        })
-        .inc();
+    observed(
+        &ctx,
+        member.clone().as_ref(),
+        reconcile_member(member, &ctx),
+    )
+    .await
+}
+
+/// Probes the account when a probe is due, and writes what it found.
+async fn reconcile_member(member: Arc<MemberAccount>, ctx: &Arc<Context>) -> Result<Action> {
     let Some(connection) = ctx.connection_of(&member) else {
         // Not (yet) in the cache, or not this operator's: the connection's first session
         // asks for its members to be probed.
@@ -80,7 +78,7 @@ pub async fn reconcile(member: Arc<MemberAccount>, ctx: Arc<Context>) -> Result<
                 }
                 probed = true;
                 probe(
-                    &ctx,
+                    ctx,
                     &connection,
                     &member,
                     &session.config,
@@ -93,12 +91,12 @@ pub async fn reconcile(member: Arc<MemberAccount>, ctx: Arc<Context>) -> Result<
         }
     };
 
-    write_status(&ctx, &member, verdict).await?;
+    apply_verdict(ctx, &member, verdict).await?;
     if probed {
         Diagnostics::add(&ctx.diagnostics.probes_applied, 1);
     }
     if requested {
-        clear_probe_annotation(&ctx, &member).await?;
+        clear_probe_annotation(ctx, &member).await?;
     }
     Ok(action)
 }
@@ -226,7 +224,11 @@ async fn probe(
 }
 
 /// Writes the verdict when it differs from the status, with an Event when the phase moved.
-async fn write_status(ctx: &Context, member: &MemberAccount, verdict: MemberVerdict) -> Result<()> {
+async fn apply_verdict(
+    ctx: &Context,
+    member: &MemberAccount,
+    verdict: MemberVerdict,
+) -> Result<()> {
     let current = member.status.clone().unwrap_or_default();
     let verdict = verdict.keeping_remediation(current.remediation.as_ref());
     let mut status = MemberAccountStatus {
@@ -247,24 +249,13 @@ async fn write_status(ctx: &Context, member: &MemberAccount, verdict: MemberVerd
             Timestamp::now(),
         ),
     );
-    if status == current {
-        return Ok(());
-    }
     let namespace = member
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let api: Api<MemberAccount> = Api::namespaced(ctx.client.clone(), &namespace);
-    let patch = serde_json::json!({
-        "apiVersion": "orgconnect.dev/v1alpha1",
-        "kind": "MemberAccount",
-        "status": status,
-    });
-    api.patch_status(
-        &member.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    if !write_status(&api, member, &current, &status).await? {
+        return Ok(());
+    }
     Diagnostics::add(&ctx.diagnostics.member_status_writes, 1);
     if let Some((warning, event_reason)) = phase_event(current.phase, verdict.phase) {
         let type_ = if warning {

@@ -9,6 +9,7 @@ mod member;
 pub mod members;
 pub mod names;
 mod probe_status;
+mod reconcile;
 mod revoke;
 mod stackset;
 pub mod sync;
@@ -80,14 +81,24 @@ impl Operator {
     }
 
     /// Runs until `shutdown` resolves, then finishes the reconciles in flight.
+    ///
+    /// MemberAccounts, the kind there are thousands of, are watched once: one watch and one
+    /// cache shared by the connection controller (which owns them) and the member
+    /// controller (kube's shared streams). Connections, one per organization, have the
+    /// controller's own watch and a second one whose cache is updated before a schedule
+    /// hears of a change to its connection.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+        let shutdown = shutdown.shared();
         let connections_config = match &self.settings.label_selector {
             Some(selector) => watcher::Config::default().labels(selector),
             None => watcher::Config::default(),
         };
-        let connections_config_for_schedules = connections_config.clone();
-        let (members, members_writer) = reflector::store::<MemberAccount>();
-        let member_events = reflector(
+        // The MemberAccounts: the connection controller owns them, the member controller
+        // reconciles them.
+        let (members, members_writer) = reflector::store_shared::<MemberAccount>(SHARED_BUFFER);
+        let owned_members = subscribe(&members_writer);
+        let probed_members = subscribe(&members_writer);
+        let members_watch = reflector(
             members_writer,
             watcher(
                 self.api::<MemberAccount>(),
@@ -95,8 +106,30 @@ impl Operator {
             )
             .modify(slim),
         )
+        .default_backoff();
+        // The connections as the sync controller sees them (a schedule reports at once
+        // when its connection goes or comes back): this cache is updated before a schedule
+        // hears of the change.
+        let (schedule_connections, schedule_connections_writer) =
+            reflector::store::<AwsOrgConnection>();
+        let (connections_listed, connections_ready) = tokio::sync::watch::channel(false);
+        let connection_events = reflector(
+            schedule_connections_writer,
+            watcher(self.api::<AwsOrgConnection>(), connections_config.clone()).modify(slim),
+        )
         .default_backoff()
+        .inspect(move |event| {
+            if matches!(event, Ok(watcher::Event::InitDone)) {
+                let _ = connections_listed.send(true);
+            }
+        })
         .touched_objects();
+        let (members_listed, members_ready) = tokio::sync::watch::channel(false);
+        let watches = drive(members_watch, members_listed, shutdown.clone());
+        let controller =
+            Controller::new(self.api::<AwsOrgConnection>(), connections_config.clone())
+                .with_config(ControllerConfig::default().concurrency(16));
+        let connections = controller.store();
         // Only Secret metadata is watched: key material is read when needed, never cached.
         let secret_events = watcher(
             self.api::<PartialObjectMeta<Secret>>(),
@@ -105,26 +138,18 @@ impl Operator {
         .default_backoff()
         .touched_objects();
 
-        // Connections as the schedules see them: this store is updated before a schedule
-        // hears that its connection changed (or went), so its reconcile sees the change.
-        let (schedule_connections, schedule_connections_writer) =
-            reflector::store::<AwsOrgConnection>();
-        let connection_events = reflector(
-            schedule_connections_writer,
-            watcher(self.api::<AwsOrgConnection>(), connections_config.clone()).modify(slim),
-        )
-        .default_backoff()
-        .touched_objects();
-
-        let controller = Controller::new(self.api::<AwsOrgConnection>(), connections_config)
-            .with_config(ControllerConfig::default().concurrency(16));
-        let connections = controller.store();
         let (probe_tx, mut probe_rx) = tokio::sync::mpsc::unbounded_channel();
         let context = Arc::new(context::Context::new(
             self.client.clone(),
             self.settings.clone(),
             SessionCache::new(self.aws.clone()),
-            (members, connections.clone(), schedule_connections),
+            context::Caches {
+                members: members.clone(),
+                connections: connections.clone(),
+                schedule_connections,
+                members_ready,
+                connections_ready,
+            },
             probe_tx,
             self.diagnostics.clone(),
             self.health.clone(),
@@ -134,12 +159,9 @@ impl Operator {
             selector = self.settings.label_selector.as_deref().unwrap_or(""),
             "orgconnect controllers starting"
         );
-        let shutdown = shutdown.shared();
-        let sync_shutdown = shutdown.clone();
-        let sync_context = context.clone();
         let secret_connections = connections.clone();
         let connection_controller = controller
-            .owns_stream(member_events)
+            .owns_shared_stream(owned_members)
             .watches_stream(secret_events, move |secret| {
                 let namespace = secret.namespace();
                 let name = secret.name_any();
@@ -161,7 +183,7 @@ impl Operator {
             .graceful_shutdown_on(shutdown.clone())
             .run(
                 connection::reconcile,
-                connection::error_policy,
+                reconcile::error_policy,
                 context.clone(),
             )
             .for_each(|result| async move {
@@ -173,33 +195,20 @@ impl Operator {
 
         // Probe requests from the connection reconciler (new credentials, new spec).
         let probe_requests = futures::stream::poll_fn(move |cx| probe_rx.poll_recv(cx));
-        let (member_cache, member_cache_writer) = reflector::store::<MemberAccount>();
-        let member_triggers = reflector(
-            member_cache_writer,
-            watcher(
-                self.api::<MemberAccount>(),
-                watcher::Config::default().labels(names::CONNECTION_LABEL),
-            )
-            .modify(slim),
-        )
-        .default_backoff()
-        .touched_objects();
-        let member_controller = Controller::for_stream(member_triggers, member_cache)
+        let member_controller = Controller::for_shared_stream(probed_members, members)
             .with_config(ControllerConfig::default().concurrency(
                 u16::try_from(self.settings.probe_concurrency.max(1)).unwrap_or(u16::MAX),
             ))
             .reconcile_on(probe_requests)
-            .graceful_shutdown_on(shutdown)
-            .run(member::reconcile, member::error_policy, context)
+            .graceful_shutdown_on(shutdown.clone())
+            .run(member::reconcile, reconcile::error_policy, context.clone())
             .for_each(|result| async move {
                 match result {
                     Ok((object, _)) => debug!(member = %object, "reconciled"),
                     Err(err) => debug!(error = %err, "member reconcile did not complete"),
                 }
             });
-        let sync_controller =
-            Controller::new(self.api::<SyncSchedule>(), connections_config_for_schedules);
-        // A schedule reports at once when its connection goes (or comes back).
+        let sync_controller = Controller::new(self.api::<SyncSchedule>(), connections_config);
         let schedules = sync_controller.store();
         let sync_controller = sync_controller
             .owns(
@@ -216,8 +225,8 @@ impl Operator {
                     .map(|s| ObjectRef::from_obj(s.as_ref()))
                     .collect::<Vec<_>>()
             })
-            .graceful_shutdown_on(sync_shutdown)
-            .run(sync::reconcile, sync::error_policy, sync_context)
+            .graceful_shutdown_on(shutdown)
+            .run(sync::reconcile, reconcile::error_policy, context)
             .for_each(|result| async move {
                 match result {
                     Ok((object, _)) => debug!(schedule = %object, "reconciled"),
@@ -226,9 +235,49 @@ impl Operator {
                     }
                 }
             });
-        futures::join!(connection_controller, member_controller, sync_controller);
+        futures::join!(
+            watches,
+            connection_controller,
+            member_controller,
+            sync_controller
+        );
         info!("orgconnect controllers stopped");
     }
+}
+
+/// How many events a shared watch holds for a subscriber that has not caught up before
+/// it waits for it.
+const SHARED_BUFFER: usize = 1024;
+
+/// A subscriber to a shared store's events. `store_shared` always makes a dispatching
+/// writer, so there is one to subscribe to.
+fn subscribe<K>(writer: &reflector::store::Writer<K>) -> reflector::ReflectHandle<K>
+where
+    K: reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    writer
+        .subscribe()
+        .unwrap_or_else(|| unreachable!("a shared store's writer dispatches events"))
+}
+
+/// Polls a shared watch until `shutdown`; its events reach the subscribers, its errors
+/// are retried by its backoff. `listed` turns true once its cache holds a complete
+/// listing.
+async fn drive<K, E>(
+    watch: impl futures::Stream<Item = Result<watcher::Event<K>, E>>,
+    listed: tokio::sync::watch::Sender<bool>,
+    shutdown: impl Future<Output = ()>,
+) {
+    watch
+        .take_until(shutdown)
+        .for_each(|event| {
+            if matches!(event, Ok(watcher::Event::InitDone)) {
+                let _ = listed.send(true);
+            }
+            futures::future::ready(())
+        })
+        .await;
 }
 
 /// Drops what the operator never reads from the objects it caches (their managedFields),

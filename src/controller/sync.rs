@@ -19,16 +19,17 @@ use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
-use tracing::{info, warn};
+use tracing::info;
 
 use super::connection_status::Verdict;
 use super::context::Context;
 use super::credentials::{keys_from_secret, secret_name};
-use super::names::{CONNECTION_LABEL, FIELD_MANAGER, SCHEDULE_LABEL, label_value};
+use super::names::{CONNECTION_LABEL, SCHEDULE_LABEL, label_value};
+use super::reconcile::{create_once, delete_if_present, observed, write_status};
 use super::sync_config::{
     ConfigInput, JobIdentity, RunAccount, accounts_json, aws_config, credentials_file,
 };
-use super::sync_plan::{JobState, JobView, PlanInput, decide, prune, run_mode};
+use super::sync_plan::{JobState, JobView, Plan, PlanInput, Start, decide, prune, run_mode};
 use crate::api::AwsOrgConnection;
 use crate::api::condition::{
     Condition, ConditionStatus, ConditionType, find_condition, set_condition,
@@ -52,11 +53,6 @@ const ACCOUNTS_ANNOTATION: &str = "orgconnect.dev/accounts";
 const MOUNT_PATH: &str = "/etc/orgconnect";
 const IRSA_ROLE_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
 const IRSA_TOKEN_FILE: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
-
-pub fn error_policy(schedule: Arc<SyncSchedule>, error: &Error, _ctx: Arc<Context>) -> Action {
-    warn!(schedule = %schedule.name_any(), error = %error, "sync schedule reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(15))
-}
 
 fn to_time(ts: Timestamp) -> Time {
     Time(ts)
@@ -92,19 +88,21 @@ fn job_view(job: &Job) -> Option<JobView> {
 }
 
 pub async fn reconcile(schedule: Arc<SyncSchedule>, ctx: Arc<Context>) -> Result<Action> {
-    ctx.health
-        .metrics
-        .reconciles
-        .get_or_create(&crate::metrics::KindLabels {
-            kind: "SyncSchedule",
-        })
-        .inc();
+    observed(
+        &ctx,
+        schedule.clone().as_ref(),
+        reconcile_schedule(schedule, &ctx),
+    )
+    .await
+}
+
+/// One schedule's pass: read its Jobs, let the planner decide, start, replace and prune
+/// runs, write status, and come back at the next slot.
+async fn reconcile_schedule(schedule: Arc<SyncSchedule>, ctx: &Context) -> Result<Action> {
     let namespace = schedule
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
-    let name = schedule.name_any();
     let now = Timestamp::now();
-    let generation = schedule.metadata.generation;
     let current = schedule.status.clone().unwrap_or_default();
     let mut status = current.clone();
     let schedules: Api<SyncSchedule> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -112,42 +110,118 @@ pub async fn reconcile(schedule: Arc<SyncSchedule>, ctx: Arc<Context>) -> Result
         .annotations()
         .get(RUN_ANNOTATION)
         .is_some_and(|v| v == "now");
-    let set = |status: &mut SyncScheduleStatus, type_, verdict: (ConditionStatus, &str, String)| {
-        set_condition(
-            &mut status.conditions,
-            Condition::new(type_, verdict.0, verdict.1, verdict.2, generation, now),
-        );
-    };
-
-    let parsed = Schedule::parse(&schedule.spec.schedule, schedule.spec.time_zone.as_deref());
-    let cron = match parsed {
+    let cron = match Schedule::parse(&schedule.spec.schedule, schedule.spec.time_zone.as_deref()) {
         Ok(cron) => cron,
         Err(err) => {
-            let message = err.to_string();
-            set(
-                &mut status,
-                ConditionType::Scheduled,
-                (ConditionStatus::False, "InvalidSchedule", message.clone()),
-            );
-            set(
-                &mut status,
-                ConditionType::Ready,
-                (ConditionStatus::False, "InvalidSchedule", message),
-            );
-            status.next_schedule_time = None;
-            status.observed_generation = generation;
-            write_status(&schedules, &schedule, &current, status).await?;
+            invalid_schedule(&mut status, &schedule, &err.to_string(), now);
+            write_status(&schedules, schedule.as_ref(), &current, &status).await?;
             return Ok(Action::await_change());
         }
     };
-
     let connection_name = &schedule.spec.connection_ref.name;
-    let found = find_connection(&ctx, &namespace, connection_name).await;
+    let found = find_connection(ctx, &namespace, connection_name).await;
     let connection = usable_connection(found.as_deref(), connection_name);
 
-    let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
-    let selector = format!("{SCHEDULE_LABEL}={}", label_value(&name));
-    let jobs: Vec<Job> = jobs_api
+    let jobs = owned_jobs(ctx, &schedule, &namespace).await?;
+    let views: Vec<JobView> = jobs.iter().filter_map(job_view).collect();
+    record_finished_runs(ctx, &schedule, &jobs, &views, &mut status).await;
+    let plan = decide(&plan_input(&schedule, &cron, &status, &views, now, run_now));
+    carry_out(ctx, &schedule, &namespace, &plan).await?;
+    if let Some(slot) = plan.last_schedule_time {
+        status.last_schedule_time = Some(to_time(slot));
+    }
+    let mut ready = match &connection {
+        Err((reason, message)) => (ConditionStatus::False, *reason, message.clone()),
+        // The last run was refused: that stays reported until the next run starts or the
+        // spec changes, not only in the reconcile that skipped it.
+        Ok(_) => kept_refusal(&current, schedule.metadata.generation).unwrap_or((
+            ConditionStatus::True,
+            "Scheduled",
+            "the schedule is running".to_owned(),
+        )),
+    };
+    // Which identity the Jobs present: reported, and used by a run started now.
+    let connection = match connection {
+        Ok(connection) => {
+            let account = job_service_account(&schedule);
+            let identity = job_identity(ctx, &namespace, connection, &account).await?;
+            status.job_principal = job_principal(&schedule, connection, &identity);
+            Ok((connection, identity))
+        }
+        Err(refusal) => Err(refusal),
+    };
+    if let Some(start) = &plan.start
+        && let Some(refused) =
+            start_due_run(ctx, &schedule, connection, &status, start, now).await?
+    {
+        ready = refused;
+    }
+    prune_finished(ctx, &schedule, &namespace, &views).await?;
+    status.active = active_jobs(ctx, &schedule, &namespace).await?;
+    settle_status(&mut status, &schedule, &plan, ready, now);
+    write_status(&schedules, schedule.as_ref(), &current, &status).await?;
+    if run_now {
+        let patch = serde_json::json!({ "metadata": { "annotations": { RUN_ANNOTATION: null } } });
+        schedules
+            .patch(
+                &schedule.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
+    }
+    let wait = plan
+        .next
+        .map(|next| Duration::try_from(next.duration_since(now)).unwrap_or_default())
+        .unwrap_or(Duration::from_secs(3600));
+    Ok(Action::requeue(wait.max(Duration::from_secs(1))))
+}
+
+/// Sets a condition of the schedule's status for its current generation.
+fn set(
+    status: &mut SyncScheduleStatus,
+    schedule: &SyncSchedule,
+    type_: ConditionType,
+    (condition, reason, message): Verdict,
+    now: Timestamp,
+) {
+    set_condition(
+        &mut status.conditions,
+        Condition::new(
+            type_,
+            condition,
+            reason,
+            message,
+            schedule.metadata.generation,
+            now,
+        ),
+    );
+}
+
+/// The status of a schedule whose cron or time zone cannot be read.
+fn invalid_schedule(
+    status: &mut SyncScheduleStatus,
+    schedule: &SyncSchedule,
+    message: &str,
+    now: Timestamp,
+) {
+    for type_ in [ConditionType::Scheduled, ConditionType::Ready] {
+        let verdict = (
+            ConditionStatus::False,
+            "InvalidSchedule",
+            message.to_owned(),
+        );
+        set(status, schedule, type_, verdict, now);
+    }
+    status.next_schedule_time = None;
+    status.observed_generation = schedule.metadata.generation;
+}
+
+/// The schedule's Jobs: labelled with its name and owned by this very object.
+async fn owned_jobs(ctx: &Context, schedule: &SyncSchedule, namespace: &str) -> Result<Vec<Job>> {
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
+    let selector = format!("{SCHEDULE_LABEL}={}", label_value(&schedule.name_any()));
+    Ok(jobs
         .list(&ListParams::default().labels(&selector))
         .await?
         .items
@@ -157,14 +231,22 @@ pub async fn reconcile(schedule: Arc<SyncSchedule>, ctx: Arc<Context>) -> Result
                 .iter()
                 .any(|o| Some(&o.uid) == schedule.metadata.uid.as_ref())
         })
-        .collect();
-    let views: Vec<JobView> = jobs.iter().filter_map(job_view).collect();
-    record_finished_runs(&ctx, &schedule, &jobs, &views, &mut status).await;
+        .collect())
+}
 
-    let plan = decide(&PlanInput {
+/// What the planner decides from.
+fn plan_input<'a>(
+    schedule: &'a SyncSchedule,
+    cron: &'a Schedule,
+    status: &SyncScheduleStatus,
+    views: &'a [JobView],
+    now: Timestamp,
+    run_now: bool,
+) -> PlanInput<'a> {
+    PlanInput {
         now,
-        name: &name,
-        schedule: &cron,
+        name: schedule.meta().name.as_deref().unwrap_or_default(),
+        schedule: cron,
         suspend: schedule.spec.suspend,
         policy: schedule.spec.concurrency_policy,
         starting_deadline: schedule
@@ -178,14 +260,22 @@ pub async fn reconcile(schedule: Arc<SyncSchedule>, ctx: Arc<Context>) -> Result
             .creation_timestamp
             .as_ref()
             .map_or(now, |t| t.0),
-        jobs: &views,
+        jobs: views,
         run_now,
-    });
+    }
+}
 
+/// Stops the runs the plan replaces, and says what it missed or skipped.
+async fn carry_out(
+    ctx: &Context,
+    schedule: &SyncSchedule,
+    namespace: &str,
+    plan: &Plan,
+) -> Result<()> {
     for replaced in &plan.replace {
-        delete_run(&ctx, &namespace, replaced).await?;
+        delete_run(ctx, namespace, replaced).await?;
         ctx.event(
-            schedule.as_ref(),
+            schedule,
             EventType::Normal,
             "JobReplaced",
             format!("stopped {replaced} (concurrencyPolicy Replace)"),
@@ -194,7 +284,7 @@ pub async fn reconcile(schedule: Arc<SyncSchedule>, ctx: Arc<Context>) -> Result
     }
     if plan.missed > 0 {
         ctx.event(
-            schedule.as_ref(),
+            schedule,
             EventType::Warning,
             "MissedSchedules",
             format!(
@@ -206,112 +296,123 @@ pub async fn reconcile(schedule: Arc<SyncSchedule>, ctx: Arc<Context>) -> Result
     }
     if let Some(skip) = &plan.skip {
         ctx.event(
-            schedule.as_ref(),
+            schedule,
             EventType::Normal,
             skip.reason,
             skip.message.clone(),
         )
         .await;
     }
-    if let Some(slot) = plan.last_schedule_time {
-        status.last_schedule_time = Some(to_time(slot));
-    }
-    let mut ready = match &connection {
-        Err((reason, message)) => (ConditionStatus::False, *reason, message.clone()),
-        // The last run was refused: that stays reported until the next run starts or the
-        // spec changes, not only in the reconcile that skipped it.
-        Ok(_) => kept_refusal(&current, generation).unwrap_or((
-            ConditionStatus::True,
-            "Scheduled",
-            "the schedule is running".to_owned(),
-        )),
-    };
-    // Which identity the Jobs present: reported, and used by a run started now.
-    let connection = match connection {
-        Ok(connection) => {
-            let account = job_service_account(&schedule);
-            let identity = job_identity(&ctx, &namespace, connection, &account).await?;
-            status.job_principal = job_principal(&schedule, connection, &identity);
-            Ok((connection, identity))
-        }
-        Err(refusal) => Err(refusal),
-    };
-    if let Some(start) = &plan.start {
-        let untrusted = match (&connection, &status.job_principal) {
-            // With the Secret, the Jobs are the operator, whom the role already let in.
-            (Ok((connection, identity)), Some(principal))
-                if *identity != JobIdentity::SharedCredentials =>
-            {
-                untrusted_job_principal(&ctx, connection, principal).await
-            }
-            _ => None,
-        };
-        let started = match (connection, untrusted) {
-            (Err(refusal), _) | (Ok(_), Some(refusal)) => Err(refusal),
-            (Ok((connection, identity)), None) => {
-                start_run(
-                    &ctx,
-                    &schedule,
-                    (connection, &identity),
-                    &status,
-                    &start.job_name,
-                    now,
-                )
-                .await?
-            }
-        };
-        match started {
-            Ok(accounts) => {
-                info!(schedule = %name, job = %start.job_name, accounts, "sync Job started");
-                ctx.event(
-                    schedule.as_ref(),
-                    EventType::Normal,
-                    "JobStarted",
-                    format!("started {} for {accounts} accounts", start.job_name),
-                )
-                .await;
-            }
-            Err((reason, message)) => {
-                ctx.event(
-                    schedule.as_ref(),
-                    EventType::Warning,
-                    reason,
-                    message.clone(),
-                )
-                .await;
-                ready = (ConditionStatus::False, reason, message);
-            }
-        }
-    }
+    Ok(())
+}
 
-    let finished_now: Vec<JobView> = views
-        .into_iter()
+/// Starts the run the plan calls for, unless the connection is unusable or the managing
+/// role does not trust the Jobs' principal; `Some` with the `Ready` refusal when it could
+/// not start.
+async fn start_due_run(
+    ctx: &Context,
+    schedule: &SyncSchedule,
+    connection: Result<(&AwsOrgConnection, JobIdentity), Refusal>,
+    status: &SyncScheduleStatus,
+    start: &Start,
+    now: Timestamp,
+) -> Result<Option<Verdict>> {
+    let untrusted = match (&connection, &status.job_principal) {
+        // With the Secret, the Jobs are the operator, whom the role already let in.
+        (Ok((connection, identity)), Some(principal))
+            if *identity != JobIdentity::SharedCredentials =>
+        {
+            untrusted_job_principal(ctx, connection, principal).await
+        }
+        _ => None,
+    };
+    let started = match (connection, untrusted) {
+        (Err(refusal), _) | (Ok(_), Some(refusal)) => Err(refusal),
+        (Ok((connection, identity)), None) => {
+            start_run(
+                ctx,
+                schedule,
+                (connection, &identity),
+                status,
+                &start.job_name,
+                now,
+            )
+            .await?
+        }
+    };
+    match started {
+        Ok(accounts) => {
+            info!(schedule = %schedule.name_any(), job = %start.job_name, accounts, "sync Job started");
+            ctx.event(
+                schedule,
+                EventType::Normal,
+                "JobStarted",
+                format!("started {} for {accounts} accounts", start.job_name),
+            )
+            .await;
+            Ok(None)
+        }
+        Err((reason, message)) => {
+            ctx.event(schedule, EventType::Warning, reason, message.clone())
+                .await;
+            Ok(Some((ConditionStatus::False, reason, message)))
+        }
+    }
+}
+
+/// Deletes finished runs beyond the history limits.
+async fn prune_finished(
+    ctx: &Context,
+    schedule: &SyncSchedule,
+    namespace: &str,
+    views: &[JobView],
+) -> Result<()> {
+    let finished: Vec<JobView> = views
+        .iter()
         .filter(|v| v.state != JobState::Active)
+        .cloned()
         .collect();
     let limits = (
         usize::try_from(schedule.spec.successful_jobs_history_limit).unwrap_or(0),
         usize::try_from(schedule.spec.failed_jobs_history_limit).unwrap_or(0),
     );
-    for doomed in prune(&finished_now, limits.0, limits.1) {
-        delete_run(&ctx, &namespace, &doomed).await?;
+    for doomed in prune(&finished, limits.0, limits.1) {
+        delete_run(ctx, namespace, &doomed).await?;
     }
-    let mut active: Vec<String> = jobs_api
-        .list(&ListParams::default().labels(&selector))
+    Ok(())
+}
+
+/// The names of the schedule's Jobs still running, sorted.
+async fn active_jobs(
+    ctx: &Context,
+    schedule: &SyncSchedule,
+    namespace: &str,
+) -> Result<Vec<String>> {
+    let mut active: Vec<String> = owned_jobs(ctx, schedule, namespace)
         .await?
-        .items
         .iter()
         .filter_map(job_view)
         .filter(|v| v.state == JobState::Active)
         .map(|v| v.name)
         .collect();
     active.sort();
-    status.active = active;
+    Ok(active)
+}
+
+/// The rest of the status, pure: the next run, and the Scheduled and Ready conditions.
+fn settle_status(
+    status: &mut SyncScheduleStatus,
+    schedule: &SyncSchedule,
+    plan: &Plan,
+    ready: Verdict,
+    now: Timestamp,
+) {
     status.next_schedule_time = if schedule.spec.suspend {
         None
     } else {
         plan.next.map(to_time)
     };
-    status.observed_generation = generation;
+    status.observed_generation = schedule.metadata.generation;
     let scheduled = if schedule.spec.suspend {
         (
             ConditionStatus::True,
@@ -328,20 +429,8 @@ pub async fn reconcile(schedule: Arc<SyncSchedule>, ctx: Arc<Context>) -> Result
             ),
         )
     };
-    set(&mut status, ConditionType::Scheduled, scheduled);
-    set(&mut status, ConditionType::Ready, ready);
-    write_status(&schedules, &schedule, &current, status).await?;
-    if run_now {
-        let patch = serde_json::json!({ "metadata": { "annotations": { RUN_ANNOTATION: null } } });
-        schedules
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-    }
-    let wait = plan
-        .next
-        .map(|next| Duration::try_from(next.duration_since(now)).unwrap_or_default())
-        .unwrap_or(Duration::from_secs(3600));
-    Ok(Action::requeue(wait.max(Duration::from_secs(1))))
+    set(status, schedule, ConditionType::Scheduled, scheduled, now);
+    set(status, schedule, ConditionType::Ready, ready, now);
 }
 
 /// Folds finished Jobs into status: the last run, the last success, backfill done.
@@ -424,31 +513,15 @@ async fn record_finished_runs(
     }
 }
 
-async fn write_status(
-    api: &Api<SyncSchedule>,
-    schedule: &SyncSchedule,
-    current: &SyncScheduleStatus,
-    status: SyncScheduleStatus,
-) -> Result<()> {
-    if *current == status {
-        return Ok(());
-    }
-    let patch = serde_json::json!({
-        "apiVersion": "orgconnect.dev/v1alpha1",
-        "kind": "SyncSchedule",
-        "status": status,
-    });
-    api.patch_status(
-        &schedule.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
+/// What [`delete_run`] found to delete.
+pub(super) struct DeletedRun {
+    pub job: bool,
+    pub config_map: bool,
 }
 
-/// Deletes a run's Job (and its Pods), its ConfigMap and its credentials Secret.
-async fn delete_run(ctx: &Context, namespace: &str, job: &str) -> Result<()> {
+/// Deletes a run's Job (its Pods in the background), its ConfigMap and, in Secret mode,
+/// its credentials Secret, all named as the Job; any already gone is fine.
+pub(super) async fn delete_run(ctx: &Context, namespace: &str, job: &str) -> Result<DeletedRun> {
     let params = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Background),
         ..DeleteParams::default()
@@ -456,18 +529,12 @@ async fn delete_run(ctx: &Context, namespace: &str, job: &str) -> Result<()> {
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    for result in [
-        jobs.delete(job, &params).await.map(|_| ()),
-        config_maps.delete(job, &params).await.map(|_| ()),
-        secrets.delete(job, &params).await.map(|_| ()),
-    ] {
-        match result {
-            Ok(()) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(err) => return Err(err.into()),
-        }
-    }
-    Ok(())
+    let deleted = DeletedRun {
+        job: delete_if_present(&jobs, job, &params).await?,
+        config_map: delete_if_present(&config_maps, job, &params).await?,
+    };
+    delete_if_present(&secrets, job, &params).await?;
+    Ok(deleted)
 }
 
 type Refusal = (&'static str, String);
@@ -487,7 +554,7 @@ async fn find_connection(
     namespace: &str,
     name: &str,
 ) -> Option<Arc<AwsOrgConnection>> {
-    ctx.schedule_connections_ready().await;
+    ctx.connections_ready().await;
     ctx.schedule_connections
         .get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))
 }
@@ -658,8 +725,6 @@ async fn start_run(
         lookback,
         status.last_successful_start_time.as_ref().map(|t| t.0),
     );
-    let template = &schedule.spec.job_template;
-    let pod = template.spec.as_ref().map(|s| &s.template);
     let config = aws_config(&ConfigInput {
         managing_role_arn: &connection.spec.role_arn,
         external_id: &external_id,
@@ -673,6 +738,11 @@ async fn start_run(
         .controller_owner_ref(&())
         .ok_or(Error::MissingField("metadata.uid"))?;
     let labels = run_labels(&schedule.name_any(), connection_name);
+    // Credentials first: a run refused for them leaves nothing behind.
+    let credentials = match run_credentials(ctx, connection, &namespace).await? {
+        Ok(credentials) => credentials,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
     // The run's ConfigMap and credentials Secret: named as its Job, owned by the schedule.
     let run_metadata = ObjectMeta {
         name: Some(job_name.to_owned()),
@@ -681,12 +751,51 @@ async fn start_run(
         owner_references: Some(vec![owner.clone()]),
         ..ObjectMeta::default()
     };
+    let files = BTreeMap::from([
+        ("aws-config".to_owned(), config),
+        ("accounts.json".to_owned(), accounts_json(&accounts)),
+    ]);
+    create_run_files(ctx, run_metadata, files, credentials.as_deref()).await?;
+
+    let mode_text = match mode {
+        RunMode::Backfill => "backfill",
+        RunMode::Incremental => "incremental",
+    };
+    let job = run_job(
+        schedule,
+        &RunJob {
+            name: job_name,
+            namespace: &namespace,
+            owner,
+            labels,
+            env: run_env(connection_name, mode_text, since, credentials.is_some()),
+            mode: mode_text,
+            accounts: accounts.len(),
+            credentials: credentials.is_some(),
+        },
+    );
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
+    match jobs.create(&PostParams::default(), &job).await {
+        Ok(_) => Ok(Ok(accounts.len())),
+        // A restarted operator finds the slot's Job already there: never run it twice.
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(Ok(accounts.len())),
+        Err(kube::Error::Api(s)) if s.code == 422 => Ok(Err(("InvalidJobTemplate", s.message))),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Creates the run's ConfigMap (`files`) and, in Secret mode, its credentials Secret.
+/// One already there was made by this run before a restart: it is kept.
+async fn create_run_files(
+    ctx: &Context,
+    metadata: ObjectMeta,
+    files: BTreeMap<String, String>,
+    credentials: Option<&str>,
+) -> Result<()> {
+    let namespace = metadata.namespace.clone().unwrap_or_default();
     let config_map = ConfigMap {
-        metadata: run_metadata.clone(),
-        data: Some(BTreeMap::from([
-            ("aws-config".to_owned(), config),
-            ("accounts.json".to_owned(), accounts_json(&accounts)),
-        ])),
+        metadata: metadata.clone(),
+        data: Some(files),
         ..ConfigMap::default()
     };
     create_once(
@@ -694,24 +803,35 @@ async fn start_run(
         &config_map,
     )
     .await?;
-
-    let credentials = match run_credentials(ctx, connection, &namespace).await? {
-        Ok(credentials) => credentials,
-        Err(refusal) => return Ok(Err(refusal)),
-    };
-    if let Some(file) = &credentials {
+    if let Some(file) = credentials {
         let secret = Secret {
-            metadata: run_metadata,
-            string_data: Some(BTreeMap::from([(CREDENTIALS_KEY.to_owned(), file.clone())])),
+            metadata,
+            string_data: Some(BTreeMap::from([(
+                CREDENTIALS_KEY.to_owned(),
+                file.to_owned(),
+            )])),
             ..Secret::default()
         };
         create_once(&Api::namespaced(ctx.client.clone(), &namespace), &secret).await?;
     }
+    Ok(())
+}
 
-    let mode_text = match mode {
-        RunMode::Backfill => "backfill",
-        RunMode::Incremental => "incremental",
-    };
+/// What a run's Job is made from, beside the schedule's Job template.
+struct RunJob<'a> {
+    name: &'a str,
+    namespace: &'a str,
+    owner: OwnerReference,
+    labels: BTreeMap<String, String>,
+    env: Vec<EnvVar>,
+    mode: &'a str,
+    accounts: usize,
+    /// The run has a credentials Secret (the connection's Secret identity).
+    credentials: bool,
+}
+
+/// The environment every container of a run gets.
+fn run_env(connection: &str, mode: &str, since: Timestamp, credentials: bool) -> Vec<EnvVar> {
     let mut env = vec![
         env_var("AWS_CONFIG_FILE", &format!("{MOUNT_PATH}/aws-config")),
         env_var("AWS_SDK_LOAD_CONFIG", "1"),
@@ -719,33 +839,72 @@ async fn start_run(
             "ORGCONNECT_ACCOUNTS_FILE",
             &format!("{MOUNT_PATH}/accounts.json"),
         ),
-        env_var("ORGCONNECT_CONNECTION", connection_name),
-        env_var("ORGCONNECT_MODE", mode_text),
+        env_var("ORGCONNECT_CONNECTION", connection),
+        env_var("ORGCONNECT_MODE", mode),
         env_var("ORGCONNECT_SINCE", &since.to_string()),
     ];
-    if credentials.is_some() {
+    if credentials {
         env.push(env_var(
             "AWS_SHARED_CREDENTIALS_FILE",
             &format!("{MOUNT_PATH}/{CREDENTIALS_KEY}"),
         ));
     }
-    let mut pod: PodTemplateSpec = pod.cloned().unwrap_or_default();
+    env
+}
+
+/// The run's Job, pure: the schedule's template with the run's files mounted and its
+/// environment set in every container, named, labelled and owned by the schedule.
+fn run_job(schedule: &SyncSchedule, run: &RunJob<'_>) -> Job {
+    let template = &schedule.spec.job_template;
+    let mut pod: PodTemplateSpec = template
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .unwrap_or_default();
     let pod_spec = pod.spec.get_or_insert_with(Default::default);
     if pod_spec.restart_policy.is_none() {
         pod_spec.restart_policy = Some("Never".to_owned());
     }
-    // One directory: the run's ConfigMap, and in Secret mode its credentials Secret.
+    mount_run_files(pod_spec, run);
+    let mut metadata = template.metadata.clone().unwrap_or_default();
+    metadata.name = Some(run.name.to_owned());
+    metadata.namespace = Some(run.namespace.to_owned());
+    metadata
+        .labels
+        .get_or_insert_with(BTreeMap::new)
+        .extend(run.labels.clone());
+    metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .extend([
+            (MODE_ANNOTATION.to_owned(), run.mode.to_owned()),
+            (ACCOUNTS_ANNOTATION.to_owned(), run.accounts.to_string()),
+        ]);
+    metadata.owner_references = Some(vec![run.owner.clone()]);
+    Job {
+        metadata,
+        spec: Some(JobSpec {
+            template: pod,
+            ..template.spec.clone().unwrap_or_default()
+        }),
+        status: None,
+    }
+}
+
+/// Mounts the run's files in one directory (its ConfigMap, and in Secret mode its
+/// credentials Secret) into every container, and sets the run's environment there.
+fn mount_run_files(pod_spec: &mut k8s_openapi::api::core::v1::PodSpec, run: &RunJob<'_>) {
     let mut sources = vec![VolumeProjection {
         config_map: Some(ConfigMapProjection {
-            name: job_name.to_owned(),
+            name: run.name.to_owned(),
             ..ConfigMapProjection::default()
         }),
         ..VolumeProjection::default()
     }];
-    if credentials.is_some() {
+    if run.credentials {
         sources.push(VolumeProjection {
             secret: Some(SecretProjection {
-                name: job_name.to_owned(),
+                name: run.name.to_owned(),
                 ..SecretProjection::default()
             }),
             ..VolumeProjection::default()
@@ -775,51 +934,8 @@ async fn start_run(
             .get_or_insert_with(Vec::new)
             .push(mount.clone());
         let container_env = container.env.get_or_insert_with(Vec::new);
-        container_env.retain(|e| !env.iter().any(|ours| ours.name == e.name));
-        container_env.extend(env.iter().cloned());
-    }
-    let mut metadata = template.metadata.clone().unwrap_or_default();
-    metadata.name = Some(job_name.to_owned());
-    metadata.namespace = Some(namespace.clone());
-    metadata
-        .labels
-        .get_or_insert_with(BTreeMap::new)
-        .extend(labels);
-    metadata
-        .annotations
-        .get_or_insert_with(BTreeMap::new)
-        .extend([
-            (MODE_ANNOTATION.to_owned(), mode_text.to_owned()),
-            (ACCOUNTS_ANNOTATION.to_owned(), accounts.len().to_string()),
-        ]);
-    metadata.owner_references = Some(vec![owner]);
-    let job = Job {
-        metadata,
-        spec: Some(JobSpec {
-            template: pod,
-            ..template.spec.clone().unwrap_or_default()
-        }),
-        status: None,
-    };
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
-    match jobs.create(&PostParams::default(), &job).await {
-        Ok(_) => Ok(Ok(accounts.len())),
-        // A restarted operator finds the slot's Job already there: never run it twice.
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(Ok(accounts.len())),
-        Err(kube::Error::Api(s)) if s.code == 422 => Ok(Err(("InvalidJobTemplate", s.message))),
-        Err(err) => Err(err.into()),
-    }
-}
-
-/// Creates `object`; one already there (made by this run before a restart) is kept.
-async fn create_once<K>(api: &Api<K>, object: &K) -> Result<()>
-where
-    K: kube::Resource + Clone + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned,
-{
-    match api.create(&PostParams::default(), object).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(err) => Err(err.into()),
+        container_env.retain(|e| !run.env.iter().any(|ours| ours.name == e.name));
+        container_env.extend(run.env.iter().cloned());
     }
 }
 

@@ -268,3 +268,32 @@ pub async fn role_exists(bed: &AwsBed, account: &str, name: &str) -> bool {
         .await
         .is_ok()
 }
+
+/// Role `name`, trusted as `trust` says and allowed `sts:AssumeRole` anywhere (the managing
+/// role's trust policy decides): the role a sync Job runs as. Its ARN.
+pub async fn create_job_role(
+    iam: &aws_sdk_iam::Client,
+    name: &str,
+    trust: &serde_json::Value,
+) -> String {
+    let role = iam
+        .create_role()
+        .role_name(name)
+        .assume_role_policy_document(trust.to_string())
+        .send()
+        .await
+        .expect("CreateRole")
+        .role
+        .expect("role");
+    let policy = serde_json::json!({ "Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*",
+    }]});
+    iam.put_role_policy()
+        .role_name(name)
+        .policy_name("reach-the-organization")
+        .policy_document(policy.to_string())
+        .send()
+        .await
+        .expect("PutRolePolicy");
+    role.arn().to_owned()
+}

@@ -264,3 +264,26 @@ pub fn connected_reason(member: &MemberAccount) -> Option<String> {
         .and_then(|s| find_condition(&s.conditions, ConditionType::Connected))
         .map(|c| c.reason.clone())
 }
+
+/// Asks for a run of SyncSchedule `name` now (`orgconnect.dev/run=now`) and waits until
+/// the operator has handled the request (it removes the annotation, run or refused).
+pub async fn request_run(api: &Api<orgconnect::api::SyncSchedule>, name: &str) {
+    use orgconnect::api::sync_schedule::RUN_ANNOTATION;
+    let patch = serde_json::json!({ "metadata": { "annotations": { RUN_ANNOTATION: "now" } } });
+    api.patch(
+        name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
+    .expect("annotate run=now");
+    super::eventually(
+        "run=now to be handled",
+        std::time::Duration::from_secs(30),
+        || async {
+            let schedule = api.get(name).await.ok()?;
+            (!kube::ResourceExt::annotations(&schedule).contains_key(RUN_ANNOTATION)).then_some(())
+        },
+    )
+    .await;
+}
