@@ -180,6 +180,9 @@ const ROLE_PATH_PATTERN: &str = "^/([A-Za-z0-9_+=,.@-]+/)*$";
 /// The managing-account role: trusted by the operator's principal with the ExternalId,
 /// allowed to read the organization, assume the member role in its accounts, and read
 /// (and at the scheduling level, start and stop tagged) resources.
+///
+/// Long on purpose: it is one CloudFormation document, kept whole so it reads top to
+/// bottom as the stack a user deploys.
 pub fn managing_role(options: &ManagingRoleOptions) -> Value {
     let member_role = options
         .member_role_name

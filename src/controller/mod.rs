@@ -87,6 +87,8 @@ impl Operator {
     /// controller (kube's shared streams). Connections, one per organization, have the
     /// controller's own watch and a second one whose cache is updated before a schedule
     /// hears of a change to its connection.
+    ///
+    /// Long on purpose: the wiring of every watch to every controller, read top to bottom.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
         let shutdown = shutdown.shared();
         let connections_config = match &self.settings.label_selector {

@@ -267,6 +267,9 @@ impl MemberVerdict {
 
 /// What a probe's outcome means. Throttling and transient failures keep the previous
 /// phase: an account never turns Blocked because AWS was slow.
+///
+/// Long on purpose: one match over every outcome a probe can have, each arm one reason
+/// with its remediation, so the whole table of reasons is in one place.
 pub fn verdict(
     spec: &MemberAccountSpec,
     previous: Option<MemberPhase>,
