@@ -14,7 +14,7 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use kube::ResourceExt;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams};
 use orgconnect::api::SyncSchedule;
 use orgconnect::api::condition::{ConditionStatus, ConditionType, find_condition};
 use orgconnect::controller::names::SCHEDULE_LABEL;
@@ -24,8 +24,8 @@ use support::iam::create_job_role;
 use support::oidc::{
     ISSUER, POD_IDENTITY_AUDIENCE, STS_AUDIENCE, issuer_keys, service_account_token,
 };
-use support::operator::request_run;
 use support::operator::wait_condition;
+use support::operator::{create_schedule, create_service_account, request_run};
 use support::org::OrgSpec;
 use support::pod_identity::PodIdentityAgent;
 use support::scenario::Scenario;
@@ -55,51 +55,6 @@ fn pod_identity_trust() -> serde_json::Value {
         "Principal": { "Service": "pods.eks.amazonaws.com" },
         "Action": ["sts:AssumeRole", "sts:TagSession"],
     }]})
-}
-
-async fn create_service_account(api: &Api<ServiceAccount>, name: &str, irsa_role: Option<&str>) {
-    let mut account = serde_json::json!({ "metadata": { "name": name } });
-    if let Some(role) = irsa_role {
-        account["metadata"]["annotations"] =
-            serde_json::json!({ "eks.amazonaws.com/role-arn": role });
-    }
-    api.create(
-        &PostParams::default(),
-        &serde_json::from_value(account).expect("service account"),
-    )
-    .await
-    .expect("create the service account");
-}
-
-async fn create_schedule(
-    api: &Api<SyncSchedule>,
-    name: &str,
-    service_account: &str,
-    extra: serde_json::Value,
-) {
-    let mut schedule = serde_json::json!({
-        "apiVersion": "orgconnect.dev/v1alpha1",
-        "kind": "SyncSchedule",
-        "metadata": { "name": name },
-        "spec": {
-            "connectionRef": { "name": "acme" },
-            "schedule": "0 0 1 1 *",
-            "jobTemplate": { "spec": { "template": { "spec": {
-                "serviceAccountName": service_account,
-                "restartPolicy": "Never",
-                "containers": [{ "name": "sync", "image": "amazon/aws-cli" }],
-            } } } },
-        },
-    });
-    if let (Some(spec), Some(extra)) = (schedule["spec"].as_object_mut(), extra.as_object()) {
-        spec.extend(extra.clone());
-    }
-    api.create(
-        &PostParams::default(),
-        &serde_json::from_value(schedule).expect("schedule"),
-    )
-    .await
-    .expect("create the schedule");
 }
 
 /// The generated AWS config of the first run of schedule `name`.

@@ -233,35 +233,10 @@ async fn the_template_for_a_connection_trusts_the_irsa_roles_of_its_sync_jobs() 
     let irsa = job_role(&admin, &cluster_account, "inventory-sync").await;
     let other = job_role(&admin, &cluster_account, "unrelated-job").await;
     let accounts: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> = scenario.ns.api();
-    let account: k8s_openapi::api::core::v1::ServiceAccount =
-        serde_json::from_value(serde_json::json!({
-            "metadata": { "name": "inventory",
-                          "annotations": { "eks.amazonaws.com/role-arn": irsa } },
-        }))
-        .expect("service account");
-    accounts
-        .create(&kube::api::PostParams::default(), &account)
-        .await
-        .expect("create the service account");
+    support::operator::create_service_account(&accounts, "inventory", Some(&irsa)).await;
     let schedules: kube::Api<orgconnect::api::SyncSchedule> = scenario.ns.api();
-    let schedule: orgconnect::api::SyncSchedule = serde_json::from_value(serde_json::json!({
-        "apiVersion": "orgconnect.dev/v1alpha1",
-        "kind": "SyncSchedule",
-        "metadata": { "name": "inventory" },
-        "spec": {
-            "connectionRef": { "name": "acme" },
-            "schedule": "0 0 1 1 *",
-            "jobTemplate": { "spec": { "template": { "spec": {
-                "serviceAccountName": "inventory",
-                "containers": [{ "name": "c", "image": "busybox" }],
-            } } } },
-        },
-    }))
-    .expect("schedule");
-    schedules
-        .create(&kube::api::PostParams::default(), &schedule)
-        .await
-        .expect("create the schedule");
+    support::operator::create_schedule(&schedules, "inventory", "inventory", serde_json::json!({}))
+        .await;
 
     // The managing role is made from `orgconnect template managing-role --connection`.
     scenario

@@ -127,7 +127,7 @@ impl Pass<'_> {
             return Ok(false);
         }
         Diagnostics::add(&self.ctx.diagnostics.status_writes, 1);
-        self.ctx.status_written(&object_key(self.connection), false);
+        self.ctx.status_written(&object_key(self.connection));
         Ok(true)
     }
 

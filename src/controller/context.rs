@@ -312,14 +312,9 @@ impl Context {
             .map(std::time::Instant::elapsed)
     }
 
-    /// Notes that connection `key`'s status was written now; `forget` drops the note.
-    pub fn status_written(&self, key: &str, forget: bool) {
-        let mut written = lock(&self.status_written);
-        if forget {
-            written.remove(key);
-        } else {
-            written.insert(key.to_owned(), std::time::Instant::now());
-        }
+    /// Notes that connection `key`'s status was written now.
+    pub fn status_written(&self, key: &str) {
+        lock(&self.status_written).insert(key.to_owned(), std::time::Instant::now());
     }
 
     /// Forgets everything held in memory about connection `key` and its MemberAccounts

@@ -287,3 +287,56 @@ pub async fn request_run(api: &Api<orgconnect::api::SyncSchedule>, name: &str) {
     )
     .await;
 }
+
+/// Creates service account `name`, annotated with the IRSA role `irsa_role` if given.
+pub async fn create_service_account(
+    api: &Api<k8s_openapi::api::core::v1::ServiceAccount>,
+    name: &str,
+    irsa_role: Option<&str>,
+) {
+    let mut account = serde_json::json!({ "metadata": { "name": name } });
+    if let Some(role) = irsa_role {
+        account["metadata"]["annotations"] =
+            serde_json::json!({ "eks.amazonaws.com/role-arn": role });
+    }
+    api.create(
+        &kube::api::PostParams::default(),
+        &serde_json::from_value(account).expect("service account"),
+    )
+    .await
+    .expect("create the service account");
+}
+
+/// Creates SyncSchedule `name` of connection `acme` (due once a year, so only
+/// `orgconnect.dev/run=now` starts a run) whose Jobs run as `service_account`, with
+/// `extra` merged into its spec.
+pub async fn create_schedule(
+    api: &Api<orgconnect::api::SyncSchedule>,
+    name: &str,
+    service_account: &str,
+    extra: serde_json::Value,
+) {
+    let mut schedule = serde_json::json!({
+        "apiVersion": "orgconnect.dev/v1alpha1",
+        "kind": "SyncSchedule",
+        "metadata": { "name": name },
+        "spec": {
+            "connectionRef": { "name": "acme" },
+            "schedule": "0 0 1 1 *",
+            "jobTemplate": { "spec": { "template": { "spec": {
+                "serviceAccountName": service_account,
+                "restartPolicy": "Never",
+                "containers": [{ "name": "sync", "image": "amazon/aws-cli" }],
+            } } } },
+        },
+    });
+    if let (Some(spec), Some(extra)) = (schedule["spec"].as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    api.create(
+        &kube::api::PostParams::default(),
+        &serde_json::from_value(schedule).expect("schedule"),
+    )
+    .await
+    .expect("create the schedule");
+}
