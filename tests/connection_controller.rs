@@ -31,7 +31,7 @@ use support::org::{OrgSpec, OuSpec, seed};
 use support::{eventually, unique_suffix};
 
 use ConditionStatus::{False, True};
-use ConditionType::{Authenticated, Discovered, Ready};
+use ConditionType::{Authenticated, Discovered, MembersConnected, Ready};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovers_250_accounts_into_member_accounts_with_their_ou_paths() {
@@ -795,6 +795,62 @@ async fn deleting_the_connection_removes_its_member_accounts() {
         0,
         "nothing about the revoked connection or its members is held in memory"
     );
+}
+
+/// The connection hears of a MemberAccount's deletion from the one MemberAccount watch it
+/// shares with the member controller, and its counts follow at once, not at its next
+/// discovery an hour later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_account_deleted_by_hand_leaves_the_counts_at_once() {
+    let Scenario {
+        external_id,
+        bed: _bed,
+        org,
+        ns,
+        operator: _operator,
+        ..
+    } = Scenario::start("handdelete", &OrgSpec::flat(4)).await;
+    let connections: Api<AwsOrgConnection> = ns.api();
+    let member_api: Api<MemberAccount> = ns.api();
+    apply_connection(
+        &connections,
+        "acme",
+        serde_json::json!({
+            "roleArn": managing_role(&org.managing_account_id),
+            "externalId": external_id,
+        }),
+    )
+    .await;
+    support::operator::wait_all_connected(&member_api, 5).await;
+    let counts =
+        |connection: AwsOrgConnection| connection.status?.accounts.map(|a| (a.total, a.connected));
+    // The counts' last write: nothing is left for the connection to do for an hour.
+    wait_condition(&connections, "acme", MembersConnected, True, "AllReachable").await;
+    eventually(
+        "five accounts counted Connected",
+        Duration::from_secs(30),
+        || async { (counts(connections.get("acme").await.ok()?)? == (5, 5)).then_some(()) },
+    )
+    .await;
+
+    // The first deletion may land while a count update is still held back; the second
+    // comes when the connection has nothing left to do, so only the deletion itself can
+    // wake it.
+    for left in [4, 3] {
+        let gone = members(&member_api).await.remove(0).name_any();
+        member_api
+            .delete(&gone, &DeleteParams::default())
+            .await
+            .expect("delete a MemberAccount");
+        eventually(
+            &format!("the connection to count {left} accounts"),
+            Duration::from_secs(20),
+            || async {
+                (counts(connections.get("acme").await.ok()?)? == (left, left)).then_some(())
+            },
+        )
+        .await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,49 +2,35 @@
 //! the ExternalId, discover the organization when due, own its MemberAccounts, and write
 //! status only when it changed.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use tracing::{debug, info, warn};
 
+use super::access::{Authentication, Pass, RECHECK_DENIED, authenticate};
 use super::connection_status::{
     ExternalIdDecision, Verdict, count_phases, decide_external_id, defer_count_update,
     generate_external_id, members_connected, ready, transitions,
 };
 use super::context::{Context, Diagnostics, jitter, object_key};
-use super::credentials::{CredentialProblem, keys_from_secret, secret_name};
 use super::members::{MemberPlan, desired_member, plan};
-use super::names::{FIELD_MANAGER, FINALIZER, connection_selector, session_name};
-use super::reconcile::{observed, write_status};
-use super::revoke::{
-    RevokeSummary, StackSetFate, StackSetRevokeInput, revoke_event, stack_set_fate, sync_selectors,
-};
+use super::names::{FIELD_MANAGER, FINALIZER};
+use super::reconcile::{delete_all, observed};
+use super::revoke;
 use super::stackset;
-use super::sync::delete_run;
-use crate::api::SyncSchedule;
-use crate::api::condition::{
-    Condition, ConditionStatus, ConditionType, find_condition, set_condition,
-};
-use crate::api::connection::{
-    AwsOrgConnection, AwsOrgConnectionStatus, ExternalIdSource, OrganizationInfo, REVOKE_ANNOTATION,
-};
+use crate::api::condition::{ConditionStatus, ConditionType};
+use crate::api::connection::{AwsOrgConnection, ExternalIdSource, OrganizationInfo};
 use crate::api::member_account::MemberPhase;
-use crate::aws::arn::{
-    RoleArn, assume_role_statement, partition_of_region, trust_principal, trust_statement,
-};
+use crate::aws::arn::RoleArn;
 use crate::aws::discovery::{OrganizationHeader, describe_organization, list_organization};
-use crate::aws::session::{AssumeFailure, AssumeRequest, BaseCredentials, ManagingSession};
+use crate::aws::session::ManagingSession;
 use crate::aws::{AwsFailure, FailureKind};
 use crate::duration::parse_duration;
 use crate::error::{Error, Result};
@@ -53,9 +39,6 @@ use crate::organization::OrganizationSnapshot;
 
 /// How many MemberAccounts are written at once.
 const WRITE_CONCURRENCY: usize = 16;
-/// How soon a denied or failed AssumeRole is tried again: the fix happens in IAM, which
-/// the operator cannot watch.
-const RECHECK_DENIED: Duration = Duration::from_secs(120);
 
 /// Entry point for the controller: adds the finalizer, then applies or cleans up.
 pub async fn reconcile(connection: Arc<AwsOrgConnection>, ctx: Arc<Context>) -> Result<Action> {
@@ -78,59 +61,14 @@ async fn reconcile_inner(connection: Arc<AwsOrgConnection>, ctx: &Arc<Context>) 
     finalizer(&api, FINALIZER, connection, |event| async {
         match event {
             Finalizer::Apply(connection) => apply(connection, ctx.clone()).await,
-            Finalizer::Cleanup(connection) => cleanup(connection, ctx.clone()).await,
+            Finalizer::Cleanup(connection) => revoke::cleanup(connection, ctx.clone()).await,
         }
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
-/// One reconcile's view: the object, the status being built, and the time.
-struct Pass<'a> {
-    connection: &'a AwsOrgConnection,
-    ctx: &'a Context,
-    api: Api<AwsOrgConnection>,
-    status: AwsOrgConnectionStatus,
-    now: Timestamp,
-}
-
 impl Pass<'_> {
-    fn generation(&self) -> Option<i64> {
-        self.connection.metadata.generation
-    }
-
-    fn set(&mut self, type_: ConditionType, (status, reason, message): Verdict) {
-        let generation = self.generation();
-        self.set_with_generation(type_, (status, reason, message), generation);
-    }
-
-    fn set_with_generation(
-        &mut self,
-        type_: ConditionType,
-        (status, reason, message): Verdict,
-        generation: Option<i64>,
-    ) {
-        set_condition(
-            &mut self.status.conditions,
-            Condition::new(type_, status, reason, message, generation, self.now),
-        );
-    }
-
-    fn condition(&self, type_: ConditionType) -> Option<&Condition> {
-        find_condition(&self.status.conditions, type_)
-    }
-
-    /// Writes the status (server-side apply) if it differs from what the object has.
-    async fn write_status(&self) -> Result<bool> {
-        let current = self.connection.status.clone().unwrap_or_default();
-        if !write_status(&self.api, self.connection, &current, &self.status).await? {
-            return Ok(false);
-        }
-        Diagnostics::add(&self.ctx.diagnostics.status_writes, 1);
-        self.ctx.status_written(&object_key(self.connection));
-        Ok(true)
-    }
-
     /// Summarises, writes status when changed, publishes Events for transitions.
     async fn finish(mut self, action: Action) -> Result<Action> {
         let members = self.ctx.members_of(self.connection);
@@ -197,13 +135,7 @@ async fn apply(connection: Arc<AwsOrgConnection>, ctx: Arc<Context>) -> Result<A
     let namespace = connection
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
-    let mut pass = Pass {
-        connection: &connection,
-        ctx: &ctx,
-        api: Api::namespaced(ctx.client.clone(), &namespace),
-        status: connection.status.clone().unwrap_or_default(),
-        now: Timestamp::now(),
-    };
+    let mut pass = Pass::new(&connection, &ctx, &namespace);
 
     if let Some(problem) = connection.spec.problem() {
         return refuse_spec(pass, problem).await;
@@ -301,167 +233,6 @@ async fn external_id(pass: &mut Pass<'_>) -> Result<Option<String>> {
             );
             Ok(None)
         }
-    }
-}
-
-enum Authentication {
-    Ready(Box<ManagingSession>),
-    Stop(Action),
-}
-
-async fn base_credentials(
-    pass: &Pass<'_>,
-    namespace: &str,
-) -> Result<Result<BaseCredentials, CredentialProblem>> {
-    let reference = match secret_name(&pass.connection.spec.credentials, namespace) {
-        Ok(None) => return Ok(Ok(BaseCredentials::DefaultChain)),
-        Ok(Some(reference)) => reference,
-        Err(problem) => return Ok(Err(problem)),
-    };
-    let secrets: Api<Secret> = Api::namespaced(pass.ctx.client.clone(), namespace);
-    match secrets.get_opt(&reference.name).await? {
-        None => Ok(Err(CredentialProblem::SecretNotFound {
-            name: reference.name.clone(),
-        })),
-        Some(secret) => Ok(keys_from_secret(&secret, reference)),
-    }
-}
-
-/// Assumes the managing role (from the cache when possible) and sets `Authenticated`.
-async fn authenticate(
-    pass: &mut Pass<'_>,
-    namespace: &str,
-    external_id: String,
-) -> Result<Authentication> {
-    let spec = &pass.connection.spec;
-    let role_arn: RoleArn = match spec.role_arn.parse() {
-        Ok(arn) => arn,
-        Err(err) => {
-            let err: crate::aws::arn::InvalidRoleArn = err;
-            pass.set(
-                ConditionType::Authenticated,
-                (ConditionStatus::False, "InvalidRoleArn", err.to_string()),
-            );
-            return Ok(Authentication::Stop(Action::await_change()));
-        }
-    };
-    let region_partition = partition_of_region(&spec.region);
-    if role_arn.partition != region_partition {
-        pass.set(
-            ConditionType::Authenticated,
-            (
-                ConditionStatus::False,
-                "PartitionMismatch",
-                format!(
-                    "roleArn is in partition {} but region {} is in partition {region_partition}; \
-                     set a region of the role's partition",
-                    role_arn.partition, spec.region
-                ),
-            ),
-        );
-        return Ok(Authentication::Stop(Action::await_change()));
-    }
-    let base = match base_credentials(pass, namespace).await? {
-        Ok(base) => base,
-        Err(problem) => {
-            pass.set(
-                ConditionType::Authenticated,
-                (ConditionStatus::False, problem.reason(), problem.message()),
-            );
-            // The Secret watch brings the connection back when the Secret changes.
-            return Ok(Authentication::Stop(Action::await_change()));
-        }
-    };
-    let request = AssumeRequest {
-        session_name: session_name(namespace, &pass.connection.name_any()),
-        role_arn: role_arn.clone(),
-        external_id: external_id.clone(),
-        region: spec.region.clone(),
-        base,
-    };
-    match pass
-        .ctx
-        .sessions
-        .session(&object_key(pass.connection), &request)
-        .await
-    {
-        Ok(session) => {
-            if let Some(principal) = &session.principal {
-                pass.status.operator_principal = Some(trust_principal(principal));
-            }
-            if session.fresh {
-                info!(connection = %object_key(pass.connection), role = %role_arn, "assumed the managing role");
-            }
-            pass.set(
-                ConditionType::Authenticated,
-                (
-                    ConditionStatus::True,
-                    "RoleAssumed",
-                    format!(
-                        "assumed {role_arn} with the connection's ExternalId as session {}",
-                        request.session_name
-                    ),
-                ),
-            );
-            Ok(Authentication::Ready(Box::new(session)))
-        }
-        Err(AssumeFailure { failure, .. }) if failure.kind.is_transient() => Err(failure.into()),
-        Err(AssumeFailure { failure, principal }) => {
-            // Recorded on a denial too: `orgconnect template managing-role --connection`
-            // reads it to make the trust policy that lets the operator in.
-            if let Some(principal) = &principal {
-                pass.status.operator_principal = Some(trust_principal(principal));
-            }
-            let (reason, message) =
-                assume_failure_message(&failure, principal.as_deref(), &role_arn, &external_id);
-            pass.set(
-                ConditionType::Authenticated,
-                (ConditionStatus::False, reason, message),
-            );
-            Ok(Authentication::Stop(Action::requeue(
-                RECHECK_DENIED + jitter(Duration::from_secs(30)),
-            )))
-        }
-    }
-}
-
-/// The reason and message for a refused AssumeRole, with the trust statement the role
-/// needs when access was denied.
-fn assume_failure_message(
-    failure: &AwsFailure,
-    principal: Option<&str>,
-    role_arn: &RoleArn,
-    external_id: &str,
-) -> (&'static str, String) {
-    match failure.kind {
-        FailureKind::AccessDenied if failure.denied_by_identity_policy() => {
-            let caller = principal.unwrap_or("the operator's AWS identity");
-            (
-                "OperatorPolicyDenied",
-                format!(
-                    "access denied: the policies of {caller} itself do not allow sts:AssumeRole \
-                     on {role_arn} ({failure}). Attach this statement to the operator's identity \
-                     (its IRSA or Pod Identity role, or the Secret's IAM user): {}",
-                    assume_role_statement(role_arn)
-                ),
-            )
-        }
-        FailureKind::AccessDenied => {
-            let caller = principal.unwrap_or("the operator's AWS identity");
-            let statement = trust_statement(principal, role_arn, Some(external_id));
-            (
-                "AssumeRoleDenied",
-                format!(
-                    "access denied: {caller} may not assume {role_arn} with ExternalId {external_id}. \
-                     The role's trust policy must contain this statement: {statement}"
-                ),
-            )
-        }
-        FailureKind::InvalidCredentials => (
-            "InvalidBaseCredentials",
-            format!("the base credentials were rejected by AWS: {failure}"),
-        ),
-        _ => ("AssumeRoleFailed", failure.to_string()),
     }
 }
 
@@ -752,20 +523,7 @@ async fn write_members(
         .buffer_unordered(WRITE_CONCURRENCY)
         .try_collect::<Vec<_>>()
         .await?;
-    futures::stream::iter(delete)
-        .map(|name| {
-            let api = api.clone();
-            async move {
-                match api.delete(&name, &DeleteParams::default()).await {
-                    Ok(_) => Ok(()),
-                    Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-                    Err(err) => Err(Error::from(err)),
-                }
-            }
-        })
-        .buffer_unordered(WRITE_CONCURRENCY)
-        .try_collect::<Vec<_>>()
-        .await?;
+    delete_all(&api, delete, WRITE_CONCURRENCY).await?;
     Diagnostics::add(&ctx.diagnostics.member_writes, writes as u64);
     Ok(())
 }
@@ -814,202 +572,4 @@ async fn stack_set_step(pass: &mut Pass<'_>, session: &ManagingSession) -> Optio
             Some(Duration::from_secs(300))
         }
     }
-}
-
-/// Settles the StackSet on revoke, one step per call: `Ok` with its fate once it is
-/// gone or kept; `RevokeInProgress` while its instances are being removed;
-/// `RevokeBlocked` when AWS cannot be reached, tried again with backoff.
-async fn revoke_stack_set(
-    connection: &AwsOrgConnection,
-    ctx: &Context,
-    namespace: &str,
-) -> Result<StackSetFate> {
-    let spec = &connection.spec.stack_set;
-    let fate = stack_set_fate(StackSetRevokeInput {
-        enabled: spec.enabled,
-        delete_on_revoke: spec.delete_on_revoke,
-        created: connection
-            .status
-            .as_ref()
-            .and_then(|s| s.stack_set.as_ref())
-            .map(|s| s.name.as_str()),
-        skip: connection
-            .annotations()
-            .get(REVOKE_ANNOTATION)
-            .is_some_and(|v| v == "skip"),
-    });
-    let key = object_key(connection);
-    let StackSetFate::Delete { name } = &fate else {
-        ctx.revoke_progressed(&key);
-        return Ok(fate);
-    };
-    let now = Timestamp::now();
-    if let Some(retry) = ctx.revoke_retry(&key)
-        && now < retry.not_before
-    {
-        // Still waiting after a failure; the condition already says why.
-        let retry_in = Duration::try_from(retry.not_before.duration_since(now))
-            .unwrap_or_default()
-            .max(Duration::from_secs(1));
-        return Err(Error::RevokeBlocked {
-            problem: retry.problem,
-            retry_in,
-        });
-    }
-    let mut pass = Pass {
-        connection,
-        ctx,
-        api: Api::namespaced(ctx.client.clone(), namespace),
-        status: connection.status.clone().unwrap_or_default(),
-        now,
-    };
-    Diagnostics::add(&ctx.diagnostics.revoke_attempts, 1);
-    let external_id = pass.status.external_id.clone().unwrap_or_default();
-    let (ous, regions) = stackset::revoke_hints(connection);
-    let outcome = match authenticate(&mut pass, namespace, external_id).await {
-        Ok(Authentication::Ready(session)) => {
-            let client = crate::aws::stackset::StackSets::new(
-                &session.config,
-                connection.is_delegated_administrator(),
-                &connection.spec.stack_set.rollout,
-            );
-            stackset::remove(&client, name, (&ous, &regions))
-                .await
-                .map_err(|f| f.to_string())
-        }
-        Ok(Authentication::Stop(_)) => Err("the managing role cannot be assumed".to_owned()),
-        Err(err) => Err(err.to_string()),
-    };
-    match outcome {
-        Ok(true) => {
-            ctx.revoke_progressed(&key);
-            Ok(fate)
-        }
-        Ok(false) => {
-            ctx.revoke_progressed(&key);
-            Err(Error::RevokeInProgress(format!(
-                "removing the stack instances of StackSet {name}"
-            )))
-        }
-        Err(problem) => {
-            let retry_in = ctx.revoke_failed(&key, now, &problem);
-            // The message stays the same from one attempt to the next, so waiting
-            // writes nothing.
-            pass.set(
-                ConditionType::Ready,
-                (
-                    ConditionStatus::False,
-                    "RevokeBlocked",
-                    format!(
-                        "the connection is being deleted but StackSet {name} could not be removed \
-                         ({problem}); retrying with backoff (5s, doubling up to 5m). To let go \
-                         without removing it, annotate the connection orgconnect.dev/revoke=skip"
-                    ),
-                ),
-            );
-            if let Err(err) = pass.write_status().await {
-                debug!(connection = %key, error = %err, "could not record RevokeBlocked");
-            }
-            Err(Error::RevokeBlocked { problem, retry_in })
-        }
-    }
-}
-
-/// Deletes what sync schedules generated for the connection: its sync Jobs (their Pods
-/// in the background), run ConfigMaps, which hold the role ARNs and the ExternalId, and
-/// run credentials Secrets.
-/// Returns how many Jobs and ConfigMaps were deleted.
-async fn delete_sync_runs(
-    ctx: &Context,
-    connection: &AwsOrgConnection,
-    namespace: &str,
-) -> Result<(usize, usize)> {
-    let name = connection.name_any();
-    let schedules: Api<SyncSchedule> = Api::namespaced(ctx.client.clone(), namespace);
-    let referencing: Vec<String> = schedules
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|s| s.spec.connection_ref.name == name)
-        .map(|s| s.name_any())
-        .collect();
-    let selectors = sync_selectors(&name, &referencing);
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
-    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
-
-    let mut job_names = BTreeSet::new();
-    for selector in &selectors {
-        let listed = jobs
-            .list_metadata(&ListParams::default().labels(selector))
-            .await?;
-        job_names.extend(listed.items.iter().map(ResourceExt::name_any));
-    }
-    // A run's ConfigMap has its Job's name; listing finds those left without a Job.
-    let mut config_map_names = job_names.clone();
-    for selector in &selectors {
-        match config_maps
-            .list_metadata(&ListParams::default().labels(selector))
-            .await
-        {
-            Ok(listed) => config_map_names.extend(listed.items.iter().map(ResourceExt::name_any)),
-            Err(kube::Error::Api(status)) if status.code == 403 => {
-                warn!(
-                    connection = %object_key(connection),
-                    "may not list ConfigMaps; only the run ConfigMaps of existing Jobs are removed"
-                );
-                break;
-            }
-            Err(err) => return Err(err.into()),
-        }
-    }
-    let (mut deleted_jobs, mut deleted_config_maps) = (0, 0);
-    for run in &config_map_names {
-        let deleted = delete_run(ctx, namespace, run).await?;
-        deleted_jobs += usize::from(deleted.job);
-        deleted_config_maps += usize::from(deleted.config_map);
-    }
-    Ok((deleted_jobs, deleted_config_maps))
-}
-
-/// Revoking: settles the StackSet the operator created, removes what sync schedules
-/// generated for the connection and its MemberAccounts, forgets its session, and says
-/// in an Event what happened and what remains on the AWS side.
-async fn cleanup(connection: Arc<AwsOrgConnection>, ctx: Arc<Context>) -> Result<Action> {
-    let namespace = connection.namespace().unwrap_or_default();
-    let stack_set = revoke_stack_set(&connection, &ctx, &namespace).await?;
-    let (jobs, config_maps) = delete_sync_runs(&ctx, &connection, &namespace).await?;
-    let api: Api<crate::api::MemberAccount> = Api::namespaced(ctx.client.clone(), &namespace);
-    let name = connection.name_any();
-    let listed = api
-        .list_metadata(&ListParams::default().labels(&connection_selector(&name)))
-        .await?;
-    let names: Vec<String> = listed.items.iter().map(|m| m.name_any()).collect();
-    let removed = names.len();
-    let member_keys: Vec<String> = names.iter().map(|m| format!("{namespace}/{m}")).collect();
-    write_members(&ctx, &connection, Vec::new(), names).await?;
-    ctx.forget_connection(&object_key(connection.as_ref()), &member_keys);
-    for phase in MemberPhase::ALL.map(MemberPhase::as_str) {
-        ctx.health.metrics.accounts.remove(&PhaseLabels {
-            namespace: namespace.clone(),
-            connection: name.clone(),
-            phase,
-        });
-    }
-    info!(
-        connection = %object_key(connection.as_ref()),
-        members = removed,
-        jobs,
-        config_maps,
-        "connection deleted; revoked"
-    );
-    let (type_, note) = revoke_event(&RevokeSummary {
-        stack_set,
-        members: removed,
-        jobs,
-        config_maps,
-        role_arn: connection.spec.role_arn.clone(),
-    });
-    ctx.event(connection.as_ref(), type_, "Revoked", note).await;
-    Ok(Action::await_change())
 }

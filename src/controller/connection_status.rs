@@ -155,15 +155,19 @@ pub fn ready(conditions: &[Condition]) -> Verdict {
 /// most this often; the written counts trail the MemberAccounts by at most this long.
 pub const COUNTS_REFRESH: Duration = Duration::from_secs(5);
 
-/// How long to hold back writing `next` over `current`: `Some` only when all that changed
-/// is what member probes move (the account counts and `MembersConnected`) and the status
-/// was written less than [`COUNTS_REFRESH`] ago (`since_last_write`). Anything else is
-/// written at once.
+/// How long to hold back writing `next` over `current`: `Some` only when something changed,
+/// all that changed is what member probes move (the account counts and
+/// `MembersConnected`), and the status was written less than [`COUNTS_REFRESH`] ago
+/// (`since_last_write`). Anything else is written at once; nothing changed, nothing is
+/// held back, so a reconcile that finds its own write comes back for nothing.
 pub fn defer_count_update(
     current: &AwsOrgConnectionStatus,
     next: &AwsOrgConnectionStatus,
     since_last_write: Option<Duration>,
 ) -> Option<Duration> {
+    if current == next {
+        return None;
+    }
     let wait = COUNTS_REFRESH.checked_sub(since_last_write?)?;
     let without_counts = |status: &AwsOrgConnectionStatus| {
         let mut status = status.clone();
@@ -239,6 +243,8 @@ mod tests {
             None
         );
         assert_eq!(defer_count_update(&current, &moved, None), None);
+        // Nothing changed: nothing to hold back, and no reason to come back.
+        assert_eq!(defer_count_update(&moved, &moved, soon), None);
         // Anything beyond the counts is written at once.
         let mut other = moved.clone();
         other.conditions[0] =

@@ -143,7 +143,6 @@ pub struct ProbeRecord {
 pub struct Caches {
     pub members: Store<MemberAccount>,
     pub connections: Store<AwsOrgConnection>,
-    pub schedule_connections: Store<AwsOrgConnection>,
     pub members_ready: tokio::sync::watch::Receiver<bool>,
     pub connections_ready: tokio::sync::watch::Receiver<bool>,
 }
@@ -158,16 +157,14 @@ pub struct Context {
     pub diagnostics: Arc<Diagnostics>,
     /// Health and metrics served over HTTP.
     pub health: Arc<crate::server::Health>,
-    /// Every AwsOrgConnection the operator reconciles.
+    /// Every AwsOrgConnection the operator reconciles, updated before a controller hears
+    /// of a change.
     pub connections: Store<AwsOrgConnection>,
-    /// The same connections, from the watch that tells SyncSchedules of changes to their
-    /// connection: updated before they hear of it.
-    pub schedule_connections: Store<AwsOrgConnection>,
     /// Asks the member controller to probe these MemberAccounts.
     probe_requests: tokio::sync::mpsc::UnboundedSender<ObjectRef<MemberAccount>>,
     /// Turns true once `members` holds the first complete listing.
     members_ready: tokio::sync::watch::Receiver<bool>,
-    /// Turns true once `schedule_connections` holds the first complete listing.
+    /// Turns true once `connections` holds the first complete listing.
     connections_ready: tokio::sync::watch::Receiver<bool>,
     retries: Mutex<HashMap<String, DiscoveryRetry>>,
     /// Failed revokes by connection, kept in memory so waiting writes nothing.
@@ -198,7 +195,6 @@ impl Context {
         let Caches {
             members,
             connections,
-            schedule_connections,
             members_ready,
             connections_ready,
         } = caches;
@@ -221,7 +217,6 @@ impl Context {
             diagnostics,
             health,
             connections,
-            schedule_connections,
             probe_requests,
             members_ready,
             connections_ready,
@@ -243,7 +238,7 @@ impl Context {
         let _ = ready.wait_for(|ready| *ready).await;
     }
 
-    /// Waits until `schedule_connections` holds a complete listing.
+    /// Waits until `connections` holds a complete listing.
     pub async fn connections_ready(&self) {
         let mut ready = self.connections_ready.clone();
         let _ = ready.wait_for(|ready| *ready).await;
@@ -432,11 +427,11 @@ impl Context {
     }
 
     /// Records a failed revoke attempt; returns how long to wait before the next one
-    /// (see [`super::revoke::revoke_backoff`]).
+    /// (see [`backoff`]).
     pub fn revoke_failed(&self, key: &str, now: Timestamp, problem: &str) -> Duration {
         let mut revokes = lock(&self.revokes);
         let failures = revokes.get(key).map_or(0, |r| r.failures).saturating_add(1);
-        let delay = super::revoke::revoke_backoff(failures);
+        let delay = backoff(failures);
         revokes.insert(
             key.to_owned(),
             RevokeRetry {
@@ -549,9 +544,29 @@ fn event_generate_name(object: &str) -> String {
     format!("{}-", prefix.trim_end_matches(['-', '.']))
 }
 
+/// The first wait after a failure, doubled per failure in a row up to [`RETRY_MAX`].
+pub const RETRY_FIRST: Duration = Duration::from_secs(5);
+pub const RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// How long to wait after the `failures`th failure in a row, for a failed reconcile and
+/// a revoke that could not reach AWS alike: 5 s, doubling up to 5 min.
+pub fn backoff(failures: u32) -> Duration {
+    RETRY_FIRST
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+        .min(RETRY_MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retries_back_off_from_five_seconds_to_five_minutes() {
+        let seconds: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(seconds, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(backoff(0), RETRY_FIRST);
+        assert_eq!(backoff(u32::MAX), RETRY_MAX);
+    }
 
     #[test]
     fn event_names_fit_for_objects_of_any_name() {

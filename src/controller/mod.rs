@@ -1,6 +1,7 @@
 //! The controllers: one reconciler a kind, the shared context, and the wiring that
 //! watches the API server and feeds them.
 
+mod access;
 mod connection;
 mod connection_status;
 mod context;
@@ -11,6 +12,7 @@ pub mod names;
 mod probe_status;
 mod reconcile;
 mod revoke;
+mod shared;
 mod stackset;
 pub mod sync;
 pub mod sync_config;
@@ -25,7 +27,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
-use kube::runtime::reflector::{self, ObjectRef, reflector};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{debug, info};
@@ -34,6 +36,7 @@ use crate::api::connection::CredentialSource;
 use crate::api::{AwsOrgConnection, MemberAccount, SyncSchedule};
 use crate::aws::session::SessionCache;
 use k8s_openapi::api::batch::v1::Job;
+use shared::{Follow, SharedWatch};
 
 pub use context::{Diagnostics, Settings};
 pub use names::{FIELD_MANAGER, FINALIZER};
@@ -82,11 +85,11 @@ impl Operator {
 
     /// Runs until `shutdown` resolves, then finishes the reconciles in flight.
     ///
-    /// MemberAccounts, the kind there are thousands of, are watched once: one watch and one
+    /// Each kind is watched once. MemberAccounts, the kind there are thousands of, fill one
     /// cache shared by the connection controller (which owns them) and the member
-    /// controller (kube's shared streams). Connections, one per organization, have the
-    /// controller's own watch and a second one whose cache is updated before a schedule
-    /// hears of a change to its connection.
+    /// controller; connections fill one cache shared by their controller and the sync
+    /// controller, which hears when a schedule's connection changes or goes (see
+    /// [`shared`]).
     ///
     /// Long on purpose: the wiring of every watch to every controller, read top to bottom.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
@@ -95,43 +98,34 @@ impl Operator {
             Some(selector) => watcher::Config::default().labels(selector),
             None => watcher::Config::default(),
         };
-        // The MemberAccounts: the connection controller owns them, the member controller
-        // reconciles them.
-        let (members, members_writer) = reflector::store_shared::<MemberAccount>(SHARED_BUFFER);
-        let owned_members = subscribe(&members_writer);
-        let probed_members = subscribe(&members_writer);
-        let members_watch = reflector(
-            members_writer,
+        // The MemberAccounts: the connection controller owns them (and recreates one
+        // deleted by hand), the member controller reconciles them.
+        let mut members = SharedWatch::<MemberAccount>::new();
+        let owned_members = members.subscribe(Follow::ChangesAndDeletions);
+        let probed_members = members.subscribe(Follow::Changes);
+        let members_store = members.store();
+        let (members_listed, members_ready) = tokio::sync::watch::channel(false);
+        let members_watch = members.run(
             watcher(
                 self.api::<MemberAccount>(),
                 watcher::Config::default().labels(names::CONNECTION_LABEL),
             )
             .modify(slim),
-        )
-        .default_backoff();
-        // The connections as the sync controller sees them (a schedule reports at once
-        // when its connection goes or comes back): this cache is updated before a schedule
-        // hears of the change.
-        let (schedule_connections, schedule_connections_writer) =
-            reflector::store::<AwsOrgConnection>();
+            members_listed,
+            shutdown.clone(),
+        );
+        // The connections: their controller reconciles them; a schedule reports at once
+        // when its connection changes, goes or comes back.
+        let mut connections = SharedWatch::<AwsOrgConnection>::new();
+        let reconciled_connections = connections.subscribe(Follow::Changes);
+        let schedule_connections = connections.subscribe(Follow::ChangesAndDeletions);
+        let connections_store = connections.store();
         let (connections_listed, connections_ready) = tokio::sync::watch::channel(false);
-        let connection_events = reflector(
-            schedule_connections_writer,
+        let connections_watch = connections.run(
             watcher(self.api::<AwsOrgConnection>(), connections_config.clone()).modify(slim),
-        )
-        .default_backoff()
-        .inspect(move |event| {
-            if matches!(event, Ok(watcher::Event::InitDone)) {
-                let _ = connections_listed.send(true);
-            }
-        })
-        .touched_objects();
-        let (members_listed, members_ready) = tokio::sync::watch::channel(false);
-        let watches = drive(members_watch, members_listed, shutdown.clone());
-        let controller =
-            Controller::new(self.api::<AwsOrgConnection>(), connections_config.clone())
-                .with_config(ControllerConfig::default().concurrency(16));
-        let connections = controller.store();
+            connections_listed,
+            shutdown.clone(),
+        );
         // Only Secret metadata is watched: key material is read when needed, never cached.
         let secret_events = watcher(
             self.api::<PartialObjectMeta<Secret>>(),
@@ -146,9 +140,8 @@ impl Operator {
             self.settings.clone(),
             SessionCache::new(self.aws.clone()),
             context::Caches {
-                members: members.clone(),
-                connections: connections.clone(),
-                schedule_connections,
+                members: members_store.clone(),
+                connections: connections_store.clone(),
                 members_ready,
                 connections_ready,
             },
@@ -161,43 +154,45 @@ impl Operator {
             selector = self.settings.label_selector.as_deref().unwrap_or(""),
             "orgconnect controllers starting"
         );
-        let secret_connections = connections.clone();
-        let connection_controller = controller
-            .owns_shared_stream(owned_members)
-            .watches_stream(secret_events, move |secret| {
-                let namespace = secret.namespace();
-                let name = secret.name_any();
-                secret_connections
-                    .state()
-                    .into_iter()
-                    .filter(|c| c.namespace() == namespace)
-                    .filter(|c| {
-                        c.spec.credentials.source == CredentialSource::Secret
-                            && c.spec
-                                .credentials
-                                .secret_ref
-                                .as_ref()
-                                .is_some_and(|r| r.name == name)
-                    })
-                    .map(|c| ObjectRef::from_obj(c.as_ref()))
-                    .collect::<Vec<_>>()
-            })
-            .graceful_shutdown_on(shutdown.clone())
-            .run(
-                connection::reconcile,
-                reconcile::error_policy,
-                context.clone(),
-            )
-            .for_each(|result| async move {
-                match result {
-                    Ok((object, _)) => debug!(connection = %object, "reconciled"),
-                    Err(err) => debug!(error = %err, "reconcile did not complete"),
-                }
-            });
+        let secret_connections = connections_store.clone();
+        let connection_controller =
+            Controller::for_shared_stream(reconciled_connections, connections_store)
+                .with_config(ControllerConfig::default().concurrency(16))
+                .owns_shared_stream(owned_members)
+                .watches_stream(secret_events, move |secret| {
+                    let namespace = secret.namespace();
+                    let name = secret.name_any();
+                    secret_connections
+                        .state()
+                        .into_iter()
+                        .filter(|c| c.namespace() == namespace)
+                        .filter(|c| {
+                            c.spec.credentials.source == CredentialSource::Secret
+                                && c.spec
+                                    .credentials
+                                    .secret_ref
+                                    .as_ref()
+                                    .is_some_and(|r| r.name == name)
+                        })
+                        .map(|c| ObjectRef::from_obj(c.as_ref()))
+                        .collect::<Vec<_>>()
+                })
+                .graceful_shutdown_on(shutdown.clone())
+                .run(
+                    connection::reconcile,
+                    reconcile::error_policy,
+                    context.clone(),
+                )
+                .for_each(|result| async move {
+                    match result {
+                        Ok((object, _)) => debug!(connection = %object, "reconciled"),
+                        Err(err) => debug!(error = %err, "reconcile did not complete"),
+                    }
+                });
 
         // Probe requests from the connection reconciler (new credentials, new spec).
         let probe_requests = futures::stream::poll_fn(move |cx| probe_rx.poll_recv(cx));
-        let member_controller = Controller::for_shared_stream(probed_members, members)
+        let member_controller = Controller::for_shared_stream(probed_members, members_store)
             .with_config(ControllerConfig::default().concurrency(
                 u16::try_from(self.settings.probe_concurrency.max(1)).unwrap_or(u16::MAX),
             ))
@@ -217,7 +212,7 @@ impl Operator {
                 self.api::<Job>(),
                 watcher::Config::default().labels(names::SCHEDULE_LABEL),
             )
-            .watches_stream(connection_events, move |connection| {
+            .watches_shared_stream(schedule_connections, move |connection| {
                 let namespace = connection.namespace();
                 let name = connection.name_any();
                 schedules
@@ -238,48 +233,14 @@ impl Operator {
                 }
             });
         futures::join!(
-            watches,
+            members_watch,
+            connections_watch,
             connection_controller,
             member_controller,
             sync_controller
         );
         info!("orgconnect controllers stopped");
     }
-}
-
-/// How many events a shared watch holds for a subscriber that has not caught up before
-/// it waits for it.
-const SHARED_BUFFER: usize = 1024;
-
-/// A subscriber to a shared store's events. `store_shared` always makes a dispatching
-/// writer, so there is one to subscribe to.
-fn subscribe<K>(writer: &reflector::store::Writer<K>) -> reflector::ReflectHandle<K>
-where
-    K: reflector::Lookup + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    writer
-        .subscribe()
-        .unwrap_or_else(|| unreachable!("a shared store's writer dispatches events"))
-}
-
-/// Polls a shared watch until `shutdown`; its events reach the subscribers, its errors
-/// are retried by its backoff. `listed` turns true once its cache holds a complete
-/// listing.
-async fn drive<K, E>(
-    watch: impl futures::Stream<Item = Result<watcher::Event<K>, E>>,
-    listed: tokio::sync::watch::Sender<bool>,
-    shutdown: impl Future<Output = ()>,
-) {
-    watch
-        .take_until(shutdown)
-        .for_each(|event| {
-            if matches!(event, Ok(watcher::Event::InitDone)) {
-                let _ = listed.send(true);
-            }
-            futures::future::ready(())
-        })
-        .await;
 }
 
 /// Drops what the operator never reads from the objects it caches (their managedFields),

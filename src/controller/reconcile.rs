@@ -8,6 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::{StreamExt, TryStreamExt};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
@@ -15,16 +16,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
-use super::context::{Context, Diagnostics, jitter, object_key};
+use super::context::{Context, Diagnostics, backoff, jitter, object_key};
 use super::names::FIELD_MANAGER;
 use crate::error::{Error, Result};
 use crate::metrics::{ErrorLabels, KindLabels};
 
 /// How soon a revoke whose StackSet operation is running looks again.
 const REVOKE_POLL: Duration = Duration::from_secs(5);
-/// The first retry after a failed reconcile, doubled per failure up to [`RETRY_MAX`].
-const RETRY_FIRST: Duration = Duration::from_secs(5);
-const RETRY_MAX: Duration = Duration::from_secs(300);
 
 /// The name metrics and logs give a kind.
 pub trait Kind {
@@ -67,13 +65,6 @@ fn backoff_key<K: Kind + Resource>(object: &K) -> String {
     format!("{}/{}", K::KIND, object_key(object))
 }
 
-/// The delay before the `failures`th retry: 5 s doubling to 5 min.
-pub fn retry_delay(failures: u32) -> Duration {
-    RETRY_FIRST
-        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
-        .min(RETRY_MAX)
-}
-
 /// The error policy of every controller: a revoke in progress or blocked waits as it
 /// says; anything else is counted and logged, and retried after a backoff of the object's
 /// own (5 s doubling to 5 min, with jitter), never in a hot loop.
@@ -110,7 +101,7 @@ where
         })
         .inc();
     let failures = ctx.backoff_failed(&backoff_key(object.as_ref()));
-    let wait = retry_delay(failures);
+    let wait = backoff(failures);
     warn!(kind = K::KIND, object = %key, error = %error, error_kind = error.label(),
         failures, retry_in = ?wait, "reconcile failed; retrying");
     Action::requeue(wait + jitter(wait / 4))
@@ -164,15 +155,15 @@ where
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retries_back_off_from_five_seconds_to_five_minutes() {
-        let seconds: Vec<u64> = (1..=9).map(|n| retry_delay(n).as_secs()).collect();
-        assert_eq!(seconds, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
-        assert_eq!(retry_delay(0), RETRY_FIRST);
-        assert_eq!(retry_delay(u32::MAX), RETRY_MAX);
-    }
+/// Deletes every object of `names`, `concurrency` at a time; those already gone are fine.
+pub async fn delete_all<K>(api: &Api<K>, names: Vec<String>, concurrency: usize) -> Result<()>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    futures::stream::iter(names)
+        .map(|name| async move { delete_if_present(api, &name, &DeleteParams::default()).await })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(())
 }

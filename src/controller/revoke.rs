@@ -1,27 +1,37 @@
-//! Revoking a connection, the pure part: what becomes of the StackSet the operator created,
-//! how the sync Jobs and run ConfigMaps generated for the connection are found, how long a
-//! revoke that cannot reach AWS waits before trying again, and what the `Revoked` Event
-//! tells the customer.
+//! Revoking a connection: the whole Cleanup side of its finalizer. First the decisions,
+//! pure (what becomes of the StackSet the operator created, how the sync Jobs and run
+//! ConfigMaps generated for the connection are found, what the `Revoked` Event tells the
+//! customer), then the steps that carry them out: settle the StackSet, delete the sync
+//! runs and the MemberAccounts, forget the connection.
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use tracing::{debug, info, warn};
 
-use super::names::{CONNECTION_LABEL, SCHEDULE_LABEL, label_value};
+use super::access::{Authentication, Pass, authenticate};
+use super::context::{Context, Diagnostics, object_key};
+use super::names::{CONNECTION_LABEL, SCHEDULE_LABEL, connection_selector, label_value};
+use super::reconcile::delete_all;
+use super::stackset;
+use super::sync::delete_run;
+use crate::api::SyncSchedule;
+use crate::api::condition::{ConditionStatus, ConditionType};
+use crate::api::connection::{AwsOrgConnection, REVOKE_ANNOTATION};
+use crate::api::member_account::MemberPhase;
+use crate::error::{Error, Result};
+use crate::metrics::PhaseLabels;
 
-/// The first wait after a revoke could not reach AWS.
-pub const REVOKE_RETRY_FIRST: Duration = Duration::from_secs(5);
-/// The longest wait between two attempts.
-pub const REVOKE_RETRY_MAX: Duration = Duration::from_secs(300);
-
-/// How long to wait after the `failures`th consecutive failed attempt: 5 s, doubling up
-/// to 5 min.
-pub fn revoke_backoff(failures: u32) -> Duration {
-    let doublings = failures.saturating_sub(1).min(16);
-    REVOKE_RETRY_FIRST
-        .saturating_mul(1u32 << doublings)
-        .min(REVOKE_RETRY_MAX)
-}
+/// How many MemberAccounts a revoke deletes at once.
+const MEMBER_DELETES: usize = 16;
 
 /// What becomes of the StackSet when the connection goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,17 +153,202 @@ pub fn revoke_event(summary: &RevokeSummary) -> (EventType, String) {
     (type_, note)
 }
 
+/// Settles the StackSet on revoke, one step per call: `Ok` with its fate once it is
+/// gone or kept; `RevokeInProgress` while its instances are being removed;
+/// `RevokeBlocked` when AWS cannot be reached, tried again with backoff.
+async fn revoke_stack_set(
+    connection: &AwsOrgConnection,
+    ctx: &Context,
+    namespace: &str,
+) -> Result<StackSetFate> {
+    let spec = &connection.spec.stack_set;
+    let fate = stack_set_fate(StackSetRevokeInput {
+        enabled: spec.enabled,
+        delete_on_revoke: spec.delete_on_revoke,
+        created: connection
+            .status
+            .as_ref()
+            .and_then(|s| s.stack_set.as_ref())
+            .map(|s| s.name.as_str()),
+        skip: connection
+            .annotations()
+            .get(REVOKE_ANNOTATION)
+            .is_some_and(|v| v == "skip"),
+    });
+    let key = object_key(connection);
+    let StackSetFate::Delete { name } = &fate else {
+        ctx.revoke_progressed(&key);
+        return Ok(fate);
+    };
+    let now = Timestamp::now();
+    if let Some(retry) = ctx.revoke_retry(&key)
+        && now < retry.not_before
+    {
+        // Still waiting after a failure; the condition already says why.
+        let retry_in = Duration::try_from(retry.not_before.duration_since(now))
+            .unwrap_or_default()
+            .max(Duration::from_secs(1));
+        return Err(Error::RevokeBlocked {
+            problem: retry.problem,
+            retry_in,
+        });
+    }
+    let mut pass = Pass::new(connection, ctx, namespace);
+    Diagnostics::add(&ctx.diagnostics.revoke_attempts, 1);
+    let external_id = pass.status.external_id.clone().unwrap_or_default();
+    let (ous, regions) = stackset::revoke_hints(connection);
+    let outcome = match authenticate(&mut pass, namespace, external_id).await {
+        Ok(Authentication::Ready(session)) => {
+            let client = crate::aws::stackset::StackSets::new(
+                &session.config,
+                connection.is_delegated_administrator(),
+                &connection.spec.stack_set.rollout,
+            );
+            stackset::remove(&client, name, (&ous, &regions))
+                .await
+                .map_err(|f| f.to_string())
+        }
+        Ok(Authentication::Stop(_)) => Err("the managing role cannot be assumed".to_owned()),
+        Err(err) => Err(err.to_string()),
+    };
+    match outcome {
+        Ok(true) => {
+            ctx.revoke_progressed(&key);
+            Ok(fate)
+        }
+        Ok(false) => {
+            ctx.revoke_progressed(&key);
+            Err(Error::RevokeInProgress(format!(
+                "removing the stack instances of StackSet {name}"
+            )))
+        }
+        Err(problem) => {
+            let retry_in = ctx.revoke_failed(&key, now, &problem);
+            // The message stays the same from one attempt to the next, so waiting
+            // writes nothing.
+            pass.set(
+                ConditionType::Ready,
+                (
+                    ConditionStatus::False,
+                    "RevokeBlocked",
+                    format!(
+                        "the connection is being deleted but StackSet {name} could not be removed \
+                         ({problem}); retrying with backoff (5s, doubling up to 5m). To let go \
+                         without removing it, annotate the connection orgconnect.dev/revoke=skip"
+                    ),
+                ),
+            );
+            if let Err(err) = pass.write_status().await {
+                debug!(connection = %key, error = %err, "could not record RevokeBlocked");
+            }
+            Err(Error::RevokeBlocked { problem, retry_in })
+        }
+    }
+}
+
+/// Deletes what sync schedules generated for the connection: its sync Jobs (their Pods
+/// in the background), run ConfigMaps, which hold the role ARNs and the ExternalId, and
+/// run credentials Secrets.
+/// Returns how many Jobs and ConfigMaps were deleted.
+async fn delete_sync_runs(
+    ctx: &Context,
+    connection: &AwsOrgConnection,
+    namespace: &str,
+) -> Result<(usize, usize)> {
+    let name = connection.name_any();
+    let schedules: Api<SyncSchedule> = Api::namespaced(ctx.client.clone(), namespace);
+    let referencing: Vec<String> = schedules
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|s| s.spec.connection_ref.name == name)
+        .map(|s| s.name_any())
+        .collect();
+    let selectors = sync_selectors(&name, &referencing);
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
+
+    let mut job_names = BTreeSet::new();
+    for selector in &selectors {
+        let listed = jobs
+            .list_metadata(&ListParams::default().labels(selector))
+            .await?;
+        job_names.extend(listed.items.iter().map(ResourceExt::name_any));
+    }
+    // A run's ConfigMap has its Job's name; listing finds those left without a Job.
+    let mut config_map_names = job_names.clone();
+    for selector in &selectors {
+        match config_maps
+            .list_metadata(&ListParams::default().labels(selector))
+            .await
+        {
+            Ok(listed) => config_map_names.extend(listed.items.iter().map(ResourceExt::name_any)),
+            Err(kube::Error::Api(status)) if status.code == 403 => {
+                warn!(
+                    connection = %object_key(connection),
+                    "may not list ConfigMaps; only the run ConfigMaps of existing Jobs are removed"
+                );
+                break;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    let (mut deleted_jobs, mut deleted_config_maps) = (0, 0);
+    for run in &config_map_names {
+        let deleted = delete_run(ctx, namespace, run).await?;
+        deleted_jobs += usize::from(deleted.job);
+        deleted_config_maps += usize::from(deleted.config_map);
+    }
+    Ok((deleted_jobs, deleted_config_maps))
+}
+
+/// Revoking: settles the StackSet the operator created, removes what sync schedules
+/// generated for the connection and its MemberAccounts, forgets its session, and says
+/// in an Event what happened and what remains on the AWS side.
+pub async fn cleanup(connection: Arc<AwsOrgConnection>, ctx: Arc<Context>) -> Result<Action> {
+    let namespace = connection.namespace().unwrap_or_default();
+    let stack_set = revoke_stack_set(&connection, &ctx, &namespace).await?;
+    let (jobs, config_maps) = delete_sync_runs(&ctx, &connection, &namespace).await?;
+    let api: Api<crate::api::MemberAccount> = Api::namespaced(ctx.client.clone(), &namespace);
+    let name = connection.name_any();
+    let listed = api
+        .list_metadata(&ListParams::default().labels(&connection_selector(&name)))
+        .await?;
+    let names: Vec<String> = listed.items.iter().map(|m| m.name_any()).collect();
+    let removed = names.len();
+    let member_keys: Vec<String> = names.iter().map(|m| format!("{namespace}/{m}")).collect();
+    delete_all(&api, names, MEMBER_DELETES).await?;
+    Diagnostics::add(&ctx.diagnostics.member_writes, removed as u64);
+    ctx.forget_connection(&object_key(connection.as_ref()), &member_keys);
+    for phase in MemberPhase::ALL.map(MemberPhase::as_str) {
+        ctx.health.metrics.accounts.remove(&PhaseLabels {
+            namespace: namespace.clone(),
+            connection: name.clone(),
+            phase,
+        });
+    }
+    info!(
+        connection = %object_key(connection.as_ref()),
+        members = removed,
+        jobs,
+        config_maps,
+        "connection deleted; revoked"
+    );
+    let (type_, note) = revoke_event(&RevokeSummary {
+        stack_set,
+        members: removed,
+        jobs,
+        config_maps,
+        role_arn: connection.spec.role_arn.clone(),
+    });
+    ctx.event(connection.as_ref(), type_, "Revoked", note).await;
+    Ok(Action::await_change())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_from_five_seconds_to_five_minutes() {
-        let waits: Vec<u64> = (1..=9).map(|n| revoke_backoff(n).as_secs()).collect();
-        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
-        assert_eq!(revoke_backoff(0), REVOKE_RETRY_FIRST);
-        assert_eq!(revoke_backoff(u32::MAX), REVOKE_RETRY_MAX);
-    }
 
     fn input(created: Option<&str>) -> StackSetRevokeInput<'_> {
         StackSetRevokeInput {

@@ -555,7 +555,7 @@ async fn find_connection(
     name: &str,
 ) -> Option<Arc<AwsOrgConnection>> {
     ctx.connections_ready().await;
-    ctx.schedule_connections
+    ctx.connections
         .get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))
 }
 
