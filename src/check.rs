@@ -9,9 +9,10 @@ use serde::Serialize;
 use crate::api::member_account::AwsAccountStatus;
 use crate::aws::FailureKind;
 use crate::aws::arn::{RoleArn, assume_role_statement, trust_statement};
-use crate::aws::discovery::{describe_organization, list_organization};
+use crate::aws::discovery::{OrganizationHeader, describe_organization, list_organization};
 use crate::aws::probe::{probe_member, whoami};
-use crate::aws::session::{AssumeRequest, BaseCredentials, SessionCache};
+use crate::aws::session::{AssumeRequest, BaseCredentials, ManagingSession, SessionCache};
+use crate::organization::OrganizationSnapshot;
 use crate::templates::delegation_policy;
 
 /// What to check.
@@ -86,6 +87,27 @@ pub async fn run(base: SdkConfig, request: &CheckRequest) -> Report {
             return report;
         }
     };
+    let Some(session) = assume_role(&mut report, base, request, &role).await else {
+        return report;
+    };
+    let organizations = crate::aws::clients::organizations(&session.config);
+    let Some(header) = describe(&mut report, &organizations, &role).await else {
+        return report;
+    };
+    let Some(org) = list(&mut report, &organizations, header, &role).await else {
+        return report;
+    };
+    probe_members(&mut report, &session.config, request, &role, &org).await;
+    report
+}
+
+/// Assumes the managing role with the ExternalId.
+async fn assume_role(
+    report: &mut Report,
+    base: SdkConfig,
+    request: &CheckRequest,
+    role: &RoleArn,
+) -> Option<ManagingSession> {
     let sessions = SessionCache::new(base);
     let assume = AssumeRequest {
         role_arn: role.clone(),
@@ -94,17 +116,17 @@ pub async fn run(base: SdkConfig, request: &CheckRequest) -> Report {
         region: request.region.clone(),
         base: BaseCredentials::DefaultChain,
     };
-    let session = match sessions.session("check", &assume).await {
+    match sessions.session("check", &assume).await {
         Ok(session) => {
             report.push("assume role", true, format!("assumed {role}"), None);
-            session
+            Some(session)
         }
         Err(failure) => {
             let fix = if failure.failure.denied_by_identity_policy() {
                 Some(format!(
                     "the caller's own policies must allow assuming the role; attach this \
                      statement to it: {}",
-                    assume_role_statement(&role)
+                    assume_role_statement(role)
                 ))
             } else {
                 (failure.failure.kind == FailureKind::AccessDenied).then(|| {
@@ -112,7 +134,7 @@ pub async fn run(base: SdkConfig, request: &CheckRequest) -> Report {
                         "the role's trust policy must contain this statement: {}",
                         trust_statement(
                             failure.principal.as_deref(),
-                            &role,
+                            role,
                             request.external_id.as_deref()
                         )
                     )
@@ -125,11 +147,18 @@ pub async fn run(base: SdkConfig, request: &CheckRequest) -> Report {
                 format!("{caller} could not assume {role}: {}", failure.failure),
                 fix,
             );
-            return report;
+            None
         }
-    };
-    let organizations = crate::aws::clients::organizations(&session.config);
-    let header = match describe_organization(&organizations).await {
+    }
+}
+
+/// Describes the organization, and says whether the role is in its management account.
+async fn describe(
+    report: &mut Report,
+    organizations: &aws_sdk_organizations::Client,
+    role: &RoleArn,
+) -> Option<OrganizationHeader> {
+    match describe_organization(organizations).await {
         Ok(header) => {
             let how = if header.managing_account_id == role.account_id {
                 "from its management account".to_owned()
@@ -148,15 +177,24 @@ pub async fn run(base: SdkConfig, request: &CheckRequest) -> Report {
                 ),
                 None,
             );
-            header
+            Some(header)
         }
         Err(failure) => {
             report.push("describe organization", false, failure.to_string(), None);
-            return report;
+            None
         }
-    };
+    }
+}
+
+/// Lists every OU and account.
+async fn list(
+    report: &mut Report,
+    organizations: &aws_sdk_organizations::Client,
+    header: OrganizationHeader,
+    role: &RoleArn,
+) -> Option<OrganizationSnapshot> {
     let delegated = header.managing_account_id != role.account_id;
-    let org = match list_organization(&organizations, header.clone(), 8).await {
+    match list_organization(organizations, header.clone(), 8).await {
         Ok(org) => {
             report.push(
                 "list organization",
@@ -168,7 +206,7 @@ pub async fn run(base: SdkConfig, request: &CheckRequest) -> Report {
                 ),
                 None,
             );
-            org
+            Some(org)
         }
         Err(failure) => {
             let fix = if delegated && failure.kind == FailureKind::AccessDenied {
@@ -188,10 +226,67 @@ pub async fn run(base: SdkConfig, request: &CheckRequest) -> Report {
                 )
             };
             report.push("list organization", false, failure.to_string(), Some(fix));
-            return report;
+            None
         }
-    };
+    }
+}
 
+/// The fix for a member probe that failed, when it is not the one every blocked account
+/// shares.
+fn probe_fix(
+    failure: &crate::aws::AwsFailure,
+    account: &crate::organization::Account,
+    request: &CheckRequest,
+    org: &OrganizationSnapshot,
+    role: &RoleArn,
+) -> Option<String> {
+    if failure.kind == FailureKind::RegionDisabled {
+        Some(format!(
+            "activate STS in {} for account {} (IAM console > Account settings), or check \
+             with --region of a region active in every account",
+            request.region, account.id
+        ))
+    } else if account.id == org.managing_account_id {
+        Some(format!(
+            "the management account {} has no OrganizationAccountAccessRole and no StackSet \
+             reaches it: create {} in it by hand, trusting {role}",
+            account.id, request.member_role
+        ))
+    } else {
+        None
+    }
+}
+
+/// The accounts left out because they are not ACTIVE, for the probe step's detail.
+fn not_probed(inactive: &[&crate::organization::Account]) -> String {
+    if inactive.is_empty() {
+        return String::new();
+    }
+    let listed: Vec<String> = inactive
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {}",
+                a.id,
+                a.status.map(|s| s.as_aws_str()).unwrap_or_default()
+            )
+        })
+        .collect();
+    format!(
+        "; {} not ACTIVE, not probed ({})",
+        inactive.len(),
+        listed.join(", ")
+    )
+}
+
+/// Assumes the member role in every active account (or a sample of them).
+async fn probe_members(
+    report: &mut Report,
+    managing: &SdkConfig,
+    request: &CheckRequest,
+    role: &RoleArn,
+    org: &OrganizationSnapshot,
+) {
     let (candidates, inactive): (Vec<_>, Vec<_>) = org
         .accounts
         .iter()
@@ -204,11 +299,11 @@ pub async fn run(base: SdkConfig, request: &CheckRequest) -> Report {
     let mut fixes = Vec::new();
     for account in candidates.into_iter().take(take) {
         let result = if account.id == role.account_id {
-            whoami(&session.config).await
+            whoami(managing).await
         } else {
             let member_role = role.sibling(&account.id, &request.member_role);
             probe_member(
-                &session.config,
+                managing,
                 &member_role,
                 request.member_external_id.as_deref(),
                 "orgconnect-check",
@@ -222,42 +317,12 @@ pub async fn run(base: SdkConfig, request: &CheckRequest) -> Report {
                 account.id, account.name, reached.account_id
             )),
             Err(failure) => {
-                if failure.kind == FailureKind::RegionDisabled {
-                    fixes.push(format!(
-                        "activate STS in {} for account {} (IAM console > Account settings), or \
-                         check with --region of a region active in every account",
-                        request.region, account.id
-                    ));
-                } else if account.id == org.managing_account_id {
-                    fixes.push(format!(
-                        "the management account {} has no OrganizationAccountAccessRole and no \
-                         StackSet reaches it: create {} in it by hand, trusting {role}",
-                        account.id, request.member_role
-                    ));
-                }
+                fixes.extend(probe_fix(&failure, account, request, org, role));
                 blocked.push(format!("{} ({}): {}", account.id, account.name, failure));
             }
         }
     }
-    let skipped = if inactive.is_empty() {
-        String::new()
-    } else {
-        let listed: Vec<String> = inactive
-            .iter()
-            .map(|a| {
-                format!(
-                    "{} {}",
-                    a.id,
-                    a.status.map(|s| s.as_aws_str()).unwrap_or_default()
-                )
-            })
-            .collect();
-        format!(
-            "; {} not ACTIVE, not probed ({})",
-            inactive.len(),
-            listed.join(", ")
-        )
-    };
+    let skipped = not_probed(&inactive);
     if blocked.is_empty() {
         report.push(
             "probe members",
@@ -287,5 +352,4 @@ pub async fn run(base: SdkConfig, request: &CheckRequest) -> Report {
             Some(fixes.join("; ")),
         );
     }
-    report
 }

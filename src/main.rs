@@ -228,13 +228,15 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-fn template(args: TemplateArgs) -> Result<(), Box<dyn std::error::Error>> {
-    use orgconnect::api::connection::AccessPolicy;
-    use orgconnect::templates::{
-        ManagingRoleOptions, MemberRoleOptions, managing_role, member_role, render,
-    };
+/// A connection, and the roles its sync Jobs run as.
+type TemplateConnection = (Option<orgconnect::api::AwsOrgConnection>, Vec<String>);
 
-    let (connection, job_principals) = match &args.connection {
+/// The connection `--connection` names, and the roles its sync Jobs run as; nothing
+/// without `--connection`.
+fn template_connection(
+    args: &TemplateArgs,
+) -> Result<TemplateConnection, Box<dyn std::error::Error>> {
+    Ok(match &args.connection {
         None => (None, Vec::new()),
         Some(name) => runtime()?
             .block_on(async {
@@ -253,7 +255,16 @@ fn template(args: TemplateArgs) -> Result<(), Box<dyn std::error::Error>> {
                 Ok((Some(connection), principals))
             })
             .map_err(|e: Box<dyn std::error::Error>| e)?,
+    })
+}
+
+fn template(args: TemplateArgs) -> Result<(), Box<dyn std::error::Error>> {
+    use orgconnect::api::connection::AccessPolicy;
+    use orgconnect::templates::{
+        ManagingRoleOptions, MemberRoleOptions, managing_role, member_role, render,
     };
+
+    let (connection, job_principals) = template_connection(&args)?;
     let mut trusted_jobs = args.trust.clone();
     for principal in job_principals {
         if !trusted_jobs.contains(&principal) {
@@ -478,44 +489,59 @@ fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
             () = elector.acquire() => {},
             () = shutdown_signal() => return Ok(()),
         }
-        let (lost_tx, mut lost_rx) = tokio::sync::watch::channel(false);
-        let holder = elector.clone();
-        let hold = tokio::spawn(async move {
-            holder.hold().await;
-            let _ = lost_tx.send(true);
-        });
-        let mut stopping = lost_rx.clone();
-        let stop = async move {
-            tokio::select! {
-                () = shutdown_signal() => {},
-                _ = stopping.wait_for(|lost| *lost) => {},
-            }
-        };
-        let run = operator.run(stop);
-        tokio::pin!(run);
-        // A replica that lost the Lease must stop reconciling before a follower can start:
-        // its controllers get half the margin between the renew deadline and the lease
-        // duration to stop, then the process leaves them.
-        let grace = timings.lease_duration.saturating_sub(timings.renew_deadline) / 2;
-        let abandon = async {
-            let _ = lost_rx.wait_for(|lost| *lost).await;
-            tokio::time::sleep(grace).await;
-        };
-        tokio::select! {
-            () = &mut run => {},
-            () = abandon => tracing::warn!(?grace, "the controllers did not stop in time; leaving them"),
-        }
-        hold.abort();
+        lead(operator, &elector, timings).await?;
         server.abort();
-        if *lost_rx.borrow() {
-            return Err("lost the leader Lease; exiting so a new leader takes over".into());
-        }
-        // Stopped (SIGTERM): hand the Lease over now rather than after a lease duration.
-        if let Err(err) = elector.release().await {
-            tracing::warn!(error = %err, "could not release the Lease; a follower takes it once it expires");
-        }
         Ok(())
     })
+}
+
+/// Runs the controllers while this replica holds the Lease. Losing it stops them (or,
+/// should they not stop in time, leaves them) and is an error, so the process exits; a
+/// SIGTERM stops them and hands the Lease over.
+async fn lead(
+    operator: Operator,
+    elector: &std::sync::Arc<orgconnect::leader::Elector>,
+    timings: orgconnect::leader::Timings,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let (lost_tx, mut lost_rx) = tokio::sync::watch::channel(false);
+    let holder = elector.clone();
+    let hold = tokio::spawn(async move {
+        holder.hold().await;
+        let _ = lost_tx.send(true);
+    });
+    let mut stopping = lost_rx.clone();
+    let stop = async move {
+        tokio::select! {
+            () = shutdown_signal() => {},
+            _ = stopping.wait_for(|lost| *lost) => {},
+        }
+    };
+    let run = operator.run(stop);
+    tokio::pin!(run);
+    // A replica that lost the Lease must stop reconciling before a follower can start:
+    // its controllers get half the margin between the renew deadline and the lease
+    // duration to stop, then the process leaves them.
+    let grace = timings
+        .lease_duration
+        .saturating_sub(timings.renew_deadline)
+        / 2;
+    let abandon = async {
+        let _ = lost_rx.wait_for(|lost| *lost).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        () = &mut run => {},
+        () = abandon => tracing::warn!(?grace, "the controllers did not stop in time; leaving them"),
+    }
+    hold.abort();
+    if *lost_rx.borrow() {
+        return Err("lost the leader Lease; exiting so a new leader takes over".into());
+    }
+    // Stopped (SIGTERM): hand the Lease over now rather than after a lease duration.
+    if let Err(err) = elector.release().await {
+        tracing::warn!(error = %err, "could not release the Lease; a follower takes it once it expires");
+    }
+    Ok(())
 }
 
 /// A duration above zero, such as `10s` or `500ms`.

@@ -195,19 +195,7 @@ impl SessionCache {
                 principal: None,
             });
         };
-        let expires = SystemTime::try_from(*credentials.expiration())
-            .unwrap_or_else(|_| now + Duration::from_secs(SESSION_DURATION_SECONDS as u64));
-        let session_credentials = Credentials::new(
-            credentials.access_key_id(),
-            credentials.secret_access_key(),
-            Some(credentials.session_token().to_owned()),
-            Some(expires),
-            "orgconnect-managing-role",
-        );
-        let config = base
-            .to_builder()
-            .credentials_provider(SharedCredentialsProvider::new(session_credentials))
-            .build();
+        let (config, expires) = session_config(&base, &credentials, now);
         // Who the operator is, for the trust policy the templates print (one call a session).
         let principal = if changed {
             caller_identity(&sts).await
@@ -256,6 +244,29 @@ impl SessionCache {
 async fn caller_identity(sts: &aws_sdk_sts::Client) -> Option<String> {
     let identity = sts.get_caller_identity().send().await.ok()?;
     identity.arn().map(str::to_owned)
+}
+
+/// The SDK configuration that signs with the assumed role's `credentials`, and when they
+/// expire.
+fn session_config(
+    base: &SdkConfig,
+    credentials: &aws_sdk_sts::types::Credentials,
+    now: SystemTime,
+) -> (SdkConfig, SystemTime) {
+    let expires = SystemTime::try_from(*credentials.expiration())
+        .unwrap_or_else(|_| now + Duration::from_secs(SESSION_DURATION_SECONDS as u64));
+    let session_credentials = Credentials::new(
+        credentials.access_key_id(),
+        credentials.secret_access_key(),
+        Some(credentials.session_token().to_owned()),
+        Some(expires),
+        "orgconnect-managing-role",
+    );
+    let config = base
+        .to_builder()
+        .credentials_provider(SharedCredentialsProvider::new(session_credentials))
+        .build();
+    (config, expires)
 }
 
 #[cfg(test)]

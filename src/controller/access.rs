@@ -122,33 +122,13 @@ pub async fn authenticate(
     external_id: String,
 ) -> Result<Authentication> {
     let spec = &pass.connection.spec;
-    let role_arn: RoleArn = match spec.role_arn.parse() {
+    let role_arn = match managing_role(&spec.role_arn, &spec.region) {
         Ok(arn) => arn,
-        Err(err) => {
-            let err: crate::aws::arn::InvalidRoleArn = err;
-            pass.set(
-                ConditionType::Authenticated,
-                (ConditionStatus::False, "InvalidRoleArn", err.to_string()),
-            );
+        Err(verdict) => {
+            pass.set(ConditionType::Authenticated, verdict);
             return Ok(Authentication::Stop(Action::await_change()));
         }
     };
-    let region_partition = partition_of_region(&spec.region);
-    if role_arn.partition != region_partition {
-        pass.set(
-            ConditionType::Authenticated,
-            (
-                ConditionStatus::False,
-                "PartitionMismatch",
-                format!(
-                    "roleArn is in partition {} but region {} is in partition {region_partition}; \
-                     set a region of the role's partition",
-                    role_arn.partition, spec.region
-                ),
-            ),
-        );
-        return Ok(Authentication::Stop(Action::await_change()));
-    }
     let base = match base_credentials(pass, namespace).await? {
         Ok(base) => base,
         Err(problem) => {
@@ -211,6 +191,28 @@ pub async fn authenticate(
             )))
         }
     }
+}
+
+/// The managing role's ARN, or why the spec's cannot be used in `region`.
+fn managing_role(role_arn: &str, region: &str) -> std::result::Result<RoleArn, Verdict> {
+    let role_arn: RoleArn = role_arn
+        .parse()
+        .map_err(|err: crate::aws::arn::InvalidRoleArn| {
+            (ConditionStatus::False, "InvalidRoleArn", err.to_string())
+        })?;
+    let region_partition = partition_of_region(region);
+    if role_arn.partition != region_partition {
+        return Err((
+            ConditionStatus::False,
+            "PartitionMismatch",
+            format!(
+                "roleArn is in partition {} but region {region} is in partition \
+                 {region_partition}; set a region of the role's partition",
+                role_arn.partition
+            ),
+        ));
+    }
+    Ok(role_arn)
 }
 
 /// The reason and message for a refused AssumeRole, with the trust statement the role

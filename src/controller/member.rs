@@ -151,47 +151,15 @@ async fn probe(
     };
 
     Diagnostics::add(&ctx.diagnostics.probes, 1);
-    // The account holding the managing role is reached with that role's session itself.
-    let outcome = if member.spec.account_id == managing_arn.account_id {
-        match whoami(managing).await {
-            Ok(_) => ProbeOutcome::ReachedManaging,
-            Err(failure) => ProbeOutcome::Failed(failure),
-        }
-    } else {
-        let session = session_name(
-            &connection.namespace().unwrap_or_default(),
-            &connection.name_any(),
-        );
-        match probe_member(
-            managing,
-            &role_arn,
-            spec.member_access.external_id.as_deref(),
-            &session,
-        )
-        .await
-        {
-            Ok(success) => ProbeOutcome::Reached {
-                account_id: success.account_id,
-            },
-            Err(failure) => ProbeOutcome::Failed(failure),
-        }
-    };
+    let outcome = assume_member_role(connection, member, managing, &managing_arn, &role_arn).await;
     debug!(member = %object_key(member), outcome = ?outcome, "probed");
 
     let now = Timestamp::now();
-    // Anything but an answer (reached, or denied) is retried with backoff.
-    let transient = matches!(&outcome, ProbeOutcome::Failed(f)
-        if !matches!(f.kind, FailureKind::AccessDenied | FailureKind::RegionDisabled));
-    let (failures, wait) = if transient {
-        let failures = record.map_or(0, |r| r.failures).saturating_add(1);
-        let backoff = Duration::from_secs((10u64 << failures.min(5).saturating_sub(1)).min(300));
-        (failures, backoff + jitter(backoff / 5))
-    } else {
-        let interval = parse_duration(&spec.member_access.probe_interval)
-            .unwrap_or(Duration::from_secs(1800))
-            .max(Duration::from_secs(60));
-        (0, interval + jitter(interval / 10))
-    };
+    let (failures, wait) = next_probe(
+        &outcome,
+        record.as_ref(),
+        &spec.member_access.probe_interval,
+    );
     ctx.set_probe_record(
         &object_key(member),
         ProbeRecord {
@@ -221,6 +189,56 @@ async fn probe(
         })
         .inc();
     (verdict, Action::requeue(wait))
+}
+
+/// The probe's one STS call: the member role assumed from the managing session, or, for
+/// the account holding the managing role, that session itself.
+async fn assume_member_role(
+    connection: &AwsOrgConnection,
+    member: &MemberAccount,
+    managing: &aws_config::SdkConfig,
+    managing_arn: &RoleArn,
+    role_arn: &RoleArn,
+) -> ProbeOutcome {
+    if member.spec.account_id == managing_arn.account_id {
+        return match whoami(managing).await {
+            Ok(_) => ProbeOutcome::ReachedManaging,
+            Err(failure) => ProbeOutcome::Failed(failure),
+        };
+    }
+    let session = session_name(
+        &connection.namespace().unwrap_or_default(),
+        &connection.name_any(),
+    );
+    let external_id = connection.spec.member_access.external_id.as_deref();
+    match probe_member(managing, role_arn, external_id, &session).await {
+        Ok(success) => ProbeOutcome::Reached {
+            account_id: success.account_id,
+        },
+        Err(failure) => ProbeOutcome::Failed(failure),
+    }
+}
+
+/// The failures in a row after `outcome` and how long until the next probe: anything
+/// but an answer (reached, or denied) is retried with backoff (10 s doubling to 5 min),
+/// an answer is probed again after `probe_interval` (at least a minute).
+fn next_probe(
+    outcome: &ProbeOutcome,
+    record: Option<&ProbeRecord>,
+    probe_interval: &str,
+) -> (u32, Duration) {
+    let transient = matches!(outcome, ProbeOutcome::Failed(f)
+        if !matches!(f.kind, FailureKind::AccessDenied | FailureKind::RegionDisabled));
+    if transient {
+        let failures = record.map_or(0, |r| r.failures).saturating_add(1);
+        let backoff = Duration::from_secs((10u64 << failures.min(5).saturating_sub(1)).min(300));
+        (failures, backoff + jitter(backoff / 5))
+    } else {
+        let interval = parse_duration(probe_interval)
+            .unwrap_or(Duration::from_secs(1800))
+            .max(Duration::from_secs(60));
+        (0, interval + jitter(interval / 10))
+    }
 }
 
 /// Writes the verdict when it differs from the status, with an Event when the phase moved.

@@ -224,25 +224,29 @@ async fn revoke_stack_set(
         }
         Err(problem) => {
             let retry_in = ctx.revoke_failed(&key, now, &problem);
-            // The message stays the same from one attempt to the next, so waiting
-            // writes nothing.
-            pass.set(
-                ConditionType::Ready,
-                (
-                    ConditionStatus::False,
-                    "RevokeBlocked",
-                    format!(
-                        "the connection is being deleted but StackSet {name} could not be removed \
-                         ({problem}); retrying with backoff (5s, doubling up to 5m). To let go \
-                         without removing it, annotate the connection orgconnect.dev/revoke=skip"
-                    ),
-                ),
-            );
-            if let Err(err) = pass.write_status().await {
-                debug!(connection = %key, error = %err, "could not record RevokeBlocked");
-            }
+            report_blocked(&mut pass, name, &problem).await;
             Err(Error::RevokeBlocked { problem, retry_in })
         }
+    }
+}
+
+/// Says on the connection why its StackSet could not be removed. The message stays the
+/// same from one attempt to the next, so waiting writes nothing.
+async fn report_blocked(pass: &mut Pass<'_>, stack_set: &str, problem: &str) {
+    pass.set(
+        ConditionType::Ready,
+        (
+            ConditionStatus::False,
+            "RevokeBlocked",
+            format!(
+                "the connection is being deleted but StackSet {stack_set} could not be removed \
+                 ({problem}); retrying with backoff (5s, doubling up to 5m). To let go \
+                 without removing it, annotate the connection orgconnect.dev/revoke=skip"
+            ),
+        ),
+    );
+    if let Err(err) = pass.write_status().await {
+        debug!(connection = %object_key(pass.connection), error = %err, "could not record RevokeBlocked");
     }
 }
 

@@ -285,8 +285,9 @@ fn running(status: StackSetStatus, what: &str, deployed: bool) -> Progress {
     }
 }
 
-/// `hold_failure`: after an operation failed, start nothing new (the failure stays
-/// reported) until the spec changes.
+/// One step towards `desired`: create the StackSet, follow the operation in flight, or
+/// start the next one. `hold_failure`: after an operation failed, start nothing new (the
+/// failure stays reported) until the spec changes.
 pub async fn ensure(
     client: &stackset::StackSets,
     desired: &DesiredStackSet,
@@ -313,46 +314,17 @@ pub async fn ensure(
     };
     status.instances = i32::try_from(existing.instances).unwrap_or(i32::MAX);
 
-    let was = status.operation_status.clone();
-    let mut just_finished = false;
-    let mut last_action = None;
-    if let Some(operation) = status.operation_id.clone()
-        && !operation_finished(was.as_deref())
-    {
-        let now = stackset::operation(client, &desired.name, &operation).await?;
-        status.operation_status = Some(now.status.clone());
-        if !operation_finished(Some(&now.status)) {
-            return Ok(running(status, "deploying", false));
-        }
-        just_finished = true;
-        last_action = now.action;
-        let failures = stackset::operation_failures(client, &desired.name, &operation).await?;
-        status.failed_instances = i32::try_from(failures.len()).unwrap_or(i32::MAX);
-        status.failures = failures.into_iter().take(MAX_FAILURES_KEPT).collect();
-    }
-    let deployed = just_finished && status.operation_status.as_deref() == Some("SUCCEEDED");
-    if operation_failed(status.operation_status.as_deref()) && (just_finished || hold_failure) {
-        let operation = status.operation_id.clone().unwrap_or_default();
-        let ended = status.operation_status.clone().unwrap_or_default();
-        return Ok(Progress {
-            verdict: (
-                ConditionStatus::False,
-                "OperationFailed",
-                format!(
-                    "StackSet operation {operation} ended {ended}{}; see the StackSet's operations \
-                     in the CloudFormation console. The operator tries again when the \
-                     connection's spec changes",
-                    failures_summary(&status)
-                ),
-            ),
-            status,
-            poll: None,
-            deployed: false,
-        });
+    let Some(finished) = follow_operation(client, &desired.name, &mut status).await? else {
+        return Ok(running(status, "deploying", false));
+    };
+    let deployed = finished.just_now && status.operation_status.as_deref() == Some("SUCCEEDED");
+    if operation_failed(status.operation_status.as_deref()) && (finished.just_now || hold_failure) {
+        return Ok(operation_failed_progress(status));
     }
 
     // Only asked when no instance tells the regions.
     let succeeded = status.operation_status.as_deref() == Some("SUCCEEDED");
+    let mut last_action = finished.action;
     if existing.instances == 0
         && succeeded
         && last_action.is_none()
@@ -363,81 +335,9 @@ pub async fn ensure(
             .action;
     }
     let last_deploy_succeeded = succeeded && last_action.as_deref() == Some("CREATE");
-    let started = match next_step(desired, &existing, last_deploy_succeeded) {
-        Step::UpdateTemplate => stackset::update(client, desired).await.map(|op| {
-            (
-                op,
-                "updating the StackSet and its instances to the new template".to_owned(),
-            )
-        }),
-        Step::AddInstances { ous, regions } => {
-            stackset::create_instances(client, &desired.name, &ous, &regions)
-                .await
-                .map(|op| {
-                    (
-                        op,
-                        format!(
-                            "deploying stack instances to {} in {}",
-                            ous.join(", "),
-                            regions.join(", ")
-                        ),
-                    )
-                })
-        }
-        Step::RemoveInstances { ous, regions } => {
-            stackset::delete_instances(client, &desired.name, &ous, &regions)
-                .await
-                .map(|op| {
-                    (
-                        op,
-                        format!(
-                            "removing the stack instances of {} in {}, no longer listed",
-                            ous.join(", "),
-                            regions.join(", ")
-                        ),
-                    )
-                })
-        }
-        Step::Settled if status.failed_instances > 0 => {
-            return Ok(Progress {
-                verdict: (
-                    ConditionStatus::False,
-                    "InstancesFailed",
-                    format!(
-                        "StackSet {} is deployed to {} in {}, but its last operation could not \
-                         deploy the member role to every account{}; each of those MemberAccounts \
-                         says why and how to deploy it again. This clears with the StackSet's \
-                         next operation",
-                        desired.name,
-                        desired.targets.join(", "),
-                        desired.regions.join(", "),
-                        failures_summary(&status)
-                    ),
-                ),
-                status,
-                poll: None,
-                deployed,
-            });
-        }
-        Step::Settled => {
-            return Ok(Progress {
-                verdict: (
-                    ConditionStatus::True,
-                    "Deployed",
-                    format!(
-                        "StackSet {} is deployed to {} in {} with {} stack instances; accounts \
-                         joining later get it automatically",
-                        desired.name,
-                        desired.targets.join(", "),
-                        desired.regions.join(", "),
-                        existing.instances
-                    ),
-                ),
-                status,
-                poll: None,
-                deployed,
-            });
-        }
+    let step = next_step(desired, &existing, last_deploy_succeeded);
+    let Some(started) = start(client, desired, &step).await else {
+        return Ok(settled(desired, status, existing.instances, deployed));
     };
     match started {
         Ok((operation, what)) => {
@@ -457,6 +357,156 @@ pub async fn ensure(
             deployed,
         }),
         Err(failure) => Err(failure),
+    }
+}
+
+/// The operation `status` names, once it has finished.
+struct Finished {
+    /// It finished since the last look.
+    just_now: bool,
+    /// What it did (`CREATE`, `UPDATE`, `DELETE`), when this look asked.
+    action: Option<String>,
+}
+
+/// Looks at the operation `status` names, if it was still running: `None` while it runs;
+/// once it finishes, its outcome and failed instances go into `status`.
+async fn follow_operation(
+    client: &stackset::StackSets,
+    name: &str,
+    status: &mut StackSetStatus,
+) -> Result<Option<Finished>, AwsFailure> {
+    let Some(operation) = status.operation_id.clone() else {
+        return Ok(Some(Finished {
+            just_now: false,
+            action: None,
+        }));
+    };
+    if operation_finished(status.operation_status.as_deref()) {
+        return Ok(Some(Finished {
+            just_now: false,
+            action: None,
+        }));
+    }
+    let now = stackset::operation(client, name, &operation).await?;
+    status.operation_status = Some(now.status.clone());
+    if !operation_finished(Some(&now.status)) {
+        return Ok(None);
+    }
+    let failures = stackset::operation_failures(client, name, &operation).await?;
+    status.failed_instances = i32::try_from(failures.len()).unwrap_or(i32::MAX);
+    status.failures = failures.into_iter().take(MAX_FAILURES_KEPT).collect();
+    Ok(Some(Finished {
+        just_now: true,
+        action: now.action,
+    }))
+}
+
+/// Starts the operation `step` asks for: its id and what it does, or `None` when the
+/// StackSet is settled.
+async fn start(
+    client: &stackset::StackSets,
+    desired: &DesiredStackSet,
+    step: &Step,
+) -> Option<Result<(String, String), AwsFailure>> {
+    let name = &desired.name;
+    let started = match step {
+        Step::UpdateTemplate => stackset::update(client, desired).await.map(|op| {
+            (
+                op,
+                "updating the StackSet and its instances to the new template".to_owned(),
+            )
+        }),
+        Step::AddInstances { ous, regions } => {
+            stackset::create_instances(client, name, ous, regions)
+                .await
+                .map(|op| {
+                    let what = format!(
+                        "deploying stack instances to {} in {}",
+                        ous.join(", "),
+                        regions.join(", ")
+                    );
+                    (op, what)
+                })
+        }
+        Step::RemoveInstances { ous, regions } => {
+            stackset::delete_instances(client, name, ous, regions)
+                .await
+                .map(|op| {
+                    let what = format!(
+                        "removing the stack instances of {} in {}, no longer listed",
+                        ous.join(", "),
+                        regions.join(", ")
+                    );
+                    (op, what)
+                })
+        }
+        Step::Settled => return None,
+    };
+    Some(started)
+}
+
+/// The StackSet's last operation failed: reported until the spec changes.
+fn operation_failed_progress(status: StackSetStatus) -> Progress {
+    let operation = status.operation_id.clone().unwrap_or_default();
+    let ended = status.operation_status.clone().unwrap_or_default();
+    Progress {
+        verdict: (
+            ConditionStatus::False,
+            "OperationFailed",
+            format!(
+                "StackSet operation {operation} ended {ended}{}; see the StackSet's operations \
+                 in the CloudFormation console. The operator tries again when the \
+                 connection's spec changes",
+                failures_summary(&status)
+            ),
+        ),
+        status,
+        poll: None,
+        deployed: false,
+    }
+}
+
+/// Nothing left to start: deployed, or deployed with instances that failed.
+fn settled(
+    desired: &DesiredStackSet,
+    status: StackSetStatus,
+    instances: usize,
+    deployed: bool,
+) -> Progress {
+    let verdict = if status.failed_instances > 0 {
+        (
+            ConditionStatus::False,
+            "InstancesFailed",
+            format!(
+                "StackSet {} is deployed to {} in {}, but its last operation could not \
+                 deploy the member role to every account{}; each of those MemberAccounts \
+                 says why and how to deploy it again. This clears with the StackSet's \
+                 next operation",
+                desired.name,
+                desired.targets.join(", "),
+                desired.regions.join(", "),
+                failures_summary(&status)
+            ),
+        )
+    } else {
+        (
+            ConditionStatus::True,
+            "Deployed",
+            format!(
+                "StackSet {} is deployed to {} in {} with {} stack instances; accounts \
+                 joining later get it automatically",
+                desired.name,
+                desired.targets.join(", "),
+                desired.regions.join(", "),
+                instances
+            ),
+        )
+    };
+    Progress {
+        verdict,
+        status,
+        poll: None,
+        deployed,
     }
 }
 

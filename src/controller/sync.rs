@@ -725,14 +725,6 @@ async fn start_run(
         lookback,
         status.last_successful_start_time.as_ref().map(|t| t.0),
     );
-    let config = aws_config(&ConfigInput {
-        managing_role_arn: &connection.spec.role_arn,
-        external_id: &external_id,
-        member_external_id: connection.spec.member_access.external_id.as_deref(),
-        region: &connection.spec.region,
-        identity,
-        accounts: &accounts,
-    });
 
     let owner: OwnerReference = schedule
         .controller_owner_ref(&())
@@ -751,10 +743,7 @@ async fn start_run(
         owner_references: Some(vec![owner.clone()]),
         ..ObjectMeta::default()
     };
-    let files = BTreeMap::from([
-        ("aws-config".to_owned(), config),
-        ("accounts.json".to_owned(), accounts_json(&accounts)),
-    ]);
+    let files = run_files(connection, &external_id, identity, &accounts);
     create_run_files(ctx, run_metadata, files, credentials.as_deref()).await?;
 
     let mode_text = match mode {
@@ -782,6 +771,27 @@ async fn start_run(
         Err(kube::Error::Api(s)) if s.code == 422 => Ok(Err(("InvalidJobTemplate", s.message))),
         Err(err) => Err(err.into()),
     }
+}
+
+/// The files a run gets: its AWS config, a profile per account, and `accounts.json`.
+fn run_files(
+    connection: &AwsOrgConnection,
+    external_id: &str,
+    identity: &JobIdentity,
+    accounts: &[RunAccount],
+) -> BTreeMap<String, String> {
+    let config = aws_config(&ConfigInput {
+        managing_role_arn: &connection.spec.role_arn,
+        external_id,
+        member_external_id: connection.spec.member_access.external_id.as_deref(),
+        region: &connection.spec.region,
+        identity,
+        accounts,
+    });
+    BTreeMap::from([
+        ("aws-config".to_owned(), config),
+        ("accounts.json".to_owned(), accounts_json(accounts)),
+    ])
 }
 
 /// Creates the run's ConfigMap (`files`) and, in Secret mode, its credentials Secret.

@@ -85,40 +85,48 @@ pub fn decide(input: &PlanInput<'_>) -> Plan {
         .iter()
         .filter(|j| j.state == JobState::Active)
         .collect();
-    let mut plan = Plan {
+    let plan = Plan {
         next: input.schedule.next_after(input.now),
         ..Plan::default()
     };
-
     if input.run_now {
-        let slot = input.now;
-        match input.policy {
-            ConcurrencyPolicy::Forbid if !active.is_empty() => {
-                plan.skip = Some(Skip {
-                    reason: "ConcurrentRunForbidden",
-                    message: format!(
-                        "a manual run was asked for while {} still runs; concurrencyPolicy is Forbid",
-                        active[0].name
-                    ),
-                });
-            }
-            policy => {
-                if policy == ConcurrencyPolicy::Replace {
-                    plan.replace = active.iter().map(|j| j.name.clone()).collect();
-                }
-                plan.start = Some(Start {
-                    job_name: job_name(input.name, slot, true),
-                    slot,
-                    manual: true,
-                });
-            }
-        }
-        return plan;
+        return manual_run(input, &active, plan);
     }
-
     if input.suspend {
         return plan;
     }
+    scheduled_run(input, &active, plan)
+}
+
+/// A run asked for by `orgconnect.dev/run=now`: started now unless Forbid and one runs.
+fn manual_run(input: &PlanInput<'_>, active: &[&JobView], mut plan: Plan) -> Plan {
+    let slot = input.now;
+    match input.policy {
+        ConcurrencyPolicy::Forbid if !active.is_empty() => {
+            plan.skip = Some(Skip {
+                reason: "ConcurrentRunForbidden",
+                message: format!(
+                    "a manual run was asked for while {} still runs; concurrencyPolicy is Forbid",
+                    active[0].name
+                ),
+            });
+        }
+        policy => {
+            if policy == ConcurrencyPolicy::Replace {
+                plan.replace = active.iter().map(|j| j.name.clone()).collect();
+            }
+            plan.start = Some(Start {
+                job_name: job_name(input.name, slot, true),
+                slot,
+                manual: true,
+            });
+        }
+    }
+    plan
+}
+
+/// The latest slot the schedule missed, started unless it is too late or Forbid holds it.
+fn scheduled_run(input: &PlanInput<'_>, active: &[&JobView], mut plan: Plan) -> Plan {
     let since = input
         .last_schedule_time
         .unwrap_or(input.created)
