@@ -19,7 +19,7 @@ use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::connection_status::Verdict;
 use super::context::Context;
@@ -44,6 +44,7 @@ use crate::aws::session::BaseCredentials;
 use crate::aws::trust::{TrustVerdict, parse_document, trust_statement, trust_verdict};
 use crate::duration::parse_duration;
 use crate::error::{Error, Result};
+use crate::metrics::ErrorLabels;
 use crate::schedule::Schedule;
 
 // Every Job and ConfigMap also carries the connection's label
@@ -353,6 +354,15 @@ async fn start_due_run(
             Ok(None)
         }
         Err((reason, message)) => {
+            warn!(schedule = %schedule.name_any(), job = %start.job_name, reason, %message, "sync run refused");
+            ctx.health
+                .metrics
+                .failures
+                .get_or_create(&ErrorLabels {
+                    kind: "SyncSchedule",
+                    error: "run_refused",
+                })
+                .inc();
             ctx.event(schedule, EventType::Warning, reason, message.clone())
                 .await;
             Ok(Some((ConditionStatus::False, reason, message)))
@@ -744,6 +754,9 @@ async fn start_run(
         ..ObjectMeta::default()
     };
     let files = run_files(connection, &external_id, identity, &accounts);
+    if let Some(refusal) = oversized_run(&files, accounts.len()) {
+        return Ok(Err(refusal));
+    }
     create_run_files(ctx, run_metadata, files, credentials.as_deref()).await?;
 
     let mode_text = match mode {
@@ -792,6 +805,29 @@ fn run_files(
         ("aws-config".to_owned(), config),
         ("accounts.json".to_owned(), accounts_json(accounts)),
     ])
+}
+
+/// The most data a ConfigMap may hold, keys and values together: the API server refuses
+/// more.
+const CONFIG_MAP_LIMIT: usize = 1024 * 1024;
+
+/// Why a run's files cannot be created: more than a ConfigMap holds. Refused before
+/// anything is created, so the run is reported once, not retried under a new name.
+fn oversized_run(files: &BTreeMap<String, String>, accounts: usize) -> Option<Refusal> {
+    let size: usize = files
+        .iter()
+        .map(|(key, value)| key.len() + value.len())
+        .sum();
+    (size > CONFIG_MAP_LIMIT).then(|| {
+        (
+            "RunTooLarge",
+            format!(
+                "the run's files for {accounts} accounts take {size} bytes, more than the \
+                 {CONFIG_MAP_LIMIT} a ConfigMap may hold; narrow spec.accountSelector or split \
+                 the accounts across several SyncSchedules"
+            ),
+        )
+    })
 }
 
 /// Creates the run's ConfigMap (`files`) and, in Secret mode, its credentials Secret.
@@ -1113,6 +1149,25 @@ pub async fn job_identity_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_whose_files_outgrow_a_config_map_is_refused_before_anything_is_made() {
+        let files = |bytes: usize| {
+            BTreeMap::from([
+                ("aws-config".to_owned(), "x".repeat(bytes)),
+                ("accounts.json".to_owned(), "[]".to_owned()),
+            ])
+        };
+        let room = CONFIG_MAP_LIMIT - "aws-config".len() - "accounts.json".len() - 2;
+        assert_eq!(oversized_run(&files(room), 3), None);
+        let (reason, message) = oversized_run(&files(room + 1), 5000).expect("refused");
+        assert_eq!(reason, "RunTooLarge");
+        assert!(
+            message.contains("5000 accounts take 1048577 bytes"),
+            "{message}"
+        );
+        assert!(!message.contains("  "), "{message}");
+    }
 
     #[test]
     fn a_refused_run_stays_reported_until_the_spec_changes() {
