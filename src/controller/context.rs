@@ -324,10 +324,10 @@ impl Context {
         {
             let mut probes = lock(&self.probes);
             let mut backoff = lock(&self.backoff);
-            backoff.remove(&format!("AwsOrgConnection/{key}"));
+            backoff.remove(&backoff_key("AwsOrgConnection", key));
             for member in members {
                 probes.remove(member);
-                backoff.remove(&format!("MemberAccount/{member}"));
+                backoff.remove(&backoff_key("MemberAccount", member));
             }
         }
         let held = lock(&self.probes).len()
@@ -542,6 +542,12 @@ const RECORDER_NAME_ROOM: usize = 253 - 1 - 20;
 fn event_generate_name(object: &str) -> String {
     let prefix: String = object.chars().take(200).collect();
     format!("{}-", prefix.trim_end_matches(['-', '.']))
+}
+
+/// The key of `object` (`<namespace>/<name>`) of `kind` in the error policy's backoff
+/// table.
+pub fn backoff_key(kind: &str, object: &str) -> String {
+    format!("{kind}/{object}")
 }
 
 /// The first wait after a failure, doubled per failure in a row up to [`RETRY_MAX`].

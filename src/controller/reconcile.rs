@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
-use super::context::{Context, Diagnostics, backoff, jitter, object_key};
+use super::context::{self, Context, Diagnostics, backoff, jitter, object_key};
 use super::names::FIELD_MANAGER;
 use crate::error::{Error, Result};
 use crate::metrics::{ErrorLabels, KindLabels};
@@ -62,7 +62,7 @@ where
 }
 
 fn backoff_key<K: Kind + Resource>(object: &K) -> String {
-    format!("{}/{}", K::KIND, object_key(object))
+    context::backoff_key(K::KIND, &object_key(object))
 }
 
 /// The error policy of every controller: a revoke in progress or blocked waits as it

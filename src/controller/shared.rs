@@ -6,7 +6,8 @@
 //! (kube-rs/kube#1590), and a handle whose object was deleted before it was read returns
 //! `Pending` without arranging to be woken, so the controller behind it hears nothing
 //! more until something else wakes it. Here a deletion reaches the subscribers that ask
-//! for it, carrying the object's last state.
+//! for it, carrying the object's last state. As with any watch, an object deleted while
+//! the watch was down and re-listing is only dropped from the store, never announced.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -93,20 +94,33 @@ where
             .take_until(shutdown);
         let mut events = std::pin::pin!(events);
         while let Some(event) = events.next().await {
-            let Ok(event) = event else { continue };
+            let event = match event {
+                Ok(event) => event,
+                Err(error) => {
+                    tracing::warn!(kind = %K::kind(&()), %error, "watch failed; retrying with backoff");
+                    continue;
+                }
+            };
             if matches!(event, watcher::Event::InitDone) {
                 let _ = listed.send(true);
             }
-            let object = match &event {
+            let wanted: Vec<bool> = subscribers
+                .iter()
+                .map(|(follow, _)| follow.wants(&event))
+                .collect();
+            if !wanted.contains(&true) {
+                continue;
+            }
+            let object = match event {
                 watcher::Event::Apply(object)
                 | watcher::Event::InitApply(object)
-                | watcher::Event::Delete(object) => Arc::new(object.clone()),
+                | watcher::Event::Delete(object) => Arc::new(object),
                 watcher::Event::Init | watcher::Event::InitDone => continue,
             };
             // A subscriber whose controller has stopped is dropped, not waited for.
             let mut gone = Vec::new();
-            for (index, (follow, sender)) in subscribers.iter().enumerate() {
-                if follow.wants(&event) && sender.send(object.clone()).await.is_err() {
+            for (index, ((_, sender), wanted)) in subscribers.iter().zip(wanted).enumerate() {
+                if wanted && sender.send(object.clone()).await.is_err() {
                     gone.push(index);
                 }
             }

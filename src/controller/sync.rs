@@ -686,12 +686,13 @@ fn account_selector(schedule: &SyncSchedule) -> Result<Option<Selector>, Refusal
 /// Creates the run's ConfigMap and Job. `Ok(Err(..))` when the run cannot start, with the
 /// reason.
 /// Why a run could not start, when a start was due.
-const RUN_REFUSALS: [&str; 5] = [
+const RUN_REFUSALS: [&str; 6] = [
     "ConnectionNotReady",
     "NoConnectedAccounts",
     "InvalidJobTemplate",
     "InvalidAccountSelector",
     "JobPrincipalNotTrusted",
+    "RunTooLarge",
 ];
 
 /// The `Ready=False` a refused run left, while the spec is the one it was refused for.
@@ -1162,6 +1163,10 @@ mod tests {
         assert_eq!(oversized_run(&files(room), 3), None);
         let (reason, message) = oversized_run(&files(room + 1), 5000).expect("refused");
         assert_eq!(reason, "RunTooLarge");
+        assert!(
+            RUN_REFUSALS.contains(&reason),
+            "the refusal stays reported after the reconcile that made it"
+        );
         assert!(
             message.contains("5000 accounts take 1048577 bytes"),
             "{message}"
