@@ -127,12 +127,11 @@ fn level_name(policy: AccessPolicy) -> &'static str {
 
 /// The AWS Organizations calls discovery makes, which a delegation policy must allow a
 /// delegated administrator.
-pub const DISCOVERY_ACTIONS: [&str; 5] = [
+pub const DISCOVERY_ACTIONS: [&str; 4] = [
     "organizations:DescribeOrganization",
     "organizations:ListRoots",
     "organizations:ListOrganizationalUnitsForParent",
-    "organizations:ListChildren",
-    "organizations:ListAccounts",
+    "organizations:ListAccountsForParent",
 ];
 
 /// The resource-based delegation policy that lets the managing role `role_arn`, in a

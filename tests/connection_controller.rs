@@ -110,11 +110,22 @@ async fn discovers_250_accounts_into_member_accounts_with_their_ou_paths() {
     let counts = connection.status.and_then(|s| s.accounts).expect("counts");
     assert_eq!(counts.total, 251);
     assert_eq!(managing_assumes(&bed.proxy, &org.managing_account_id), 1);
-    assert_eq!(
-        bed.proxy.calls("ListAccounts"),
-        13,
-        "251 accounts at 20 a page"
-    );
+    // Each parent's accounts in pages of 20, every parent asked once; no ListAccounts chain.
+    let parents =
+        std::iter::once(org.root_id.clone()).chain(org.ous.iter().map(|ou| ou.id.clone()));
+    let pages: u64 = parents
+        .map(|parent| {
+            let accounts = org
+                .accounts
+                .iter()
+                .filter(|a| a.parent_id == parent)
+                .count();
+            accounts.div_ceil(20).max(1) as u64
+        })
+        .sum();
+    assert_eq!(bed.proxy.calls("ListAccountsForParent"), pages);
+    assert_eq!(bed.proxy.calls("ListAccounts"), 0);
+    assert_eq!(bed.proxy.calls("ListChildren"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -475,7 +486,7 @@ async fn secret_credentials_are_used_once_the_secret_appears() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_page_deletes_nothing_and_a_complete_discovery_removes_departed_accounts() {
-    // 60 accounts: ListAccounts needs three pages of 20.
+    // 60 accounts: Prod's and Dev's 25 each take two ListAccountsForParent pages of 20.
     let spec = OrgSpec {
         root_accounts: 9,
         ous: vec![
@@ -515,8 +526,9 @@ async fn a_failed_page_deletes_nothing_and_a_complete_discovery_removes_departed
         .await
         .expect("RemoveAccountFromOrganization");
 
-    // Page 3 of ListAccounts (and all its retries) answers 503.
-    bed.proxy.fail_from_call("ListAccounts", 3);
+    // From the third ListAccountsForParent page on, every page (and its retries) answers
+    // 503.
+    bed.proxy.fail_from_call("ListAccountsForParent", 3);
     patch_spec(
         &connections,
         "acme",
@@ -524,7 +536,7 @@ async fn a_failed_page_deletes_nothing_and_a_complete_discovery_removes_departed
     )
     .await;
     let stale = wait_condition(&connections, "acme", Discovered, True, "Stale").await;
-    assert!(bed.proxy.injected("ListAccounts") >= 1);
+    assert!(bed.proxy.injected("ListAccountsForParent") >= 1);
     let message = &find_condition(
         &stale.status.as_ref().expect("status").conditions,
         Discovered,
@@ -610,8 +622,7 @@ async fn discovers_everything_without_a_flip(prefix: &str, fault: impl Fn(&AwsBe
                 "DescribeOrganization",
                 "ListRoots",
                 "ListOrganizationalUnitsForParent",
-                "ListChildren",
-                "ListAccounts",
+                "ListAccountsForParent",
             ] {
                 fault(bed, operation);
             }
@@ -650,11 +661,11 @@ async fn discovers_everything_without_a_flip(prefix: &str, fault: impl Fn(&AwsBe
         .expect("watch task");
     wait_members(&ns.api(), 60).await;
     assert!(
-        bed.proxy.injected("ListAccounts") >= 1,
+        bed.proxy.injected("ListAccountsForParent") >= 1,
         "faults were injected"
     );
     assert!(
-        bed.proxy.injected("ListChildren") >= 1,
+        bed.proxy.injected("ListOrganizationalUnitsForParent") >= 1,
         "faults were injected"
     );
     for conditions in &history {
@@ -802,25 +813,10 @@ async fn deleting_the_connection_removes_its_member_accounts() {
 /// discovery an hour later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_account_deleted_by_hand_leaves_the_counts_at_once() {
-    let Scenario {
-        external_id,
-        bed: _bed,
-        org,
-        ns,
-        operator: _operator,
-        ..
-    } = Scenario::start("handdelete", &OrgSpec::flat(4)).await;
-    let connections: Api<AwsOrgConnection> = ns.api();
-    let member_api: Api<MemberAccount> = ns.api();
-    apply_connection(
-        &connections,
-        "acme",
-        serde_json::json!({
-            "roleArn": managing_role(&org.managing_account_id),
-            "externalId": external_id,
-        }),
-    )
-    .await;
+    let scenario = Scenario::start("handdelete", &OrgSpec::flat(4)).await;
+    scenario.connect("acme", serde_json::json!({})).await;
+    let connections: Api<AwsOrgConnection> = scenario.ns.api();
+    let member_api: Api<MemberAccount> = scenario.ns.api();
     support::operator::wait_all_connected(&member_api, 5).await;
     let counts =
         |connection: AwsOrgConnection| connection.status?.accounts.map(|a| (a.total, a.connected));

@@ -711,7 +711,11 @@ async fn throttled_half_of_all_aws_calls_for_a_minute_reports_nothing_false() {
         tokio::time::sleep_until(end.min(Instant::now() + CYCLE)).await;
     }
     proxy.stop_throttling();
-    for operation in ["DescribeOrganization", "ListAccounts", "AssumeRole"] {
+    for operation in [
+        "DescribeOrganization",
+        "ListAccountsForParent",
+        "AssumeRole",
+    ] {
         assert!(
             proxy.injected(operation) > 0,
             "{operation} was throttled ({} of {} calls)",

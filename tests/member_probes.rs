@@ -517,7 +517,10 @@ async fn health_and_metrics_are_served() {
     // Every AWS attempt is counted by operation: the managing role and two member probes.
     for (call, at_least) in [
         ("service=\"STS\",operation=\"AssumeRole\"", 3.0),
-        ("service=\"Organizations\",operation=\"ListAccounts\"", 1.0),
+        (
+            "service=\"Organizations\",operation=\"ListAccountsForParent\"",
+            1.0,
+        ),
     ] {
         let count = support::metric_value(&body, &format!("orgconnect_aws_calls_total{{{call}}}"));
         assert!(count.is_some_and(|n| n >= at_least), "{call}: {count:?}");

@@ -60,12 +60,12 @@ async fn aws_calls_go_through_the_configured_http_proxy() {
         "AssumeRole went through the proxy"
     );
     assert!(
-        forwarder.calls("ListAccounts") >= 1,
+        forwarder.calls("ListAccountsForParent") >= 1,
         "discovery went through the proxy"
     );
     assert_eq!(
-        forwarder.calls("ListAccounts"),
-        bed.proxy.calls("ListAccounts"),
+        forwarder.calls("ListAccountsForParent"),
+        bed.proxy.calls("ListAccountsForParent"),
         "every call did"
     );
 }

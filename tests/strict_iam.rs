@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use orgconnect::api::{ConditionStatus, ConditionType, find_condition};
 use support::eventually;
-use support::iam::without_action;
+use support::iam::{replace_action, without_action};
 use support::operator::{members, wait_all_connected, wait_condition};
 use support::org::{OrgSpec, OuSpec};
 use support::scenario::Scenario;
@@ -102,6 +102,56 @@ async fn a_template_without_an_action_fails_with_a_reason_naming_it() {
         "the bed refused it: {:?}",
         scenario.bed.proxy.iam_denials()
     );
+}
+
+/// A managing role made from an older template may call ListAccounts and ListChildren but
+/// not ListAccountsForParent: discovery falls back to listing that way, and every account
+/// is found under its own OU.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_managing_role_from_an_older_template_still_discovers_every_account() {
+    let spec = OrgSpec {
+        root_accounts: 1,
+        ous: vec![OuSpec::new("Prod").accounts(3)],
+    };
+    let scenario = Scenario::build("strict-legacy", &spec)
+        .template(|template| {
+            replace_action(
+                template,
+                "organizations:ListAccountsForParent",
+                &["organizations:ListAccounts", "organizations:ListChildren"],
+            )
+        })
+        .start()
+        .await;
+    scenario.connect("acme", serde_json::json!({})).await;
+    wait_condition(
+        &scenario.connections(),
+        "acme",
+        ConditionType::Discovered,
+        ConditionStatus::True,
+        "Discovered",
+    )
+    .await;
+    let listed = wait_all_connected(&scenario.members(), 5).await;
+    let in_prod = listed
+        .iter()
+        .filter(|m| {
+            m.spec
+                .organizational_unit
+                .as_ref()
+                .is_some_and(|ou| ou.path == "Root/Prod")
+        })
+        .count();
+    assert_eq!(in_prod, 3, "each account under its own OU");
+    let denials = scenario.bed.proxy.iam_denials();
+    assert!(
+        denials
+            .iter()
+            .all(|d| d.contains("organizations:ListAccountsForParent")),
+        "only the newer call was refused: {denials:?}"
+    );
+    assert!(scenario.bed.proxy.calls("ListAccounts") >= 1);
+    assert!(scenario.bed.proxy.calls("ListChildren") >= 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

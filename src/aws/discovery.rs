@@ -1,5 +1,6 @@
 //! Lists a whole organization through AWS Organizations: the organization, its root,
-//! every OU at any depth, and every account with its parent, at AWS's page sizes. Any
+//! every OU at any depth, and every account with its parent, at AWS's page sizes, many
+//! parents at once. Any
 //! failed page fails the whole discovery, so a partial listing is never mistaken for the
 //! organization.
 
@@ -14,7 +15,7 @@ use crate::api::member_account::{AwsAccountStatus, JoinedMethod};
 use crate::organization::{Account, OrganizationSnapshot, Unit};
 
 /// AWS's largest page for ListAccounts.
-pub const ACCOUNTS_PAGE_SIZE: i32 = 20;
+const ACCOUNTS_PAGE_SIZE: i32 = 20;
 /// AWS's largest page for the per-parent listings.
 const CHILDREN_PAGE_SIZE: i32 = 20;
 
@@ -55,8 +56,15 @@ pub async fn describe_organization(client: &Client) -> Result<OrganizationHeader
     })
 }
 
-/// Lists the whole organization described by `header`; `concurrency` bounds the per-OU
+/// Lists the whole organization described by `header`; `concurrency` bounds the listing
 /// calls in flight.
+///
+/// Each parent (the root, then every OU as soon as its parent's listing finds it) is
+/// asked for its OUs and, with ListAccountsForParent, its accounts: each account comes
+/// with its parent and state in one pass, and the pages of different parents are fetched
+/// side by side rather than one ListAccounts page after another. A managing role made
+/// from an older template, which may call ListAccounts and ListChildren but not
+/// ListAccountsForParent, is listed the older way.
 pub async fn list_organization(
     client: &Client,
     header: OrganizationHeader,
@@ -74,10 +82,144 @@ pub async fn list_organization(
         .unwrap_or_default()
         .to_owned();
 
-    // ListAccounts pages can only be fetched one after another: walk the OUs meanwhile.
+    let (units, accounts) = match walk(client, &root_id, concurrency).await {
+        Ok(found) => found,
+        Err(failure)
+            if failure.kind == FailureKind::AccessDenied
+                && failure.operation == "ListAccountsForParent" =>
+        {
+            tracing::warn!(error = %failure,
+                "the managing role may not call ListAccountsForParent; listing with ListAccounts \
+                 and ListChildren, which is slower: update the role from the current template");
+            legacy_walk(client, &root_id, concurrency).await?
+        }
+        Err(failure) => return Err(failure),
+    };
+    Ok(OrganizationSnapshot {
+        id: header.id,
+        managing_account_id: header.managing_account_id,
+        feature_set: header.feature_set,
+        root_id,
+        units,
+        accounts,
+    })
+}
+
+/// One listing call's worth of work: a parent's OUs, or its accounts.
+enum Listing {
+    Units(String),
+    Accounts(String),
+}
+
+/// What a [`Listing`] found.
+enum Found {
+    Units(Vec<(String, Unit)>),
+    Accounts(Vec<Account>),
+}
+
+/// Every OU and every account under `root_id`. A parent's accounts and its OUs are
+/// listed as soon as the parent is known, `concurrency` parents' listings at a time.
+async fn walk(
+    client: &Client,
+    root_id: &str,
+    concurrency: usize,
+) -> Result<(BTreeMap<String, Unit>, Vec<Account>), AwsFailure> {
+    let mut queue = std::collections::VecDeque::from([
+        Listing::Units(root_id.to_owned()),
+        Listing::Accounts(root_id.to_owned()),
+    ]);
+    let mut in_flight = futures::stream::FuturesUnordered::new();
+    let mut units = BTreeMap::new();
+    let mut accounts = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        while in_flight.len() < concurrency.max(1)
+            && let Some(listing) = queue.pop_front()
+        {
+            in_flight.push(list(client, listing));
+        }
+        let Some(found) = in_flight.next().await else {
+            break;
+        };
+        match found? {
+            Found::Units(children) => {
+                for (id, unit) in children {
+                    if units.insert(id.clone(), unit).is_none() {
+                        queue.push_back(Listing::Units(id.clone()));
+                        queue.push_back(Listing::Accounts(id));
+                    }
+                }
+            }
+            // An account that moved while the organization was listed may be found under
+            // both parents: the first listing wins until the next discovery.
+            Found::Accounts(found) => accounts.extend(
+                found
+                    .into_iter()
+                    .filter(|account| seen.insert(account.id.clone())),
+            ),
+        }
+    }
+    Ok((units, accounts))
+}
+
+/// Runs one listing, every page of it.
+async fn list(client: &Client, listing: Listing) -> Result<Found, AwsFailure> {
+    match listing {
+        Listing::Units(parent_id) => {
+            let mut pages = client
+                .list_organizational_units_for_parent()
+                .parent_id(&parent_id)
+                .max_results(CHILDREN_PAGE_SIZE)
+                .into_paginator()
+                .send();
+            let mut found = Vec::new();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| classify("ListOrganizationalUnitsForParent", &e))?;
+                for ou in page.organizational_units() {
+                    let Some(id) = ou.id() else { continue };
+                    found.push((
+                        id.to_owned(),
+                        Unit {
+                            name: ou.name().unwrap_or(id).to_owned(),
+                            parent_id: parent_id.clone(),
+                        },
+                    ));
+                }
+            }
+            Ok(Found::Units(found))
+        }
+        Listing::Accounts(parent_id) => {
+            let mut pages = client
+                .list_accounts_for_parent()
+                .parent_id(&parent_id)
+                .max_results(CHILDREN_PAGE_SIZE)
+                .into_paginator()
+                .send();
+            let mut found = Vec::new();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| classify("ListAccountsForParent", &e))?;
+                found.extend(
+                    page.accounts()
+                        .iter()
+                        .filter_map(|account| account_of(account, &parent_id)),
+                );
+            }
+            Ok(Found::Accounts(found))
+        }
+    }
+}
+
+/// The older listing, for a managing role that may not call ListAccountsForParent: the
+/// OUs level by level and the ListAccounts chain side by side, then each account's parent
+/// from ListChildren.
+async fn legacy_walk(
+    client: &Client,
+    root_id: &str,
+    concurrency: usize,
+) -> Result<(BTreeMap<String, Unit>, Vec<Account>), AwsFailure> {
     let units_and_parents = async {
-        let units = list_units(client, &root_id, concurrency).await?;
-        let parents = list_account_parents(client, &root_id, &units, concurrency).await?;
+        let units = list_units(client, root_id, concurrency).await?;
+        let parents = list_account_parents(client, root_id, &units, concurrency).await?;
         Ok::<_, AwsFailure>((units, parents))
     };
     let ((units, parents), mut accounts) =
@@ -87,18 +229,10 @@ pub async fn list_organization(
     for account in &mut accounts {
         account.parent_id = parents
             .get(&account.id)
-            .map_or(root_id.as_str(), String::as_str)
+            .map_or(root_id, String::as_str)
             .to_owned();
     }
-
-    Ok(OrganizationSnapshot {
-        id: header.id,
-        managing_account_id: header.managing_account_id,
-        feature_set: header.feature_set,
-        root_id,
-        units,
-        accounts,
-    })
+    Ok((units, accounts))
 }
 
 /// Every OU under the root, level by level.
@@ -110,38 +244,20 @@ async fn list_units(
     let mut units = BTreeMap::new();
     let mut level = vec![root_id.to_owned()];
     while !level.is_empty() {
-        let children: Vec<Vec<(String, Unit)>> = futures::stream::iter(level)
-            .map(|parent_id| async move {
-                let mut pages = client
-                    .list_organizational_units_for_parent()
-                    .parent_id(&parent_id)
-                    .max_results(CHILDREN_PAGE_SIZE)
-                    .into_paginator()
-                    .send();
-                let mut found = Vec::new();
-                while let Some(page) = pages.next().await {
-                    let page =
-                        page.map_err(|e| classify("ListOrganizationalUnitsForParent", &e))?;
-                    for ou in page.organizational_units() {
-                        let Some(id) = ou.id() else { continue };
-                        found.push((
-                            id.to_owned(),
-                            Unit {
-                                name: ou.name().unwrap_or(id).to_owned(),
-                                parent_id: parent_id.clone(),
-                            },
-                        ));
-                    }
-                }
-                Ok::<_, AwsFailure>(found)
-            })
+        let children: Vec<Found> = futures::stream::iter(level)
+            .map(|parent_id| list(client, Listing::Units(parent_id)))
             .buffer_unordered(concurrency.max(1))
             .try_collect()
             .await?;
         level = Vec::new();
-        for (id, unit) in children.into_iter().flatten() {
-            if units.insert(id.clone(), unit).is_none() {
-                level.push(id);
+        for found in children {
+            let Found::Units(children) = found else {
+                continue;
+            };
+            for (id, unit) in children {
+                if units.insert(id.clone(), unit).is_none() {
+                    level.push(id);
+                }
             }
         }
     }
@@ -192,26 +308,32 @@ async fn list_accounts(client: &Client) -> Result<Vec<Account>, AwsFailure> {
     let mut accounts = Vec::new();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| classify("ListAccounts", &e))?;
-        for account in page.accounts() {
-            let Some(id) = account.id() else { continue };
-            accounts.push(Account {
-                id: id.to_owned(),
-                name: account.name().unwrap_or_default().to_owned(),
-                email: account.email().unwrap_or_default().to_owned(),
-                status: account_state(
-                    account.state().map(|s| s.as_str()),
-                    account.status().map(|s| s.as_str()),
-                ),
-                joined_method: account.joined_method().and_then(|m| match m.as_str() {
-                    "CREATED" => Some(JoinedMethod::Created),
-                    "INVITED" => Some(JoinedMethod::Invited),
-                    _ => None,
-                }),
-                parent_id: String::new(),
-            });
-        }
+        accounts.extend(
+            page.accounts()
+                .iter()
+                .filter_map(|account| account_of(account, "")),
+        );
     }
     Ok(accounts)
+}
+
+/// An account as AWS lists it, under `parent_id`.
+fn account_of(account: &aws_sdk_organizations::types::Account, parent_id: &str) -> Option<Account> {
+    Some(Account {
+        id: account.id()?.to_owned(),
+        name: account.name().unwrap_or_default().to_owned(),
+        email: account.email().unwrap_or_default().to_owned(),
+        status: account_state(
+            account.state().map(|s| s.as_str()),
+            account.status().map(|s| s.as_str()),
+        ),
+        joined_method: account.joined_method().and_then(|m| match m.as_str() {
+            "CREATED" => Some(JoinedMethod::Created),
+            "INVITED" => Some(JoinedMethod::Invited),
+            _ => None,
+        }),
+        parent_id: parent_id.to_owned(),
+    })
 }
 
 /// The account's state: AWS's `State`, or the retired `Status` where no `State` is given

@@ -227,6 +227,12 @@ async fn create_stack(config: &aws_config::SdkConfig, name: &str, body: &str) {
 
 /// Removes `action` from every statement of the managing role's permissions policy.
 pub fn without_action(template: &mut serde_json::Value, action: &str) {
+    replace_action(template, action, &[]);
+}
+
+/// Grants `instead` wherever the managing-role template grants `action`, as an older
+/// template did.
+pub fn replace_action(template: &mut serde_json::Value, action: &str, instead: &[&str]) {
     let Some(policies) =
         template["Resources"]["OrgconnectRole"]["Properties"]["Policies"].as_array_mut()
     else {
@@ -241,7 +247,10 @@ pub fn without_action(template: &mut serde_json::Value, action: &str) {
             if let Some(actions) = statement["Action"].as_array_mut() {
                 let before = actions.len();
                 actions.retain(|a| a.as_str() != Some(action));
-                removed |= actions.len() != before;
+                if actions.len() != before {
+                    removed = true;
+                    actions.extend(instead.iter().map(|a| serde_json::Value::from(*a)));
+                }
             }
         }
     }
