@@ -28,6 +28,19 @@ enum Command {
     /// Test a connection from a terminal, without a cluster: assume the role, describe
     /// and list the organization, probe member accounts. Exits 0 only if all pass.
     Check(CheckArgs),
+    /// Assemble a large sync run's files from its parts (the first init container of its
+    /// Job runs this).
+    RenderRun(RenderRunArgs),
+}
+
+#[derive(clap::Args)]
+struct RenderRunArgs {
+    /// The folder holding the run's parts (and its credentials file, if any).
+    #[arg(long)]
+    from: std::path::PathBuf,
+    /// The folder to write `aws-config`, `accounts.json` (and `credentials`) into.
+    #[arg(long)]
+    to: std::path::PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -159,6 +172,15 @@ struct RunArgs {
     /// its memberAccess.concurrency).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
     probe_concurrency: u16,
+    /// The operator's own image: a sync run whose files outgrow one ConfigMap (about 3,300
+    /// accounts) gets an init container of it that assembles them. Without it such a run
+    /// is refused with RunTooLarge.
+    #[arg(long, env = "ORGCONNECT_RUN_IMAGE")]
+    run_image: Option<String>,
+    /// The most bytes of a large run's files one ConfigMap holds.
+    #[arg(long, default_value_t = orgconnect::controller::RUN_PART_BYTES,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(4096..=1_000_000))]
+    run_part_bytes: usize,
     /// Run several replicas with one active: elect a leader on a coordination.k8s.io Lease.
     #[arg(long, env = "ORGCONNECT_LEADER_ELECTION")]
     leader_election: bool,
@@ -201,6 +223,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Tree(args) => tree(args),
         Command::Template(args) => template(args),
+        Command::RenderRun(args) => render_run(&args),
         Command::Check(args) => match check(args) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::FAILURE,
@@ -226,6 +249,43 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
+}
+
+/// Joins the parts in `args.from` and writes the run's files into `args.to`.
+fn render_run(args: &RenderRunArgs) -> Result<(), Box<dyn std::error::Error>> {
+    use orgconnect::controller::sync_config::join;
+    let mut parts: Vec<std::path::PathBuf> = std::fs::read_dir(&args.from)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| {
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("run-") && n.ends_with(".json"))
+        })
+        .collect();
+    parts.sort();
+    let texts = parts
+        .iter()
+        .map(std::fs::read_to_string)
+        .collect::<Result<Vec<_>, _>>()?;
+    let input = join(&texts)?;
+    let mut files = input.files();
+    let credentials = args.from.join("credentials");
+    if credentials.exists() {
+        files.insert(
+            "credentials".to_owned(),
+            std::fs::read_to_string(credentials)?,
+        );
+    }
+    for (name, text) in &files {
+        std::fs::write(args.to.join(name), text)?;
+    }
+    eprintln!(
+        "orgconnect: rendered {} accounts from {} parts into {}",
+        input.accounts.len(),
+        parts.len(),
+        args.to.display()
+    );
+    Ok(())
 }
 
 /// A connection, and the roles its sync Jobs run as.
@@ -455,6 +515,8 @@ fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
             require_generated_external_id: args.require_generated_external_id,
             discovery_concurrency: usize::from(args.discovery_concurrency),
             probe_concurrency: usize::from(args.probe_concurrency),
+            run_image: args.run_image,
+            run_part_bytes: args.run_part_bytes,
             instance: std::env::var("POD_NAME")
                 .or_else(|_| std::env::var("HOSTNAME"))
                 .unwrap_or_else(|_| "orgconnect".to_owned()),

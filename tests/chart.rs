@@ -330,6 +330,12 @@ fn the_default_values_render_a_restricted_cluster_wide_operator() {
             "--log-format=json",
             "--probe-concurrency=64",
             "--discovery-concurrency=8",
+            // Large sync runs are assembled by an init container of the operator's image.
+            format!(
+                "--run-image=ghcr.io/orgconnect/orgconnect:{}",
+                env!("CARGO_PKG_VERSION")
+            )
+            .as_str(),
         ]
     );
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");

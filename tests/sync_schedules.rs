@@ -683,3 +683,160 @@ async fn runs_take_only_the_selected_accounts_and_are_skipped_when_none_is_conne
         "the account and the managing hop"
     );
 }
+
+/// A run whose files outgrow one ConfigMap of the run (4 KiB here, 900 KiB by default)
+/// comes in parts: ConfigMaps of at most that size, mounted only in a first init container
+/// of the operator's image, which renders the same `aws-config` and `accounts.json` into a
+/// volume of the Pod's memory for every other container. The real `orgconnect render-run`
+/// renders the parts as the API server holds them; revoking removes every part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_too_large_for_one_config_map_comes_in_parts_that_render_its_files() {
+    const PART_BYTES: usize = 4096;
+    let scenario = Scenario::build("bigrun", &OrgSpec::flat(40))
+        .prepare(|_, settings| {
+            settings.run_image = Some("orgconnect:bed".to_owned());
+            settings.run_part_bytes = PART_BYTES;
+        })
+        .start()
+        .await;
+    let (connections, member_api) =
+        connect_acme(&scenario.ns, &scenario.org, &scenario.external_id, 41).await;
+    let connected: std::collections::BTreeSet<String> = members(&member_api)
+        .await
+        .into_iter()
+        .map(|m| m.spec.account_id)
+        .collect();
+    let schedules: Api<SyncSchedule> = scenario.ns.api();
+    apply_schedule(
+        &schedules,
+        "inventory",
+        serde_json::json!({
+            "connectionRef": { "name": "acme" },
+            "schedule": "0 0 1 1 *",
+            "jobTemplate": { "spec": { "template": { "spec": {
+                "containers": [{ "name": "collect", "image": "busybox" }] } } } },
+        }),
+    )
+    .await;
+    request_run(&schedules, "inventory").await;
+    let jobs: Api<Job> = scenario.ns.api();
+    let job = eventually("the run's Job", Duration::from_secs(30), || async {
+        jobs_of(&jobs, "inventory").await.into_iter().next()
+    })
+    .await;
+    let pod = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.clone())
+        .expect("pod spec");
+    let render = &pod.init_containers.as_ref().expect("init containers")[0];
+    assert_eq!(render.name, "orgconnect-render");
+    assert_eq!(render.image.as_deref(), Some("orgconnect:bed"));
+    assert_eq!(
+        render.args.clone().unwrap_or_default(),
+        [
+            "render-run",
+            "--from",
+            "/etc/orgconnect-parts",
+            "--to",
+            "/etc/orgconnect"
+        ]
+    );
+    let volume = |name: &str| {
+        pod.volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("volume {name}"))
+    };
+    assert_eq!(
+        volume("orgconnect")
+            .empty_dir
+            .and_then(|e| e.medium)
+            .as_deref(),
+        Some("Memory")
+    );
+    let part_names: Vec<String> = volume("orgconnect-parts")
+        .projected
+        .and_then(|p| p.sources)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|s| s.config_map.as_ref().map(|c| c.name.clone()))
+        .collect();
+    assert!(part_names.len() > 1, "{part_names:?}");
+    assert_eq!(part_names[0], job.name_any());
+    assert!(
+        pod.containers[0]
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.name == "orgconnect" && m.mount_path == "/etc/orgconnect"),
+        "the Job's own container reads the rendered files"
+    );
+
+    // The parts as the kubelet would mount them, rendered by the real subcommand.
+    let config_maps: Api<ConfigMap> = scenario.ns.api();
+    let dir = std::env::temp_dir().join(format!("orgconnect-parts-{}", support::unique_suffix()));
+    let (from, to) = (dir.join("from"), dir.join("to"));
+    std::fs::create_dir_all(&from).expect("parts folder");
+    std::fs::create_dir_all(&to).expect("files folder");
+    for name in &part_names {
+        let data = config_maps
+            .get(name)
+            .await
+            .expect("a part")
+            .data
+            .expect("data");
+        let size: usize = data.iter().map(|(k, v)| k.len() + v.len()).sum();
+        assert!(size <= PART_BYTES + 64, "part {name} holds {size} bytes");
+        for (key, text) in data {
+            std::fs::write(from.join(key), text).expect("write part");
+        }
+    }
+    let rendered = std::process::Command::new(env!("CARGO_BIN_EXE_orgconnect"))
+        .arg("render-run")
+        .arg("--from")
+        .arg(&from)
+        .arg("--to")
+        .arg(&to)
+        .output()
+        .expect("orgconnect render-run");
+    assert!(
+        rendered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    let config = std::fs::read_to_string(to.join("aws-config")).expect("aws-config");
+    let profiles: std::collections::BTreeSet<String> = config
+        .lines()
+        .filter_map(|l| l.strip_prefix("[profile ")?.strip_suffix(']'))
+        .filter(|p| p.chars().all(|c| c.is_ascii_digit()))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(profiles, connected, "one profile per Connected account");
+    let listed: Vec<serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(to.join("accounts.json")).expect("accounts.json"),
+    )
+    .expect("JSON");
+    let listed: std::collections::BTreeSet<String> = listed
+        .iter()
+        .filter_map(|a| a["id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(listed, connected);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // Revoking the connection removes every part.
+    connections
+        .delete("acme", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually("every part deleted", Duration::from_secs(60), || async {
+        let left = config_maps
+            .list(&ListParams::default().labels(&format!("{SCHEDULE_LABEL}=inventory")))
+            .await
+            .ok()?;
+        left.items.is_empty().then_some(())
+    })
+    .await;
+}

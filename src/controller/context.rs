@@ -32,7 +32,15 @@ pub struct Settings {
     pub probe_concurrency: usize,
     /// The name Events are reported under (the pod's name in a cluster).
     pub instance: String,
+    /// The operator's own image: a sync run whose files outgrow one ConfigMap gets an init
+    /// container of it that assembles them. Without it such a run is refused.
+    pub run_image: Option<String>,
+    /// The most bytes of a large run's files one ConfigMap holds.
+    pub run_part_bytes: usize,
 }
+
+/// The default for [`Settings::run_part_bytes`]: well within the 1 MiB a ConfigMap holds.
+pub const RUN_PART_BYTES: usize = 900 * 1024;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -43,6 +51,8 @@ impl Default for Settings {
             discovery_concurrency: 8,
             probe_concurrency: 64,
             instance: "orgconnect".to_owned(),
+            run_image: None,
+            run_part_bytes: RUN_PART_BYTES,
         }
     }
 }

@@ -38,7 +38,7 @@ use crate::aws::session::SessionCache;
 use k8s_openapi::api::batch::v1::Job;
 use shared::{Follow, SharedWatch};
 
-pub use context::{Diagnostics, Settings};
+pub use context::{Diagnostics, RUN_PART_BYTES, Settings};
 pub use names::{FIELD_MANAGER, FINALIZER};
 
 /// The operator: its controllers, ready to run.

@@ -8,8 +8,9 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapProjection, EnvVar, PodTemplateSpec, ProjectedVolumeSource, Secret,
-    SecretProjection, ServiceAccount, Volume, VolumeMount, VolumeProjection,
+    Capabilities, ConfigMap, ConfigMapProjection, Container, EmptyDirVolumeSource, EnvVar,
+    PodTemplateSpec, ProjectedVolumeSource, Secret, SecretProjection, SecurityContext,
+    ServiceAccount, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::{
@@ -22,13 +23,11 @@ use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
 use super::connection_status::Verdict;
-use super::context::Context;
+use super::context::{Context, Settings};
 use super::credentials::{keys_from_secret, secret_name};
 use super::names::{CONNECTION_LABEL, SCHEDULE_LABEL, label_value};
 use super::reconcile::{create_once, delete_if_present, observed, write_status};
-use super::sync_config::{
-    ConfigInput, JobIdentity, RunAccount, accounts_json, aws_config, credentials_file,
-};
+use super::sync_config::{JobIdentity, RunAccount, RunInput, credentials_file, part_key, split};
 use super::sync_plan::{JobState, JobView, Plan, PlanInput, Start, decide, prune, run_mode};
 use crate::api::AwsOrgConnection;
 use crate::api::condition::{
@@ -543,6 +542,12 @@ pub(super) async fn delete_run(ctx: &Context, namespace: &str, job: &str) -> Res
         job: delete_if_present(&jobs, job, &params).await?,
         config_map: delete_if_present(&config_maps, job, &params).await?,
     };
+    // A large run's further parts, numbered from 1: the first one missing ends them.
+    for index in 1.. {
+        if !delete_if_present(&config_maps, &part_name(job, index), &params).await? {
+            break;
+        }
+    }
     delete_if_present(&secrets, job, &params).await?;
     Ok(deleted)
 }
@@ -754,11 +759,22 @@ async fn start_run(
         owner_references: Some(vec![owner.clone()]),
         ..ObjectMeta::default()
     };
-    let files = run_files(connection, &external_id, identity, &accounts);
-    if let Some(refusal) = oversized_run(&files, accounts.len()) {
-        return Ok(Err(refusal));
-    }
-    create_run_files(ctx, run_metadata, files, credentials.as_deref()).await?;
+    let input = run_input(connection, &external_id, identity, &accounts);
+    let render = match run_objects(&ctx.settings, &input, job_name, accounts.len()) {
+        Ok(RunObjects::Files(files)) => {
+            create_run_files(ctx, run_metadata, vec![files], credentials.as_deref()).await?;
+            None
+        }
+        Ok(RunObjects::Parts { parts, image }) => {
+            let count = parts.len();
+            create_run_files(ctx, run_metadata, parts, credentials.as_deref()).await?;
+            Some(RenderStep {
+                image,
+                parts: count,
+            })
+        }
+        Err(refusal) => return Ok(Err(refusal)),
+    };
 
     let mode_text = match mode {
         RunMode::Backfill => "backfill",
@@ -775,6 +791,7 @@ async fn start_run(
             mode: mode_text,
             accounts: accounts.len(),
             credentials: credentials.is_some(),
+            render,
         },
     );
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -787,69 +804,124 @@ async fn start_run(
     }
 }
 
-/// The files a run gets: its AWS config, a profile per account, and `accounts.json`.
-fn run_files(
+/// What a run's files are made from.
+fn run_input(
     connection: &AwsOrgConnection,
     external_id: &str,
     identity: &JobIdentity,
     accounts: &[RunAccount],
-) -> BTreeMap<String, String> {
-    let config = aws_config(&ConfigInput {
-        managing_role_arn: &connection.spec.role_arn,
-        external_id,
-        member_external_id: connection.spec.member_access.external_id.as_deref(),
-        region: &connection.spec.region,
-        identity,
-        accounts,
-    });
-    BTreeMap::from([
-        ("aws-config".to_owned(), config),
-        ("accounts.json".to_owned(), accounts_json(accounts)),
-    ])
+) -> RunInput {
+    RunInput {
+        managing_role_arn: connection.spec.role_arn.clone(),
+        external_id: external_id.to_owned(),
+        member_external_id: connection.spec.member_access.external_id.clone(),
+        region: connection.spec.region.clone(),
+        identity: identity.clone(),
+        accounts: accounts.to_vec(),
+    }
 }
 
-/// The most data a ConfigMap may hold, keys and values together: the API server refuses
-/// more.
-const CONFIG_MAP_LIMIT: usize = 1024 * 1024;
+/// The data of a run's ConfigMaps, in order: the files themselves when they fit in one,
+/// else the run's parts, which an init container of `image` joins and renders.
+enum RunObjects {
+    Files(BTreeMap<String, String>),
+    Parts {
+        parts: Vec<BTreeMap<String, String>>,
+        image: String,
+    },
+}
 
-/// Why a run's files cannot be created: more than a ConfigMap holds. Refused before
-/// anything is created, so the run is reported once, not retried under a new name.
-fn oversized_run(files: &BTreeMap<String, String>, accounts: usize) -> Option<Refusal> {
+/// Decides how a run's files reach its Job: one ConfigMap when they fit, parts when they
+/// do not and the operator knows the image that renders them; refused otherwise.
+fn run_objects(
+    settings: &Settings,
+    input: &RunInput,
+    job_name: &str,
+    accounts: usize,
+) -> Result<RunObjects, Refusal> {
+    let files = input.files();
+    let Some(too_large) = oversized_run(&files, accounts, settings.run_part_bytes) else {
+        return Ok(RunObjects::Files(files));
+    };
+    let Some(image) = settings.run_image.clone() else {
+        let (reason, message) = too_large;
+        return Err((
+            reason,
+            format!(
+                "{message}; or start the operator with --run-image (the chart sets it) so a \
+                 large run's files are assembled in the Job"
+            ),
+        ));
+    };
+    let parts = split(input, settings.run_part_bytes).map_err(|e| {
+        (
+            "RunTooLarge",
+            format!("the run {job_name} could not be written in parts: {e}"),
+        )
+    })?;
+    let parts = parts
+        .into_iter()
+        .enumerate()
+        .map(|(index, part)| BTreeMap::from([(part_key(index), part)]))
+        .collect();
+    Ok(RunObjects::Parts { parts, image })
+}
+
+/// The ConfigMap holding part `index` of run `job`: the first is named as the Job.
+fn part_name(job: &str, index: usize) -> String {
+    if index == 0 {
+        job.to_owned()
+    } else {
+        format!("{job}-part-{index}")
+    }
+}
+
+/// Why a run's files cannot go into one ConfigMap of at most `limit` bytes (keys and
+/// values together; the API server refuses more than 1 MiB).
+fn oversized_run(
+    files: &BTreeMap<String, String>,
+    accounts: usize,
+    limit: usize,
+) -> Option<Refusal> {
     let size: usize = files
         .iter()
         .map(|(key, value)| key.len() + value.len())
         .sum();
-    (size > CONFIG_MAP_LIMIT).then(|| {
+    (size > limit).then(|| {
         (
             "RunTooLarge",
             format!(
                 "the run's files for {accounts} accounts take {size} bytes, more than the \
-                 {CONFIG_MAP_LIMIT} a ConfigMap may hold; narrow spec.accountSelector or split \
+                 {limit} one ConfigMap of a run holds; narrow spec.accountSelector or split \
                  the accounts across several SyncSchedules"
             ),
         )
     })
 }
 
-/// Creates the run's ConfigMap (`files`) and, in Secret mode, its credentials Secret.
-/// One already there was made by this run before a restart: it is kept.
+/// Creates the run's ConfigMaps (`config_maps`, the first named as the Job, each next one
+/// as its part) and, in Secret mode, its credentials Secret. One already there was made by
+/// this run before a restart: it is kept.
 async fn create_run_files(
     ctx: &Context,
     metadata: ObjectMeta,
-    files: BTreeMap<String, String>,
+    config_maps: Vec<BTreeMap<String, String>>,
     credentials: Option<&str>,
 ) -> Result<()> {
     let namespace = metadata.namespace.clone().unwrap_or_default();
-    let config_map = ConfigMap {
-        metadata: metadata.clone(),
-        data: Some(files),
-        ..ConfigMap::default()
-    };
-    create_once(
-        &Api::namespaced(ctx.client.clone(), &namespace),
-        &config_map,
-    )
-    .await?;
+    let job = metadata.name.clone().unwrap_or_default();
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
+    for (index, files) in config_maps.into_iter().enumerate() {
+        let config_map = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(part_name(&job, index)),
+                ..metadata.clone()
+            },
+            data: Some(files),
+            ..ConfigMap::default()
+        };
+        create_once(&api, &config_map).await?;
+    }
     if let Some(file) = credentials {
         let secret = Secret {
             metadata,
@@ -875,6 +947,14 @@ struct RunJob<'a> {
     accounts: usize,
     /// The run has a credentials Secret (the connection's Secret identity).
     credentials: bool,
+    /// The run's files come in parts that an init container renders.
+    render: Option<RenderStep>,
+}
+
+/// The init container that joins a large run's parts into its files.
+struct RenderStep {
+    image: String,
+    parts: usize,
 }
 
 /// The environment every container of a run gets.
@@ -940,14 +1020,20 @@ fn run_job(schedule: &SyncSchedule, run: &RunJob<'_>) -> Job {
 
 /// Mounts the run's files in one directory (its ConfigMap, and in Secret mode its
 /// credentials Secret) into every container, and sets the run's environment there.
+/// Mounts the run's files at [`MOUNT_PATH`] in every container and gives each the run's
+/// environment. A large run's parts are mounted only in the first init container, which
+/// renders the files into a volume of the Pod's memory.
 fn mount_run_files(pod_spec: &mut k8s_openapi::api::core::v1::PodSpec, run: &RunJob<'_>) {
-    let mut sources = vec![VolumeProjection {
-        config_map: Some(ConfigMapProjection {
-            name: run.name.to_owned(),
-            ..ConfigMapProjection::default()
-        }),
-        ..VolumeProjection::default()
-    }];
+    let parts = run.render.as_ref().map_or(1, |render| render.parts);
+    let mut sources: Vec<VolumeProjection> = (0..parts)
+        .map(|index| VolumeProjection {
+            config_map: Some(ConfigMapProjection {
+                name: part_name(run.name, index),
+                ..ConfigMapProjection::default()
+            }),
+            ..VolumeProjection::default()
+        })
+        .collect();
     if run.credentials {
         sources.push(VolumeProjection {
             secret: Some(SecretProjection {
@@ -957,16 +1043,35 @@ fn mount_run_files(pod_spec: &mut k8s_openapi::api::core::v1::PodSpec, run: &Run
             ..VolumeProjection::default()
         });
     }
-    pod_spec.volumes.get_or_insert_with(Vec::new).push(Volume {
-        name: "orgconnect".to_owned(),
-        projected: Some(ProjectedVolumeSource {
-            sources: Some(sources),
-            ..ProjectedVolumeSource::default()
+    let projected = ProjectedVolumeSource {
+        sources: Some(sources),
+        ..ProjectedVolumeSource::default()
+    };
+    let volumes = pod_spec.volumes.get_or_insert_with(Vec::new);
+    match &run.render {
+        None => volumes.push(Volume {
+            name: FILES_VOLUME.to_owned(),
+            projected: Some(projected),
+            ..Volume::default()
         }),
-        ..Volume::default()
-    });
+        Some(_) => {
+            volumes.push(Volume {
+                name: FILES_VOLUME.to_owned(),
+                empty_dir: Some(EmptyDirVolumeSource {
+                    medium: Some("Memory".to_owned()),
+                    ..EmptyDirVolumeSource::default()
+                }),
+                ..Volume::default()
+            });
+            volumes.push(Volume {
+                name: PARTS_VOLUME.to_owned(),
+                projected: Some(projected),
+                ..Volume::default()
+            });
+        }
+    }
     let mount = VolumeMount {
-        name: "orgconnect".to_owned(),
+        name: FILES_VOLUME.to_owned(),
         mount_path: MOUNT_PATH.to_owned(),
         read_only: Some(true),
         ..VolumeMount::default()
@@ -983,6 +1088,57 @@ fn mount_run_files(pod_spec: &mut k8s_openapi::api::core::v1::PodSpec, run: &Run
         let container_env = container.env.get_or_insert_with(Vec::new);
         container_env.retain(|e| !run.env.iter().any(|ours| ours.name == e.name));
         container_env.extend(run.env.iter().cloned());
+    }
+    if let Some(render) = &run.render {
+        pod_spec
+            .init_containers
+            .get_or_insert_with(Vec::new)
+            .insert(0, render_container(&render.image));
+    }
+}
+
+/// The volume holding the run's files, mounted at [`MOUNT_PATH`].
+const FILES_VOLUME: &str = "orgconnect";
+/// The volume holding a large run's parts, in its render container only.
+const PARTS_VOLUME: &str = "orgconnect-parts";
+/// Where the render container reads a large run's parts.
+const PARTS_PATH: &str = "/etc/orgconnect-parts";
+
+/// The init container that renders a large run's files from its parts: the operator's own
+/// image, as locked down as the operator itself.
+fn render_container(image: &str) -> Container {
+    Container {
+        name: "orgconnect-render".to_owned(),
+        image: Some(image.to_owned()),
+        args: Some(
+            ["render-run", "--from", PARTS_PATH, "--to", MOUNT_PATH]
+                .map(str::to_owned)
+                .to_vec(),
+        ),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: PARTS_VOLUME.to_owned(),
+                mount_path: PARTS_PATH.to_owned(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: FILES_VOLUME.to_owned(),
+                mount_path: MOUNT_PATH.to_owned(),
+                ..VolumeMount::default()
+            },
+        ]),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                ..Capabilities::default()
+            }),
+            ..SecurityContext::default()
+        }),
+        ..Container::default()
     }
 }
 
@@ -1152,26 +1308,61 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_run_whose_files_outgrow_a_config_map_is_refused_before_anything_is_made() {
-        let files = |bytes: usize| {
-            BTreeMap::from([
-                ("aws-config".to_owned(), "x".repeat(bytes)),
-                ("accounts.json".to_owned(), "[]".to_owned()),
-            ])
+    fn a_run_whose_files_outgrow_a_config_map_comes_in_parts_or_is_refused() {
+        let account = |n: u64| RunAccount {
+            id: format!("{:012}", 300_000_000_000 + n),
+            name: format!("a{n}"),
+            ou_path: "Root".into(),
+            phase: "Connected".into(),
+            role_arn: format!("arn:aws:iam::{:012}:role/R", 300_000_000_000 + n),
         };
-        let room = CONFIG_MAP_LIMIT - "aws-config".len() - "accounts.json".len() - 2;
-        assert_eq!(oversized_run(&files(room), 3), None);
-        let (reason, message) = oversized_run(&files(room + 1), 5000).expect("refused");
+        let input = RunInput {
+            managing_role_arn: "arn:aws:iam::111111111111:role/orgconnect".into(),
+            external_id: "oc-abc".into(),
+            member_external_id: None,
+            region: "eu-west-1".into(),
+            identity: JobIdentity::SharedCredentials,
+            accounts: (0..40).map(account).collect(),
+        };
+        let small = Settings::default();
+        assert!(matches!(
+            run_objects(&small, &input, "inventory-1", 40),
+            Ok(RunObjects::Files(_))
+        ));
+        // Over the limit and no image to assemble the parts: refused, saying how to fix it.
+        let tight = Settings {
+            run_part_bytes: 4096,
+            ..Settings::default()
+        };
+        let Err((reason, message)) = run_objects(&tight, &input, "inventory-1", 40) else {
+            panic!("refused without --run-image");
+        };
         assert_eq!(reason, "RunTooLarge");
+        assert!(message.contains("40 accounts take"), "{message}");
+        assert!(message.contains("--run-image"), "{message}");
+        assert!(!message.contains("  "), "{message}");
         assert!(
             RUN_REFUSALS.contains(&reason),
             "the refusal stays reported after the reconcile that made it"
         );
-        assert!(
-            message.contains("5000 accounts take 1048577 bytes"),
-            "{message}"
-        );
-        assert!(!message.contains("  "), "{message}");
+        // With the image: parts of at most the limit, each one key, in order.
+        let parts = Settings {
+            run_image: Some("orgconnect:test".into()),
+            ..tight
+        };
+        let Ok(RunObjects::Parts { parts, image }) = run_objects(&parts, &input, "inventory-1", 40)
+        else {
+            panic!("parts");
+        };
+        assert_eq!(image, "orgconnect:test");
+        assert!(parts.len() > 1);
+        for (index, part) in parts.iter().enumerate() {
+            let (key, text) = part.iter().next().expect("one key");
+            assert_eq!(key, &part_key(index));
+            assert!(key.len() + text.len() <= 4096 + part_key(index).len());
+        }
+        assert_eq!(part_name("inventory-1", 0), "inventory-1");
+        assert_eq!(part_name("inventory-1", 2), "inventory-1-part-2");
     }
 
     #[test]

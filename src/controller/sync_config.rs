@@ -2,9 +2,10 @@
 //! account, chained through the managing role with the connection's ExternalId, and an
 //! `accounts.json`, so any AWS tool reaches every account unchanged.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The profile holding the managing-role hop every account profile chains through.
 pub const MANAGING_PROFILE: &str = "orgconnect-managing";
@@ -13,7 +14,8 @@ pub const MANAGING_PROFILE: &str = "orgconnect-managing";
 pub const BASE_PROFILE: &str = "orgconnect-base";
 
 /// Where the Job's own AWS identity comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
 pub enum JobIdentity {
     /// The connection's Secret keys, as profile `orgconnect-base` of the run's credentials
     /// file: never the standard environment variables, which botocore and the Go SDK put
@@ -29,16 +31,122 @@ pub enum JobIdentity {
 }
 
 /// One account a run reaches.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunAccount {
     pub id: String,
     pub name: String,
     pub ou_path: String,
     pub phase: String,
-    /// The role the profile assumes in this account.
-    #[serde(skip)]
+    /// The role the profile assumes in this account (not in `accounts.json`).
     pub role_arn: String,
+}
+
+/// An account as `accounts.json` lists it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Listed<'a> {
+    id: &'a str,
+    name: &'a str,
+    ou_path: &'a str,
+    phase: &'a str,
+}
+
+/// Everything a run's files are rendered from. A run whose files outgrow one ConfigMap
+/// gets this instead, split by accounts into parts ([`split`]) that its first init
+/// container joins ([`join`]) and renders ([`RunInput::files`]) into the same files.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunInput {
+    pub managing_role_arn: String,
+    pub external_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_external_id: Option<String>,
+    pub region: String,
+    pub identity: JobIdentity,
+    /// The accounts, in the run's order (in a part: that part's share of them).
+    pub accounts: Vec<RunAccount>,
+}
+
+/// The name of part `index` among a run's files: they sort in order.
+pub fn part_key(index: usize) -> String {
+    format!("run-{index:05}.json")
+}
+
+impl RunInput {
+    /// The run's files: `aws-config` and `accounts.json`.
+    pub fn files(&self) -> BTreeMap<String, String> {
+        let config = aws_config(&ConfigInput {
+            managing_role_arn: &self.managing_role_arn,
+            external_id: &self.external_id,
+            member_external_id: self.member_external_id.as_deref(),
+            region: &self.region,
+            identity: &self.identity,
+            accounts: &self.accounts,
+        });
+        BTreeMap::from([
+            ("aws-config".to_owned(), config),
+            ("accounts.json".to_owned(), accounts_json(&self.accounts)),
+        ])
+    }
+}
+
+/// `input` as parts of at most about `limit` bytes each (one account never splits, so a
+/// part holds at least one), in order; always at least one part.
+pub fn split(input: &RunInput, limit: usize) -> Result<Vec<String>, serde_json::Error> {
+    let header = RunInput {
+        accounts: Vec::new(),
+        ..input.clone()
+    };
+    let base = serde_json::to_string(&header)?.len();
+    let mut parts: Vec<Vec<RunAccount>> = vec![Vec::new()];
+    let mut size = base;
+    for account in &input.accounts {
+        let len = serde_json::to_string(account)?.len() + 1;
+        if size + len > limit && parts.last().is_some_and(|p| !p.is_empty()) {
+            parts.push(Vec::new());
+            size = base;
+        }
+        size += len;
+        if let Some(part) = parts.last_mut() {
+            part.push(account.clone());
+        }
+    }
+    parts
+        .into_iter()
+        .map(|accounts| {
+            serde_json::to_string(&RunInput {
+                accounts,
+                ..header.clone()
+            })
+        })
+        .collect()
+}
+
+/// The run [`split`] made `parts` from, the parts in order.
+pub fn join(parts: &[String]) -> Result<RunInput, String> {
+    let mut joined: Option<RunInput> = None;
+    for (index, part) in parts.iter().enumerate() {
+        let part: RunInput = serde_json::from_str(part)
+            .map_err(|e| format!("part {index} is not a run part: {e}"))?;
+        match &mut joined {
+            None => joined = Some(part),
+            Some(run) => {
+                let same = RunInput {
+                    accounts: Vec::new(),
+                    ..part.clone()
+                } == RunInput {
+                    accounts: Vec::new(),
+                    ..run.clone()
+                };
+                if !same {
+                    return Err(format!("part {index} belongs to another run"));
+                }
+                run.accounts.extend(part.accounts);
+            }
+        }
+    }
+    joined.ok_or_else(|| "the run has no parts".to_owned())
 }
 
 /// Everything the config file is made from.
@@ -126,7 +234,16 @@ pub fn credentials_file(
 
 /// `accounts.json`: id, name, OU path and phase of every account of the run.
 pub fn accounts_json(accounts: &[RunAccount]) -> String {
-    serde_json::to_string_pretty(accounts).unwrap_or_else(|_| "[]".to_owned())
+    let listed: Vec<Listed<'_>> = accounts
+        .iter()
+        .map(|a| Listed {
+            id: &a.id,
+            name: &a.name,
+            ou_path: &a.ou_path,
+            phase: &a.phase,
+        })
+        .collect();
+    serde_json::to_string_pretty(&listed).unwrap_or_else(|_| "[]".to_owned())
 }
 
 #[cfg(test)]
@@ -203,5 +320,57 @@ mod tests {
         assert!(config.contains("[profile orgconnect-base]\nrole_arn = arn:aws:iam::999999999999:role/sync\nweb_identity_token_file = /var/run/secrets/eks.amazonaws.com/serviceaccount/token"));
         assert!(config.contains("source_profile = orgconnect-base"));
         assert!(config.contains("external_id = member-id"));
+    }
+
+    #[test]
+    fn a_run_of_20000_accounts_splits_into_parts_that_render_the_same_files() {
+        let managing = "arn:aws:iam::111111111111:role/orgconnect";
+        let input = RunInput {
+            managing_role_arn: managing.into(),
+            external_id: "oc-abc".into(),
+            member_external_id: Some("member-id".into()),
+            region: "eu-west-1".into(),
+            identity: JobIdentity::WebIdentity {
+                role_arn: "arn:aws:iam::999999999999:role/sync".into(),
+                token_file: "/var/run/token".into(),
+            },
+            accounts: (0..20_000u64)
+                .map(|n| {
+                    let id = format!("{:012}", 200_000_000_000 + n);
+                    let role = format!("arn:aws:iam::{id}:role/OrganizationAccountAccessRole");
+                    account(&id, &role)
+                })
+                .collect(),
+        };
+        let limit = 900 * 1024;
+        let parts = split(&input, limit).expect("split");
+        assert!(parts.len() > 1, "{} parts", parts.len());
+        assert!(parts.iter().all(|p| p.len() <= limit));
+        let joined = join(&parts).expect("join");
+        assert_eq!(joined, input);
+        let files = joined.files();
+        assert_eq!(files, input.files());
+        assert_eq!(files["aws-config"].matches("[profile ").count(), 20_002);
+        let listed: Vec<serde_json::Value> =
+            serde_json::from_str(&files["accounts.json"]).expect("JSON");
+        assert_eq!(listed.len(), 20_000);
+        assert!(
+            files["aws-config"].len() > 1024 * 1024,
+            "too big for one ConfigMap"
+        );
+
+        // Parts of two runs are refused, never half-joined.
+        let mut other = input.clone();
+        other.external_id = "oc-other".into();
+        let foreign = split(&other, limit).expect("split");
+        assert!(join(&[parts[0].clone(), foreign[1].clone()]).is_err());
+        assert!(join(&[]).is_err());
+        assert!(join(&["{".to_owned()]).is_err());
+        // A run with no accounts is one part.
+        let empty = RunInput {
+            accounts: Vec::new(),
+            ..input
+        };
+        assert_eq!(split(&empty, limit).expect("split").len(), 1);
     }
 }
