@@ -100,9 +100,25 @@ async fn benchmark(args: Args) -> Result<()> {
         .collect();
     bed.proxy.deny_assume_role(blocked.iter().cloned());
     // The strict bed: the managing role from its template, IAM evaluated on every call.
+    // The aws-cli script lists the organization with ListAccounts, as people write it;
+    // orgconnect's template grants only ListAccountsForParent, so the role gets both.
     let external_id = format!("bench-{}", support::unique_suffix());
-    support::iam::deploy_managing_role(&bed, &external_id, "OrganizationAccountAccessRole", |_| {})
-        .await;
+    support::iam::deploy_managing_role(
+        &bed,
+        &external_id,
+        "OrganizationAccountAccessRole",
+        |template| {
+            support::iam::replace_action(
+                template,
+                "organizations:ListAccountsForParent",
+                &[
+                    "organizations:ListAccountsForParent",
+                    "organizations:ListAccounts",
+                ],
+            )
+        },
+    )
+    .await;
     bed.proxy.enforce_iam();
     bed.proxy.latency(Duration::from_millis(args.latency_ms));
 
