@@ -401,20 +401,18 @@ impl Context {
     }
 
     fn retries(&self) -> std::sync::MutexGuard<'_, HashMap<String, DiscoveryRetry>> {
-        self.retries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.retries)
     }
 
     pub fn discovery_retry(&self, key: &str) -> Option<DiscoveryRetry> {
         self.retries().get(key).copied()
     }
 
-    /// Records a failed discovery; the next try waits 30 s, doubling up to 10 min.
+    /// Records a failed discovery; the next try waits 30 s, doubling up to 8 min.
     pub fn discovery_failed(&self, key: &str, generation: Option<i64>, now: Timestamp) -> Duration {
         let mut retries = self.retries();
         let failures = retries.get(key).map_or(0, |r| r.failures).saturating_add(1);
-        let delay = Duration::from_secs((30u64 << failures.min(5).saturating_sub(1)).min(600));
+        let delay = doubling(Duration::from_secs(30), Duration::from_secs(480), failures);
         let not_before = now.checked_add(delay).unwrap_or(now);
         retries.insert(
             key.to_owned(),
@@ -567,9 +565,15 @@ pub const RETRY_MAX: Duration = Duration::from_secs(300);
 /// How long to wait after the `failures`th failure in a row, for a failed reconcile and
 /// a revoke that could not reach AWS alike: 5 s, doubling up to 5 min.
 pub fn backoff(failures: u32) -> Duration {
-    RETRY_FIRST
+    doubling(RETRY_FIRST, RETRY_MAX, failures)
+}
+
+/// `first` after the first failure in a row, doubled per failure after it, never more
+/// than `max`.
+pub fn doubling(first: Duration, max: Duration, failures: u32) -> Duration {
+    first
         .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
-        .min(RETRY_MAX)
+        .min(max)
 }
 
 #[cfg(test)]
@@ -582,6 +586,9 @@ mod tests {
         assert_eq!(seconds, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
         assert_eq!(backoff(0), RETRY_FIRST);
         assert_eq!(backoff(u32::MAX), RETRY_MAX);
+        let (first, max) = (Duration::from_secs(30), Duration::from_secs(480));
+        let seconds: Vec<u64> = (1..=7).map(|n| doubling(first, max, n).as_secs()).collect();
+        assert_eq!(seconds, [30, 60, 120, 240, 480, 480, 480]);
     }
 
     #[test]

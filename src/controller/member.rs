@@ -12,7 +12,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use tracing::debug;
 
-use super::context::{Context, Diagnostics, ProbeRecord, jitter, object_key};
+use super::context::{Context, Diagnostics, ProbeRecord, doubling, jitter, object_key};
 use super::names::session_name;
 use super::probe_status::{
     Attempt, MemberVerdict, ProbeOutcome, not_probed, phase_event, verdict, waiting_for_connection,
@@ -220,7 +220,7 @@ async fn assume_member_role(
 }
 
 /// The failures in a row after `outcome` and how long until the next probe: anything
-/// but an answer (reached, or denied) is retried with backoff (10 s doubling to 5 min),
+/// but an answer (reached, or denied) is retried with backoff (10 s doubling to 160 s),
 /// an answer is probed again after `probe_interval` (at least a minute).
 fn next_probe(
     outcome: &ProbeOutcome,
@@ -231,7 +231,7 @@ fn next_probe(
         if !matches!(f.kind, FailureKind::AccessDenied | FailureKind::RegionDisabled));
     if transient {
         let failures = record.map_or(0, |r| r.failures).saturating_add(1);
-        let backoff = Duration::from_secs((10u64 << failures.min(5).saturating_sub(1)).min(300));
+        let backoff = doubling(Duration::from_secs(10), Duration::from_secs(160), failures);
         (failures, backoff + jitter(backoff / 5))
     } else {
         let interval = parse_duration(probe_interval)
