@@ -25,35 +25,9 @@ use support::operator::{
     apply_connection, create_key_secret, in_namespace, managing_role, members, request_run, start,
 };
 use support::org::{OrgSpec, SeededOrg, seed};
+use support::runs::{SCHEDULE_LABEL, apply_schedule, jobs_of, render_parts};
 
-const SCHEDULE_LABEL: &str = "orgconnect.dev/sync-schedule";
 const CONNECTION_LABEL: &str = "orgconnect.dev/connection";
-
-async fn apply_schedule(api: &Api<SyncSchedule>, name: &str, spec: serde_json::Value) {
-    let manifest = serde_json::json!({
-        "apiVersion": "orgconnect.dev/v1alpha1",
-        "kind": "SyncSchedule",
-        "metadata": { "name": name },
-        "spec": spec,
-    });
-    api.patch(
-        name,
-        &PatchParams::apply("test-user"),
-        &Patch::Apply(&manifest),
-    )
-    .await
-    .expect("apply SyncSchedule");
-}
-
-async fn jobs_of(api: &Api<Job>, schedule: &str) -> Vec<Job> {
-    let mut jobs = api
-        .list(&ListParams::default().labels(&format!("{SCHEDULE_LABEL}={schedule}")))
-        .await
-        .expect("list Jobs")
-        .items;
-    jobs.sort_by_key(|j| j.metadata.creation_timestamp.clone().map(|t| t.0));
-    jobs
-}
 
 /// What the Job controller would write when the Job's Pods succeed.
 async fn complete(api: &Api<Job>, name: &str) {
@@ -757,15 +731,21 @@ async fn a_run_too_large_for_one_config_map_comes_in_parts_that_render_its_files
             .as_deref(),
         Some("Memory")
     );
-    let part_names: Vec<String> = volume("orgconnect-parts")
-        .projected
-        .and_then(|p| p.sources)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|s| s.config_map.as_ref().map(|c| c.name.clone()))
-        .collect();
-    assert!(part_names.len() > 1, "{part_names:?}");
-    assert_eq!(part_names[0], job.name_any());
+    // The parts as the kubelet would mount them, rendered by the real subcommand.
+    let config_maps: Api<ConfigMap> = scenario.ns.api();
+    let run = render_parts(
+        &config_maps,
+        &job,
+        std::path::Path::new(env!("CARGO_BIN_EXE_orgconnect")),
+    )
+    .await;
+    assert!(run.part_names.len() > 1, "{:?}", run.part_names);
+    assert_eq!(run.part_names[0], job.name_any());
+    assert!(
+        run.largest_part <= PART_BYTES + 64,
+        "a part holds {} bytes",
+        run.largest_part
+    );
     assert!(
         pod.containers[0]
             .volume_mounts
@@ -774,57 +754,8 @@ async fn a_run_too_large_for_one_config_map_comes_in_parts_that_render_its_files
             .any(|m| m.name == "orgconnect" && m.mount_path == "/etc/orgconnect"),
         "the Job's own container reads the rendered files"
     );
-
-    // The parts as the kubelet would mount them, rendered by the real subcommand.
-    let config_maps: Api<ConfigMap> = scenario.ns.api();
-    let dir = std::env::temp_dir().join(format!("orgconnect-parts-{}", support::unique_suffix()));
-    let (from, to) = (dir.join("from"), dir.join("to"));
-    std::fs::create_dir_all(&from).expect("parts folder");
-    std::fs::create_dir_all(&to).expect("files folder");
-    for name in &part_names {
-        let data = config_maps
-            .get(name)
-            .await
-            .expect("a part")
-            .data
-            .expect("data");
-        let size: usize = data.iter().map(|(k, v)| k.len() + v.len()).sum();
-        assert!(size <= PART_BYTES + 64, "part {name} holds {size} bytes");
-        for (key, text) in data {
-            std::fs::write(from.join(key), text).expect("write part");
-        }
-    }
-    let rendered = std::process::Command::new(env!("CARGO_BIN_EXE_orgconnect"))
-        .arg("render-run")
-        .arg("--from")
-        .arg(&from)
-        .arg("--to")
-        .arg(&to)
-        .output()
-        .expect("orgconnect render-run");
-    assert!(
-        rendered.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rendered.stderr)
-    );
-    let config = std::fs::read_to_string(to.join("aws-config")).expect("aws-config");
-    let profiles: std::collections::BTreeSet<String> = config
-        .lines()
-        .filter_map(|l| l.strip_prefix("[profile ")?.strip_suffix(']'))
-        .filter(|p| p.chars().all(|c| c.is_ascii_digit()))
-        .map(str::to_owned)
-        .collect();
-    assert_eq!(profiles, connected, "one profile per Connected account");
-    let listed: Vec<serde_json::Value> = serde_json::from_str(
-        &std::fs::read_to_string(to.join("accounts.json")).expect("accounts.json"),
-    )
-    .expect("JSON");
-    let listed: std::collections::BTreeSet<String> = listed
-        .iter()
-        .filter_map(|a| a["id"].as_str().map(str::to_owned))
-        .collect();
-    assert_eq!(listed, connected);
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(run.profiles, connected, "one profile per Connected account");
+    assert_eq!(run.accounts, connected);
 
     // Revoking the connection removes every part.
     connections

@@ -1,21 +1,29 @@
 //! The scale benchmark: a generated organization (5,000 accounts in 210 OUs by default),
-//! 3% of them blocked and 20 ms added to every AWS call at the fault proxy, the real
-//! `orgconnect run` (release build) against the test bed. It prints one table:
+//! 3% of them blocked and 20 ms added to every AWS call at the fault proxy (optionally a
+//! share of every operation throttled), the real `orgconnect run` (release build) against
+//! the test bed. For each size asked for (`--accounts 1000,5000,20000`) it prints a table,
+//! and at the end one row per size:
 //!
 //! - time from applying the connection until every MemberAccount has a phase;
 //! - AWS calls by operation and API-server writes during that convergence, and the same
 //!   for a second full cycle (re-discovery and a probe of every account) with nothing
 //!   changed;
 //! - the operator's peak RSS;
-//! - the floor: the same probes made straight from a loop with the same concurrency
-//!   (what the emulator behind the proxy can serve);
-//! - `baseline.sh`, the aws-cli script a platform engineer would otherwise write, on the
-//!   same organization and proxy (probing a sample of accounts, extrapolated), and the
-//!   ratio between the two.
+//! - the floors, measured in the same run: the AWS calls orgconnect makes (the managing
+//!   session, discovery parent by parent, one AssumeRole per member account) from a plain
+//!   loop at the same concurrency, with the proxy's IAM reads forgotten as before a first
+//!   cycle; and, separately, the API server taking the writes orgconnect makes (one
+//!   MemberAccount and one status per account) at the operator's write concurrency;
+//! - the peers, on the same organization and proxy: `peer.py`, the concurrent boto3 script
+//!   a strong engineer writes (list the organization, assume each member role, at the
+//!   same concurrency), and `baseline.sh`, the serial aws-cli script most people write
+//!   (probing a sample of accounts, extrapolated).
 //!
 //! ```sh
 //! scripts/testbed run -- sh -c 'cargo build --release --locked --bin orgconnect --example benchmark \
-//!   && cargo run --release --locked --example benchmark'
+//!   && cargo run --release --locked --example benchmark -- --accounts 1000,5000'
+//! # slow, throttling AWS:
+//!   ... --example benchmark -- --accounts 1200 --latency-ms 100 --throttle 0.2
 //! ```
 
 #[path = "../../tests/support/mod.rs"]
@@ -35,7 +43,7 @@ use orgconnect::api::{AwsOrgConnection, MemberAccount};
 use support::aws::AwsBed;
 use support::kube::TestNamespace;
 use support::operator::{apply_connection, managing_role};
-use support::org::{OrgSpec, seed};
+use support::org::{OrgSpec, SeededOrg, seed};
 use support::process::{OperatorProcess, beside_current_exe, peak_rss};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -43,9 +51,10 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 /// Benchmark orgconnect against the test bed.
 #[derive(Parser)]
 struct Args {
-    /// Accounts in the organization, the managing account included.
-    #[arg(long, default_value_t = 5000)]
-    accounts: usize,
+    /// Accounts in the organization, the managing account included; several sizes
+    /// (`1000,5000,20000`) are measured one after another, each in an organization of its own.
+    #[arg(long, value_delimiter = ',', default_value = "5000")]
+    accounts: Vec<usize>,
     /// OUs per level (two levels: fanout + fanout² OUs).
     #[arg(long, default_value_t = 14)]
     fanout: usize,
@@ -58,6 +67,9 @@ struct Args {
     /// The connection's memberAccess.concurrency.
     #[arg(long, default_value_t = 16)]
     concurrency: u32,
+    /// Share (0.0 to 1.0) of every AWS operation's calls throttled at the proxy.
+    #[arg(long, default_value_t = 0.0)]
+    throttle: f64,
     /// Accounts the aws-cli baseline probes (its time is extrapolated to all accounts).
     #[arg(long, default_value_t = 100)]
     baseline_sample: usize,
@@ -82,9 +94,42 @@ struct Cycle {
 }
 
 async fn benchmark(args: Args) -> Result<()> {
+    let mut rows = Vec::new();
+    for &accounts in &args.accounts {
+        let row = measure(&args, accounts).await?;
+        print_table(&args, &row);
+        rows.push(row);
+    }
+    print_summary(&args, &rows);
+    Ok(())
+}
+
+/// One size, measured.
+struct Row {
+    accounts: usize,
+    ous: usize,
+    blocked: usize,
+    blocked_seen: usize,
+    first: Cycle,
+    quiet: Cycle,
+    rss: u64,
+    aws_floor: Duration,
+    api_floor: Duration,
+    boto3: Script,
+    cli: Script,
+}
+
+impl Row {
+    /// The floor orgconnect is held to: AWS and the API server each at their own pace.
+    fn floor(&self) -> Duration {
+        self.aws_floor.max(self.api_floor)
+    }
+}
+
+async fn measure(args: &Args, accounts: usize) -> Result<Row> {
     let binary = beside_current_exe("orgconnect")?;
     let bed = AwsBed::new().await;
-    let spec = OrgSpec::generated(args.accounts.saturating_sub(1), 2, args.fanout, 0);
+    let spec = OrgSpec::generated(accounts.saturating_sub(1), 2, args.fanout, 0);
     let seeding = Instant::now();
     let org = seed(&bed.sdk_config(), &spec).await;
     eprintln!(
@@ -121,6 +166,9 @@ async fn benchmark(args: Args) -> Result<()> {
     .await;
     bed.proxy.enforce_iam();
     bed.proxy.latency(Duration::from_millis(args.latency_ms));
+    if args.throttle > 0.0 {
+        bed.proxy.throttle("*", args.throttle);
+    }
 
     let ns = TestNamespace::new("bench").await;
     let log = std::env::temp_dir().join("orgconnect-benchmark-operator.log");
@@ -223,32 +271,13 @@ async fn benchmark(args: Args) -> Result<()> {
     drop(operator);
     watch.abort();
 
-    let floor = floor(&bed, &org, args.concurrency).await?;
     let external_id = connections
         .get("bench")
         .await?
         .status
         .and_then(|s| s.external_id)
         .ok_or("the connection has no ExternalId")?;
-    let baseline = baseline(&bed, &org, &external_id, args.baseline_sample)?;
-
-    print_table(
-        &args,
-        &org,
-        blocked.len(),
-        blocked_seen,
-        &first,
-        &quiet,
-        rss,
-        floor,
-        &baseline,
-    );
-    let unchanged = ns
-        .api::<MemberAccount>()
-        .list(&ListParams::default())
-        .await?
-        .items
-        .len();
+    let unchanged = members.list(&ListParams::default()).await?.items.len();
     if unchanged != expected || blocked_seen != blocked.len() {
         return Err(format!(
             "expected {expected} accounts with {} Blocked; saw {unchanged} with {blocked_seen} Blocked",
@@ -256,7 +285,26 @@ async fn benchmark(args: Args) -> Result<()> {
         )
         .into());
     }
-    Ok(())
+    drop(ns);
+
+    bed.proxy.forget_iam_reads();
+    let aws_floor = aws_floor(&bed, &org, &external_id, args.concurrency).await?;
+    let api_floor = api_floor(&org).await?;
+    let boto3 = peer(&bed, &org, &external_id, args.concurrency)?;
+    let cli = baseline(&bed, &org, &external_id, args.baseline_sample)?;
+    Ok(Row {
+        accounts: org.accounts.len(),
+        ous: org.ous.len(),
+        blocked: blocked.len(),
+        blocked_seen,
+        first,
+        quiet,
+        rss,
+        aws_floor,
+        api_floor,
+        boto3,
+        cli,
+    })
 }
 
 /// Waits until no AWS call has reached the proxy for two seconds.
@@ -313,16 +361,71 @@ fn delta(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> BTree
         .collect()
 }
 
-/// The same probes (one AssumeRole into each member role) straight from a loop at the
-/// same concurrency: what the emulator behind the proxy can serve.
-async fn floor(bed: &AwsBed, org: &support::org::SeededOrg, concurrency: u32) -> Result<Duration> {
-    let sts = aws_sdk_sts::Client::new(&bed.sdk_config());
+/// The AWS calls orgconnect makes, from a plain loop: the managing session, every parent's
+/// OUs and accounts (eight parents at once, as orgconnect's discovery), then one
+/// AssumeRole into each member role from that session at the probes' concurrency.
+async fn aws_floor(
+    bed: &AwsBed,
+    org: &SeededOrg,
+    external_id: &str,
+    concurrency: u32,
+) -> Result<Duration> {
     let started = Instant::now();
-    let probes = futures::stream::iter(org.member_accounts().map(|a| a.id.clone()))
+    let managing = aws_sdk_sts::Client::new(&bed.sdk_config())
+        .assume_role()
+        .role_arn(managing_role(&org.managing_account_id))
+        .role_session_name("floor")
+        .external_id(external_id)
+        .send()
+        .await?
+        .credentials
+        .ok_or("AssumeRole returned no credentials")?;
+    let managing = bed.sdk_config_with(aws_sdk_sts::config::Credentials::new(
+        managing.access_key_id,
+        managing.secret_access_key,
+        Some(managing.session_token),
+        None,
+        "floor",
+    ));
+    let organizations = aws_sdk_organizations::Client::new(&managing);
+    organizations.describe_organization().send().await?;
+    organizations.list_roots().send().await?;
+    let parents = std::iter::once(org.root_id.clone()).chain(org.ous.iter().map(|o| o.id.clone()));
+    futures::stream::iter(parents)
+        .map(|parent| {
+            let organizations = organizations.clone();
+            async move {
+                let mut units = organizations
+                    .list_organizational_units_for_parent()
+                    .parent_id(&parent)
+                    .into_paginator()
+                    .send();
+                while let Some(page) = units.next().await {
+                    page?;
+                }
+                let mut accounts = organizations
+                    .list_accounts_for_parent()
+                    .parent_id(&parent)
+                    .into_paginator()
+                    .send();
+                while let Some(page) = accounts.next().await {
+                    page?;
+                }
+                Ok::<_, Box<dyn std::error::Error>>(())
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
+    let sts = aws_sdk_sts::Client::new(&managing);
+    futures::stream::iter(org.member_accounts().map(|a| a.id.clone()))
         .map(|account| {
             let sts = sts.clone();
             async move {
                 let role = format!("arn:aws:iam::{account}:role/OrganizationAccountAccessRole");
+                // Blocked accounts are refused; the call is what counts.
                 let _ = sts
                     .assume_role()
                     .role_arn(role)
@@ -331,13 +434,65 @@ async fn floor(bed: &AwsBed, org: &support::org::SeededOrg, concurrency: u32) ->
                     .await;
             }
         })
-        .buffer_unordered(usize::try_from(concurrency)?);
-    probes.for_each(|()| async {}).await;
+        .buffer_unordered(usize::try_from(concurrency)?)
+        .for_each(|()| async {})
+        .await;
     Ok(started.elapsed())
 }
 
-/// What baseline.sh measured.
-struct Baseline {
+/// The API server taking the writes orgconnect makes for `org`: one MemberAccount applied
+/// and one status written per account, sixteen at once (the operator's write
+/// concurrency), in a namespace of its own.
+async fn api_floor(org: &SeededOrg) -> Result<Duration> {
+    let ns = TestNamespace::new("bench-floor").await;
+    let members: Api<MemberAccount> = ns.api();
+    let started = Instant::now();
+    let writes = futures::stream::iter(org.accounts.iter().enumerate())
+        .map(|(i, account)| {
+            let members = members.clone();
+            async move {
+                let name = format!("floor-{}", account.id);
+                let manifest = serde_json::json!({
+                    "apiVersion": "orgconnect.dev/v1alpha1",
+                    "kind": "MemberAccount",
+                    "metadata": { "name": name, "labels": {
+                        "orgconnect.dev/connection": "floor",
+                        "orgconnect.dev/account-id": account.id,
+                    } },
+                    "spec": {
+                        "connection": "floor",
+                        "accountId": account.id,
+                        "name": account.name,
+                        "email": format!("{}@example.com", account.name),
+                    },
+                });
+                let params = PatchParams::apply("orgconnect").force();
+                members
+                    .patch(&name, &params, &Patch::Apply(&manifest))
+                    .await?;
+                let phase = if i % 33 == 0 { "Blocked" } else { "Connected" };
+                let status = serde_json::json!({ "status": { "phase": phase } });
+                members
+                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                    .await?;
+                Ok::<_, kube::Error>(())
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    let took = started.elapsed();
+    writes
+        .into_iter()
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    members
+        .delete_collection(&Default::default(), &ListParams::default())
+        .await?;
+    Ok(took)
+}
+
+/// What a peer script measured: its listing, and its probing of `sampled` accounts.
+struct Script {
     accounts: usize,
     listing: Duration,
     sampled: usize,
@@ -345,80 +500,87 @@ struct Baseline {
     calls: u64,
 }
 
-impl Baseline {
+impl Script {
     /// Listing, plus probing every account at the sampled pace.
     fn extrapolated(&self) -> Duration {
         let per_account = self.probing.as_secs_f64() / self.sampled.max(1) as f64;
         self.listing + Duration::from_secs_f64(per_account * self.accounts as f64)
     }
+
+    /// Runs `command` against the proxy with the bed's base keys and reads its times.
+    fn run(bed: &AwsBed, mut command: Command, name: &str) -> Result<Self> {
+        bed.proxy.reset_stats();
+        let output = command
+            .env("AWS_ENDPOINT_URL", bed.proxy.url())
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", bed.credentials.access_key_id())
+            .env("AWS_SECRET_ACCESS_KEY", bed.credentials.secret_access_key())
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .output()?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() {
+            return Err(format!("{name} failed: {stderr}").into());
+        }
+        let millis = |prefix: &str| -> Option<(usize, Duration)> {
+            let line = stderr.lines().find(|l| l.starts_with(prefix))?;
+            let mut words = line.split_whitespace();
+            let count = words.nth(1)?.parse().ok()?;
+            let ms = words.nth(2)?.parse().ok()?;
+            Some((count, Duration::from_millis(ms)))
+        };
+        let (accounts, listing) =
+            millis("listed").ok_or_else(|| format!("{name} printed no listing time"))?;
+        let (sampled, probing) =
+            millis("probed").ok_or_else(|| format!("{name} printed no probing time"))?;
+        Ok(Self {
+            accounts,
+            listing,
+            sampled,
+            probing,
+            calls: bed.proxy.call_counts().values().sum(),
+        })
+    }
 }
 
-fn baseline(
-    bed: &AwsBed,
-    org: &support::org::SeededOrg,
-    external_id: &str,
-    sample: usize,
-) -> Result<Baseline> {
+/// `peer.py`, the concurrent boto3 script, with the bed's boto3 (moto's own environment).
+fn peer(bed: &AwsBed, org: &SeededOrg, external_id: &str, concurrency: u32) -> Result<Script> {
+    let cache = std::env::var("ORGCONNECT_TESTBED_CACHE")
+        .map_err(|_| "ORGCONNECT_TESTBED_CACHE is not set: run under scripts/testbed")?;
+    let moto = std::env::var("ORGCONNECT_MOTO_VERSION")
+        .map_err(|_| "ORGCONNECT_MOTO_VERSION is not set: run under scripts/testbed")?;
+    let python = format!("{cache}/moto-{moto}/bin/python");
+    let mut command = Command::new(python);
+    command.args([
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/benchmark/peer.py"),
+        &managing_role(&org.managing_account_id),
+        external_id,
+        "OrganizationAccountAccessRole",
+        &concurrency.to_string(),
+    ]);
+    Script::run(bed, command, "peer.py")
+}
+
+/// `baseline.sh`, the serial aws-cli script, probing the first `sample` accounts.
+fn baseline(bed: &AwsBed, org: &SeededOrg, external_id: &str, sample: usize) -> Result<Script> {
     let aws = std::env::var("ORGCONNECT_TESTBED_AWS_CLI")
         .map_err(|_| "ORGCONNECT_TESTBED_AWS_CLI is not set: run under scripts/testbed")?;
-    let script = concat!(
+    let mut command = Command::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/examples/benchmark/baseline.sh"
-    );
-    bed.proxy.reset_stats();
-    let output = Command::new(script)
+    ));
+    command
         .args([
             &managing_role(&org.managing_account_id),
             external_id,
             "OrganizationAccountAccessRole",
             &sample.to_string(),
         ])
-        .env("AWS_CLI", aws)
-        .env("AWS_ENDPOINT_URL", bed.proxy.url())
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", bed.credentials.access_key_id())
-        .env("AWS_SECRET_ACCESS_KEY", bed.credentials.secret_access_key())
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()?;
-    if !output.status.success() {
-        return Err(format!(
-            "baseline.sh failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-        .into());
-    }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let millis = |prefix: &str| -> Option<(usize, Duration)> {
-        let line = stderr.lines().find(|l| l.starts_with(prefix))?;
-        let mut words = line.split_whitespace();
-        let count = words.nth(1)?.parse().ok()?;
-        let ms = words.nth(2)?.parse().ok()?;
-        Some((count, Duration::from_millis(ms)))
-    };
-    let (accounts, listing) = millis("listed").ok_or("baseline.sh printed no listing time")?;
-    let (sampled, probing) = millis("probed").ok_or("baseline.sh printed no probing time")?;
-    Ok(Baseline {
-        accounts,
-        listing,
-        sampled,
-        probing,
-        calls: bed.proxy.call_counts().values().sum(),
-    })
+        .env("AWS_CLI", aws);
+    Script::run(bed, command, "baseline.sh")
 }
 
-#[allow(clippy::too_many_arguments)]
-fn print_table(
-    args: &Args,
-    org: &support::org::SeededOrg,
-    blocked: usize,
-    blocked_seen: usize,
-    first: &Cycle,
-    quiet: &Cycle,
-    rss: u64,
-    floor: Duration,
-    baseline: &Baseline,
-) {
+fn print_table(args: &Args, row: &Row) {
     let calls = |cycle: &Cycle| {
         let total: u64 = cycle.calls.values().sum();
         let by_op: Vec<String> = cycle
@@ -437,26 +599,30 @@ fn print_table(
             .collect();
         format!("{total} ({})", by_resource.join(", "))
     };
-    let script = baseline.extrapolated();
+    let secs = |d: Duration| d.as_secs_f64();
+    let (first, quiet) = (&row.first, &row.quiet);
     println!();
     println!(
-        "orgconnect benchmark: {} accounts in {} OUs, {blocked} blocked at the proxy, {} ms added to every AWS call, memberAccess.concurrency {}",
-        org.accounts.len(),
-        org.ous.len(),
+        "orgconnect benchmark: {} accounts in {} OUs, {} blocked at the proxy, {} ms added to every AWS call, {:.0}% of every operation throttled, memberAccess.concurrency {}",
+        row.accounts,
+        row.ous,
+        row.blocked,
         args.latency_ms,
+        args.throttle * 100.0,
         args.concurrency
     );
     println!("| measure | value |");
     println!("|---|---|");
     println!(
-        "| apply → every MemberAccount has a phase | {:.1} s ({blocked_seen} Blocked) |",
-        first.took.as_secs_f64()
+        "| apply → every MemberAccount has a phase | {:.1} s ({} Blocked) |",
+        secs(first.took),
+        row.blocked_seen
     );
     println!("| AWS calls, first cycle | {} |", calls(first));
     println!("| API-server writes, first cycle | {} |", writes(first));
     println!(
         "| quiet cycle (re-discovery, every account probed again) | {:.1} s |",
-        quiet.took.as_secs_f64()
+        secs(quiet.took)
     );
     println!("| AWS calls, quiet cycle | {} |", calls(quiet));
     println!(
@@ -465,30 +631,76 @@ fn print_table(
     );
     println!(
         "| operator peak RSS | {:.1} MiB |",
-        rss as f64 / (1024.0 * 1024.0)
+        row.rss as f64 / (1024.0 * 1024.0)
     );
     println!(
-        "| floor: the same probes from a plain loop, same concurrency | {:.1} s |",
-        floor.as_secs_f64()
+        "| AWS floor: orgconnect's calls from a plain loop, same concurrency | {:.1} s |",
+        secs(row.aws_floor)
     );
     println!(
-        "| aws-cli script: listing {} accounts | {:.1} s |",
-        baseline.accounts,
-        baseline.listing.as_secs_f64()
+        "| API floor: one MemberAccount and one status per account, 16 at once | {:.1} s |",
+        secs(row.api_floor)
     );
     println!(
-        "| aws-cli script: probing {} accounts (measured) | {:.1} s ({} AWS calls in all) |",
-        baseline.sampled,
-        baseline.probing.as_secs_f64(),
-        baseline.calls
+        "| orgconnect vs the floor (the larger of the two) | {:.2}× |",
+        secs(first.took) / secs(row.floor()).max(0.001)
     );
     println!(
-        "| aws-cli script, extrapolated to {} accounts | {:.0} s |",
-        baseline.accounts,
-        script.as_secs_f64()
+        "| boto3 script (peer.py, {} at once): listing {} accounts, probing them | {:.1} s + {:.1} s = {:.1} s ({} AWS calls) |",
+        args.concurrency,
+        row.boto3.accounts,
+        secs(row.boto3.listing),
+        secs(row.boto3.probing),
+        secs(row.boto3.extrapolated()),
+        row.boto3.calls
     );
     println!(
-        "| orgconnect vs the script | {:.0}× faster |",
-        script.as_secs_f64() / first.took.as_secs_f64().max(0.001)
+        "| orgconnect vs the boto3 script | {:.2}× its time |",
+        secs(first.took) / secs(row.boto3.extrapolated()).max(0.001)
     );
+    println!(
+        "| aws-cli script (baseline.sh, serial): listing, then {} accounts probed | {:.1} s + {:.1} s ({} AWS calls) |",
+        row.cli.sampled,
+        secs(row.cli.listing),
+        secs(row.cli.probing),
+        row.cli.calls
+    );
+    println!(
+        "| aws-cli script, extrapolated to {} accounts | {:.0} s ({:.0}× orgconnect's time) |",
+        row.cli.accounts,
+        secs(row.cli.extrapolated()),
+        secs(row.cli.extrapolated()) / secs(first.took).max(0.001)
+    );
+}
+
+/// One row per size, so the cost curve is visible.
+fn print_summary(args: &Args, rows: &[Row]) {
+    println!();
+    println!(
+        "{} ms per AWS call, {:.0}% throttled, concurrency {}:",
+        args.latency_ms,
+        args.throttle * 100.0,
+        args.concurrency
+    );
+    println!(
+        "| accounts | orgconnect | ms per account | AWS floor | API floor | vs floor | boto3 script | vs boto3 | aws-cli script (extrapolated) | quiet cycle | peak RSS |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for row in rows {
+        let secs = |d: Duration| d.as_secs_f64();
+        let took = secs(row.first.took);
+        println!(
+            "| {} | {took:.1} s | {:.1} | {:.1} s | {:.1} s | {:.2}× | {:.1} s | {:.2}× | {:.0} s | {:.1} s | {:.1} MiB |",
+            row.accounts,
+            took * 1000.0 / row.accounts.max(1) as f64,
+            secs(row.aws_floor),
+            secs(row.api_floor),
+            took / secs(row.floor()).max(0.001),
+            secs(row.boto3.extrapolated()),
+            took / secs(row.boto3.extrapolated()).max(0.001),
+            secs(row.cli.extrapolated()),
+            secs(row.quiet.took),
+            row.rss as f64 / (1024.0 * 1024.0)
+        );
+    }
 }

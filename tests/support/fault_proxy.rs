@@ -441,6 +441,16 @@ impl FaultProxy {
         lock(&self.shared.faults).latency = latency;
     }
 
+    /// Forgets the trust and identity policies and the accounts' organizations the proxy
+    /// has read from moto, so the next calls pay those reads again as a first cycle does.
+    pub fn forget_iam_reads(&self) {
+        let mut faults = lock(&self.shared.faults);
+        faults.trust_policies.clear();
+        faults.role_policies.clear();
+        faults.user_policies.clear();
+        faults.organization_of.clear();
+    }
+
     /// Removes every fault (principal mappings stay).
     pub fn clear_faults(&self) {
         let mut faults = lock(&self.shared.faults);

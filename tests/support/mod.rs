@@ -13,6 +13,7 @@ pub mod operator;
 pub mod org;
 pub mod pod_identity;
 pub mod process;
+pub mod runs;
 pub mod scenario;
 pub mod testbed;
 

@@ -1,0 +1,132 @@
+//! Sync runs as a test sees them: a schedule applied, its Jobs listed, and a run's files
+//! rendered from its ConfigMap parts by the real `orgconnect render-run`, as the Job's init
+//! container does.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use orgconnect::api::SyncSchedule;
+
+pub const SCHEDULE_LABEL: &str = "orgconnect.dev/sync-schedule";
+
+/// Server-side applies SyncSchedule `name` with `spec`, as a user would.
+pub async fn apply_schedule(api: &Api<SyncSchedule>, name: &str, spec: serde_json::Value) {
+    let manifest = serde_json::json!({
+        "apiVersion": "orgconnect.dev/v1alpha1",
+        "kind": "SyncSchedule",
+        "metadata": { "name": name },
+        "spec": spec,
+    });
+    api.patch(
+        name,
+        &PatchParams::apply("test-user"),
+        &Patch::Apply(&manifest),
+    )
+    .await
+    .expect("apply SyncSchedule");
+}
+
+/// The schedule's Jobs, oldest first.
+pub async fn jobs_of(api: &Api<Job>, schedule: &str) -> Vec<Job> {
+    let mut jobs = api
+        .list(&ListParams::default().labels(&format!("{SCHEDULE_LABEL}={schedule}")))
+        .await
+        .expect("list Jobs")
+        .items;
+    jobs.sort_by_key(|j| j.metadata.creation_timestamp.clone().map(|t| t.0));
+    jobs
+}
+
+/// A run in parts, rendered.
+pub struct RenderedRun {
+    /// The ConfigMaps the Job's `orgconnect-parts` volume projects, in order.
+    pub part_names: Vec<String>,
+    /// The largest part's data, in bytes (keys and values).
+    pub largest_part: usize,
+    /// The account-id profiles of the rendered `aws-config`.
+    pub profiles: BTreeSet<String>,
+    /// The ids in the rendered `accounts.json`.
+    pub accounts: BTreeSet<String>,
+}
+
+/// Reads the parts `job` projects, writes them out as the kubelet would mount them, and
+/// renders them with `binary render-run`.
+pub async fn render_parts(config_maps: &Api<ConfigMap>, job: &Job, binary: &Path) -> RenderedRun {
+    let pod = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.clone())
+        .expect("pod spec");
+    let part_names: Vec<String> = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "orgconnect-parts")
+        .and_then(|v| v.projected.clone())
+        .and_then(|p| p.sources)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|s| s.config_map.as_ref().map(|c| c.name.clone()))
+        .collect();
+    assert!(
+        !part_names.is_empty(),
+        "the Job {} projects no parts",
+        job.name_any()
+    );
+    let dir = std::env::temp_dir().join(format!("orgconnect-parts-{}", super::unique_suffix()));
+    let (from, to) = (dir.join("from"), dir.join("to"));
+    std::fs::create_dir_all(&from).expect("parts folder");
+    std::fs::create_dir_all(&to).expect("files folder");
+    let mut largest_part = 0;
+    for name in &part_names {
+        let data = config_maps
+            .get(name)
+            .await
+            .expect("a part")
+            .data
+            .expect("data");
+        largest_part = largest_part.max(data.iter().map(|(k, v)| k.len() + v.len()).sum());
+        for (key, text) in data {
+            std::fs::write(from.join(key), text).expect("write part");
+        }
+    }
+    let rendered = std::process::Command::new(binary)
+        .arg("render-run")
+        .arg("--from")
+        .arg(&from)
+        .arg("--to")
+        .arg(&to)
+        .output()
+        .expect("orgconnect render-run");
+    assert!(
+        rendered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    let config = std::fs::read_to_string(to.join("aws-config")).expect("aws-config");
+    let profiles = config
+        .lines()
+        .filter_map(|l| l.strip_prefix("[profile ")?.strip_suffix(']'))
+        .filter(|p| p.chars().all(|c| c.is_ascii_digit()))
+        .map(str::to_owned)
+        .collect();
+    let listed: Vec<serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(to.join("accounts.json")).expect("accounts.json"),
+    )
+    .expect("JSON");
+    let accounts = listed
+        .iter()
+        .filter_map(|a| a["id"].as_str().map(str::to_owned))
+        .collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    RenderedRun {
+        part_names,
+        largest_part,
+        profiles,
+        accounts,
+    }
+}
