@@ -24,6 +24,10 @@ use support::scenario::Scenario;
 /// The ConfigMap size the API server accepts (its 1 MiB limit on an object's data).
 const CONFIG_MAP_LIMIT: usize = 1024 * 1024;
 
+// Run on a bed of its own (a fresh moto seeds 20,000 accounts in minutes; one that already
+// holds every other suite's organizations takes many times longer): `.ci/run` runs it as a
+// step of its own after the other suites.
+#[ignore = "the slow suite: scripts/testbed run -- cargo test --locked --test scale -- --ignored"]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sync_run_over_20000_connected_accounts_reaches_every_profile() {
     const ACCOUNTS: usize = 20_000;
@@ -48,7 +52,7 @@ async fn a_sync_run_over_20000_connected_accounts_reaches_every_profile() {
         .await;
     let connected: BTreeSet<String> = eventually(
         "20,000 accounts Connected",
-        Duration::from_secs(20 * 60),
+        Duration::from_secs(40 * 60),
         || async {
             let state = store.state();
             let connected: BTreeSet<String> = state
