@@ -25,28 +25,9 @@ use support::operator::{
     apply_connection, create_key_secret, in_namespace, managing_role, members, request_run, start,
 };
 use support::org::{OrgSpec, SeededOrg, seed};
-use support::runs::{SCHEDULE_LABEL, apply_schedule, jobs_of, render_parts};
+use support::runs::{SCHEDULE_LABEL, apply_schedule, complete, jobs_of, render_parts};
 
 const CONNECTION_LABEL: &str = "orgconnect.dev/connection";
-
-/// What the Job controller would write when the Job's Pods succeed.
-async fn complete(api: &Api<Job>, name: &str) {
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let status = serde_json::json!({
-        "status": {
-            "startTime": now,
-            "completionTime": now,
-            "succeeded": 1,
-            "conditions": [
-                { "type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": now },
-                { "type": "Complete", "status": "True", "lastTransitionTime": now },
-            ],
-        }
-    });
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .unwrap_or_else(|e| panic!("marking Job {name} complete: {e}"));
-}
 
 /// Applies connection `acme` to `org`'s managing role and waits until its `accounts`
 /// MemberAccounts are all Connected.
