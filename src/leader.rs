@@ -24,6 +24,8 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::lock;
+
 /// The three durations of an election.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timings {
@@ -35,6 +37,22 @@ pub struct Timings {
     pub retry_period: Duration,
 }
 
+/// The shortest lease duration the operator accepts: a Lease stores whole seconds, and a
+/// leader needs more than one renewal try within it.
+pub const MIN_LEASE_DURATION: Duration = Duration::from_secs(3);
+
+/// Whether `lease_duration` can be a Lease's: whole seconds, at least
+/// [`MIN_LEASE_DURATION`].
+pub fn check_lease_duration(lease_duration: Duration) -> Result<(), String> {
+    if lease_duration.subsec_nanos() != 0 || lease_duration < MIN_LEASE_DURATION {
+        return Err(format!(
+            "the lease duration must be whole seconds, at least {}s (got {lease_duration:?})",
+            MIN_LEASE_DURATION.as_secs()
+        ));
+    }
+    Ok(())
+}
+
 impl Timings {
     /// Checks what makes the election safe: the leader gives up (renew deadline) before
     /// a follower may take over (lease duration), and has time for more than one try.
@@ -43,11 +61,7 @@ impl Timings {
         renew_deadline: Duration,
         retry_period: Duration,
     ) -> Result<Self, String> {
-        if lease_duration.subsec_nanos() != 0 || lease_duration < Duration::from_secs(2) {
-            return Err(format!(
-                "the lease duration must be whole seconds, at least 2s (got {lease_duration:?})"
-            ));
-        }
+        check_lease_duration(lease_duration)?;
         if renew_deadline >= lease_duration {
             return Err(format!(
                 "the renew deadline ({renew_deadline:?}) must be shorter than the lease \
@@ -135,12 +149,6 @@ pub struct Elector {
     observed: Mutex<Option<Observed>>,
     /// When the request of our last successful acquire or renewal was sent.
     renewed: Mutex<Option<Instant>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Why a round failed.
@@ -405,8 +413,18 @@ mod tests {
             )
             .is_err()
         );
-        let derived = Timings::from_lease(seconds(3));
-        assert!(Timings::new(seconds(3), derived.renew_deadline, derived.retry_period).is_ok());
+        // The command line's limit is the library's: 2s is refused, 3s with its derived
+        // deadline and period is accepted.
+        assert!(check_lease_duration(seconds(2)).is_err());
+        let derived = Timings::from_lease(MIN_LEASE_DURATION);
+        assert!(
+            Timings::new(
+                MIN_LEASE_DURATION,
+                derived.renew_deadline,
+                derived.retry_period
+            )
+            .is_ok()
+        );
         assert_eq!(Timings::from_lease(seconds(15)), Timings::default());
     }
 }

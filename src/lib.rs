@@ -14,3 +14,12 @@ pub mod schedule;
 pub mod server;
 pub mod templates;
 pub mod tree;
+
+/// Locks `mutex`, taking the data even if a thread panicked while holding it: the maps
+/// and counters behind the operator's mutexes are valid after any single update, so a
+/// poisoned lock is no reason to stop serving.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

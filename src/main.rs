@@ -615,12 +615,10 @@ fn positive_duration(text: &str) -> Result<std::time::Duration, String> {
     Ok(duration)
 }
 
-/// A Lease duration: whole seconds (the Lease stores seconds), at least 3.
+/// A Lease duration, as [`orgconnect::leader::check_lease_duration`] accepts it.
 fn lease_duration(text: &str) -> Result<std::time::Duration, String> {
     let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
-    if duration.subsec_nanos() != 0 || duration.as_secs() < 3 {
-        return Err("must be whole seconds, at least 3s".to_owned());
-    }
+    orgconnect::leader::check_lease_duration(duration)?;
     Ok(duration)
 }
 

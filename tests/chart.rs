@@ -575,16 +575,8 @@ impl ChartOperator {
             .args(&args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("KUBECONFIG", &kubeconfig.0)
-            .env("AWS_ENDPOINT_URL", bed.proxy.url())
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", bed.credentials.access_key_id())
-            .env("AWS_SECRET_ACCESS_KEY", bed.credentials.secret_access_key())
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .stdout(output())
-            .stderr(output());
+            .env("KUBECONFIG", &kubeconfig.0);
+        bed.aws_env(&mut command).stdout(output()).stderr(output());
         for variable in container["env"].as_array().expect("env") {
             let key = variable["name"].as_str().expect("an env name");
             let value = match (

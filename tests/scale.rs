@@ -18,7 +18,7 @@ use orgconnect::api::member_account::MemberPhase;
 use orgconnect::api::{AwsOrgConnection, MemberAccount, SyncSchedule};
 use support::eventually;
 use support::org::OrgSpec;
-use support::runs::{apply_schedule, complete, jobs_of, render_parts};
+use support::runs::{complete, render_parts, run_inventory_now};
 use support::scenario::Scenario;
 
 /// The ConfigMap size the API server accepts (its 1 MiB limit on an object's data).
@@ -67,23 +67,8 @@ async fn a_sync_run_over_20000_connected_accounts_reaches_every_profile() {
     watch.abort();
 
     let schedules: Api<SyncSchedule> = scenario.ns.api();
-    apply_schedule(
-        &schedules,
-        "inventory",
-        serde_json::json!({
-            "connectionRef": { "name": "acme" },
-            "schedule": "0 0 1 1 *",
-            "jobTemplate": { "spec": { "template": { "spec": {
-                "containers": [{ "name": "collect", "image": "busybox" }] } } } },
-        }),
-    )
-    .await;
-    support::operator::request_run(&schedules, "inventory").await;
     let jobs: Api<Job> = scenario.ns.api();
-    let job = eventually("the run's Job", Duration::from_secs(60), || async {
-        jobs_of(&jobs, "inventory").await.into_iter().next()
-    })
-    .await;
+    let job = run_inventory_now(&schedules, &jobs, Duration::from_secs(60)).await;
     // No Job controller on the bed: the run is marked Complete as its Pods would make it.
     complete(&jobs, &job.name_any()).await;
     let last_run = eventually(

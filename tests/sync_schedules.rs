@@ -25,7 +25,9 @@ use support::operator::{
     apply_connection, create_key_secret, in_namespace, managing_role, members, request_run, start,
 };
 use support::org::{OrgSpec, SeededOrg, seed};
-use support::runs::{SCHEDULE_LABEL, apply_schedule, complete, jobs_of, render_parts};
+use support::runs::{
+    SCHEDULE_LABEL, apply_schedule, complete, jobs_of, render_parts, run_inventory_now,
+};
 
 const CONNECTION_LABEL: &str = "orgconnect.dev/connection";
 
@@ -425,24 +427,9 @@ async fn revoking_a_connection_removes_its_sync_runs_and_its_schedules_say_so() 
     } = Scenario::start("sync-revoke", &OrgSpec::flat(2)).await;
     let (connections, member_api) = connect_acme(&ns, &org, &external_id, 3).await;
     let schedules: Api<SyncSchedule> = ns.api();
-    apply_schedule(
-        &schedules,
-        "inventory",
-        serde_json::json!({
-            "connectionRef": { "name": "acme" },
-            "schedule": "0 0 1 1 *",
-            "jobTemplate": { "spec": { "template": { "spec": {
-                "containers": [{ "name": "c", "image": "busybox" }] } } } },
-        }),
-    )
-    .await;
     let jobs: Api<Job> = ns.api();
     let config_maps: Api<ConfigMap> = ns.api();
-    request_run(&schedules, "inventory").await;
-    let job = eventually("the run's Job", Duration::from_secs(30), || async {
-        jobs_of(&jobs, "inventory").await.into_iter().next()
-    })
-    .await;
+    let job = run_inventory_now(&schedules, &jobs, Duration::from_secs(30)).await;
     assert_eq!(
         job.labels().get(CONNECTION_LABEL).map(String::as_str),
         Some("acme"),
@@ -662,23 +649,8 @@ async fn a_run_too_large_for_one_config_map_comes_in_parts_that_render_its_files
         .map(|m| m.spec.account_id)
         .collect();
     let schedules: Api<SyncSchedule> = scenario.ns.api();
-    apply_schedule(
-        &schedules,
-        "inventory",
-        serde_json::json!({
-            "connectionRef": { "name": "acme" },
-            "schedule": "0 0 1 1 *",
-            "jobTemplate": { "spec": { "template": { "spec": {
-                "containers": [{ "name": "collect", "image": "busybox" }] } } } },
-        }),
-    )
-    .await;
-    request_run(&schedules, "inventory").await;
     let jobs: Api<Job> = scenario.ns.api();
-    let job = eventually("the run's Job", Duration::from_secs(30), || async {
-        jobs_of(&jobs, "inventory").await.into_iter().next()
-    })
-    .await;
+    let job = run_inventory_now(&schedules, &jobs, Duration::from_secs(30)).await;
     let pod = job
         .spec
         .as_ref()

@@ -510,14 +510,7 @@ impl Script {
     /// Runs `command` against the proxy with the bed's base keys and reads its times.
     fn run(bed: &AwsBed, mut command: Command, name: &str) -> Result<Self> {
         bed.proxy.reset_stats();
-        let output = command
-            .env("AWS_ENDPOINT_URL", bed.proxy.url())
-            .env("AWS_DEFAULT_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", bed.credentials.access_key_id())
-            .env("AWS_SECRET_ACCESS_KEY", bed.credentials.secret_access_key())
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .output()?;
+        let output = bed.aws_env(&mut command).output()?;
         let stderr = String::from_utf8_lossy(&output.stderr);
         if !output.status.success() {
             return Err(format!("{name} failed: {stderr}").into());

@@ -116,9 +116,7 @@ impl SessionCache {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cached>> {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::lock(&self.sessions)
     }
 
     /// SDK configuration with the base credentials of `request`, in its region.

@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::Api;
@@ -14,7 +13,7 @@ use tracing::info;
 
 use super::connection_status::Verdict;
 use super::context::{Context, Diagnostics, jitter, object_key};
-use super::credentials::{CredentialProblem, keys_from_secret, secret_name};
+use super::credentials::read_base_credentials;
 use super::names::session_name;
 use super::reconcile::write_status;
 use crate::api::condition::{
@@ -24,7 +23,7 @@ use crate::api::connection::{AwsOrgConnection, AwsOrgConnectionStatus};
 use crate::aws::arn::{
     RoleArn, assume_role_statement, partition_of_region, trust_principal, trust_statement,
 };
-use crate::aws::session::{AssumeFailure, AssumeRequest, BaseCredentials, ManagingSession};
+use crate::aws::session::{AssumeFailure, AssumeRequest, ManagingSession};
 use crate::aws::{AwsFailure, FailureKind};
 use crate::error::Result;
 
@@ -97,24 +96,6 @@ pub enum Authentication {
     Stop(Action),
 }
 
-async fn base_credentials(
-    pass: &Pass<'_>,
-    namespace: &str,
-) -> Result<Result<BaseCredentials, CredentialProblem>> {
-    let reference = match secret_name(&pass.connection.spec.credentials, namespace) {
-        Ok(None) => return Ok(Ok(BaseCredentials::DefaultChain)),
-        Ok(Some(reference)) => reference,
-        Err(problem) => return Ok(Err(problem)),
-    };
-    let secrets: Api<Secret> = Api::namespaced(pass.ctx.client.clone(), namespace);
-    match secrets.get_opt(&reference.name).await? {
-        None => Ok(Err(CredentialProblem::SecretNotFound {
-            name: reference.name.clone(),
-        })),
-        Some(secret) => Ok(keys_from_secret(&secret, reference)),
-    }
-}
-
 /// Assumes the managing role (from the cache when possible) and sets `Authenticated`.
 pub async fn authenticate(
     pass: &mut Pass<'_>,
@@ -129,7 +110,13 @@ pub async fn authenticate(
             return Ok(Authentication::Stop(Action::await_change()));
         }
     };
-    let base = match base_credentials(pass, namespace).await? {
+    let base = match read_base_credentials(
+        &pass.ctx.client,
+        &pass.connection.spec.credentials,
+        namespace,
+    )
+    .await?
+    {
         Ok(base) => base,
         Err(problem) => {
             pass.set(

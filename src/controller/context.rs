@@ -14,6 +14,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::api::connection::{StackInstanceFailure, StackSetStatus};
 use crate::api::{AwsOrgConnection, MemberAccount};
 use crate::aws::session::SessionCache;
+use crate::lock;
 
 /// Operator-wide settings, from the command line.
 #[derive(Clone, Debug)]
@@ -75,12 +76,6 @@ pub fn jitter(max: Duration) -> Duration {
 
 fn settings_probe_limit(settings: &Settings) -> usize {
     settings.probe_concurrency.max(1)
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Counters a test or `/metrics` can read.

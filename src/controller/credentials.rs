@@ -96,9 +96,30 @@ fn value(
     Ok((!text.is_empty()).then(|| text.to_owned()))
 }
 
+/// Reads the base credentials `spec` names for a connection in `namespace`: the default
+/// chain, or the keys of its Secret, read now (key material is never cached).
+pub async fn read_base_credentials(
+    client: &kube::Client,
+    spec: &CredentialsSpec,
+    namespace: &str,
+) -> kube::Result<Result<BaseCredentials, CredentialProblem>> {
+    let reference = match secret_name(spec, namespace) {
+        Ok(None) => return Ok(Ok(BaseCredentials::DefaultChain)),
+        Ok(Some(reference)) => reference,
+        Err(problem) => return Ok(Err(problem)),
+    };
+    let secrets: kube::Api<Secret> = kube::Api::namespaced(client.clone(), namespace);
+    Ok(match secrets.get_opt(&reference.name).await? {
+        None => Err(CredentialProblem::SecretNotFound {
+            name: reference.name.clone(),
+        }),
+        Some(secret) => keys_from_secret(&secret, reference),
+    })
+}
+
 /// The access keys in `secret`. Values are trimmed, since a trailing newline from
 /// `echo` is a common mistake.
-pub fn keys_from_secret(
+fn keys_from_secret(
     secret: &Secret,
     reference: &SecretKeysRef,
 ) -> Result<BaseCredentials, CredentialProblem> {

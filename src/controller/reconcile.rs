@@ -24,13 +24,22 @@ use crate::metrics::{ErrorLabels, KindLabels};
 /// How soon a revoke whose StackSet operation is running looks again.
 const REVOKE_POLL: Duration = Duration::from_secs(5);
 
-/// The name metrics and logs give a kind.
+/// The name metrics and logs give a kind, and the kind's own failure counter in the
+/// diagnostics, if it has one.
 pub trait Kind {
     const KIND: &'static str;
+
+    fn failure_counter(_diagnostics: &Diagnostics) -> Option<&std::sync::atomic::AtomicU64> {
+        None
+    }
 }
 
 impl Kind for crate::api::AwsOrgConnection {
     const KIND: &'static str = "AwsOrgConnection";
+
+    fn failure_counter(diagnostics: &Diagnostics) -> Option<&std::sync::atomic::AtomicU64> {
+        Some(&diagnostics.connection_failures)
+    }
 }
 impl Kind for crate::api::MemberAccount {
     const KIND: &'static str = "MemberAccount";
@@ -89,8 +98,8 @@ where
             _ => {}
         }
     }
-    if K::KIND == <crate::api::AwsOrgConnection as Kind>::KIND {
-        Diagnostics::add(&ctx.diagnostics.connection_failures, 1);
+    if let Some(counter) = K::failure_counter(&ctx.diagnostics) {
+        Diagnostics::add(counter, 1);
     }
     ctx.health
         .metrics

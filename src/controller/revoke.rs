@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::Timestamp;
@@ -32,6 +33,8 @@ use crate::metrics::PhaseLabels;
 
 /// How many MemberAccounts a revoke deletes at once.
 const MEMBER_DELETES: usize = 16;
+/// How many sync runs (each a Job, its ConfigMaps and Secret) a revoke deletes at once.
+const RUN_DELETES: usize = 4;
 
 /// What becomes of the StackSet when the connection goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -298,13 +301,18 @@ async fn delete_sync_runs(
             Err(err) => return Err(err.into()),
         }
     }
-    let (mut deleted_jobs, mut deleted_config_maps) = (0, 0);
-    for run in &config_map_names {
-        let deleted = delete_run(ctx, namespace, run).await?;
-        deleted_jobs += usize::from(deleted.job);
-        deleted_config_maps += usize::from(deleted.config_map);
-    }
-    Ok((deleted_jobs, deleted_config_maps))
+    // Each run is a few objects: its Job, ConfigMap(s) and Secret; several runs at once.
+    let deleted: Vec<_> = futures::stream::iter(config_map_names)
+        .map(|run| async move { delete_run(ctx, namespace, &run).await })
+        .buffer_unordered(RUN_DELETES)
+        .try_collect()
+        .await?;
+    Ok(deleted.iter().fold((0, 0), |(jobs, config_maps), run| {
+        (
+            jobs + usize::from(run.job),
+            config_maps + usize::from(run.config_map),
+        )
+    }))
 }
 
 /// Revoking: settles the StackSet the operator created, removes what sync schedules

@@ -24,11 +24,13 @@ use tracing::{info, warn};
 
 use super::connection_status::Verdict;
 use super::context::{Context, Settings};
-use super::credentials::{keys_from_secret, secret_name};
+use super::credentials::read_base_credentials;
 use super::names::{CONNECTION_LABEL, SCHEDULE_LABEL, label_value};
 use super::reconcile::{create_once, delete_if_present, observed, write_status};
 use super::sync_config::{JobIdentity, RunAccount, RunInput, credentials_file, part_key, split};
-use super::sync_plan::{JobState, JobView, Plan, PlanInput, Start, decide, prune, run_mode};
+use super::sync_plan::{
+    JobState, JobView, Plan, PlanInput, Start, active_after, decide, prune, run_mode,
+};
 use crate::api::AwsOrgConnection;
 use crate::api::condition::{
     Condition, ConditionStatus, ConditionType, find_condition, set_condition,
@@ -150,14 +152,15 @@ async fn reconcile_schedule(schedule: Arc<SyncSchedule>, ctx: &Context) -> Resul
         }
         Err(refusal) => Err(refusal),
     };
-    if let Some(start) = &plan.start
-        && let Some(refused) =
-            start_due_run(ctx, &schedule, connection, &status, start, now).await?
-    {
-        ready = refused;
+    let mut started = None;
+    if let Some(start) = &plan.start {
+        match start_due_run(ctx, &schedule, connection, &status, start, now).await? {
+            Some(refused) => ready = refused,
+            None => started = Some(start.job_name.as_str()),
+        }
     }
     prune_finished(ctx, &schedule, &namespace, &views).await?;
-    status.active = active_jobs(ctx, &schedule, &namespace).await?;
+    status.active = active_after(&views, &plan, started);
     settle_status(&mut status, &schedule, &plan, ready, now);
     write_status(&schedules, schedule.as_ref(), &current, &status).await?;
     if run_now {
@@ -389,23 +392,6 @@ async fn prune_finished(
         delete_run(ctx, namespace, &doomed).await?;
     }
     Ok(())
-}
-
-/// The names of the schedule's Jobs still running, sorted.
-async fn active_jobs(
-    ctx: &Context,
-    schedule: &SyncSchedule,
-    namespace: &str,
-) -> Result<Vec<String>> {
-    let mut active: Vec<String> = owned_jobs(ctx, schedule, namespace)
-        .await?
-        .iter()
-        .filter_map(job_view)
-        .filter(|v| v.state == JobState::Active)
-        .map(|v| v.name)
-        .collect();
-    active.sort();
-    Ok(active)
 }
 
 /// The rest of the status, pure: the next run, and the Scheduled and Ready conditions.
@@ -1169,16 +1155,7 @@ async fn run_credentials(
             ),
         )))
     };
-    let reference = match secret_name(&connection.spec.credentials, namespace) {
-        Ok(None) => return Ok(Ok(None)),
-        Ok(Some(reference)) => reference,
-        Err(problem) => return not_ready(&problem.message()),
-    };
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    let Some(secret) = secrets.get_opt(&reference.name).await? else {
-        return not_ready(&format!("Secret {} not found", reference.name));
-    };
-    match keys_from_secret(&secret, reference) {
+    match read_base_credentials(&ctx.client, &connection.spec.credentials, namespace).await? {
         Ok(BaseCredentials::Keys { credentials, .. }) => Ok(Ok(Some(credentials_file(
             credentials.access_key_id(),
             credentials.secret_access_key(),

@@ -219,9 +219,49 @@ pub fn run_mode(
     (RunMode::Incremental, since)
 }
 
+/// The schedule's active runs once `plan` is carried out (its replaced runs deleted, and
+/// `started` created when the run it called for did start), sorted: the status's
+/// `active` without listing the Jobs again.
+pub fn active_after(jobs: &[JobView], plan: &Plan, started: Option<&str>) -> Vec<String> {
+    let mut active: Vec<String> = jobs
+        .iter()
+        .filter(|j| j.state == JobState::Active && !plan.replace.contains(&j.name))
+        .map(|j| j.name.clone())
+        .chain(started.map(str::to_owned))
+        .collect();
+    active.sort();
+    active.dedup();
+    active
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn active_runs_after_a_plan_drop_the_replaced_and_add_the_started() {
+        let jobs = [
+            job("a", JobState::Active, "2026-03-01T10:00:00Z", None),
+            job("b", JobState::Active, "2026-03-01T10:30:00Z", None),
+            job(
+                "c",
+                JobState::Succeeded,
+                "2026-03-01T09:00:00Z",
+                Some("2026-03-01T09:05:00Z"),
+            ),
+        ];
+        let plan = Plan {
+            replace: vec!["a".to_owned()],
+            ..Plan::default()
+        };
+        assert_eq!(active_after(&jobs, &plan, Some("d")), ["b", "d"]);
+        assert_eq!(active_after(&jobs, &Plan::default(), None), ["a", "b"]);
+        // A run refused (nothing started) adds nothing.
+        assert_eq!(
+            active_after(&[], &Plan::default(), None),
+            Vec::<String>::new()
+        );
+    }
 
     fn at(text: &str) -> Timestamp {
         text.parse().expect("timestamp")

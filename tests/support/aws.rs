@@ -37,6 +37,27 @@ pub struct AwsBed {
 }
 
 impl AwsBed {
+    /// Points `command` at the bed as a process of the operator's would be: the proxy as
+    /// every service's endpoint, the base principal's keys, and no file or instance
+    /// metadata of this machine's.
+    pub fn aws_env<'c>(
+        &self,
+        command: &'c mut std::process::Command,
+    ) -> &'c mut std::process::Command {
+        command
+            .env("AWS_ENDPOINT_URL", self.proxy.url())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", self.credentials.access_key_id())
+            .env(
+                "AWS_SECRET_ACCESS_KEY",
+                self.credentials.secret_access_key(),
+            )
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+    }
+
     pub async fn new() -> Self {
         let moto = std::env::var(MOTO_URL_ENV).unwrap_or_else(|_| {
             panic!(

@@ -14,6 +14,36 @@ use super::eventually;
 /// The environment variable `scripts/testbed env` sets to the bed's kubeconfig.
 pub const KUBECONFIG_ENV: &str = "ORGCONNECT_TESTBED_KUBECONFIG";
 
+/// Server-side applies object `name` of kind `K` with `metadata` (labels, annotations)
+/// and `spec`, as a user's `kubectl apply --server-side` would.
+pub async fn apply<K>(
+    api: &Api<K>,
+    name: &str,
+    metadata: serde_json::Value,
+    spec: serde_json::Value,
+) -> K
+where
+    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    let mut meta = serde_json::json!({ "name": name });
+    if let (Some(meta), Some(extra)) = (meta.as_object_mut(), metadata.as_object()) {
+        meta.extend(extra.clone());
+    }
+    let manifest = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": meta,
+        "spec": spec,
+    });
+    api.patch(
+        name,
+        &PatchParams::apply("test-user"),
+        &Patch::Apply(&manifest),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("applying {} {name}: {e}", K::kind(&())))
+}
+
 /// A client for the test bed's API server.
 pub async fn client() -> Client {
     let path = std::env::var(KUBECONFIG_ENV).unwrap_or_else(|_| {

@@ -87,19 +87,7 @@ pub async fn apply_connection_with_labels(
     spec: serde_json::Value,
     labels: serde_json::Value,
 ) -> AwsOrgConnection {
-    let manifest = serde_json::json!({
-        "apiVersion": "orgconnect.dev/v1alpha1",
-        "kind": "AwsOrgConnection",
-        "metadata": { "name": name, "labels": labels },
-        "spec": spec,
-    });
-    api.patch(
-        name,
-        &PatchParams::apply("test-user"),
-        &Patch::Apply(&manifest),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("applying connection {name}: {e}"))
+    super::kube::apply(api, name, serde_json::json!({ "labels": labels }), spec).await
 }
 
 /// Merges `spec` into the connection's spec.

@@ -96,21 +96,17 @@ impl OperatorProcess {
                 .unwrap_or_else(|e| panic!("opening {}: {e}", path.display())),
             None => Stdio::null(),
         };
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .arg("run")
             .args(["--http-address", &http.to_string()])
             .args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("KUBECONFIG", kubeconfig)
-            .env("POD_NAME", name)
-            .env("AWS_ENDPOINT_URL", bed.proxy.url())
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", bed.credentials.access_key_id())
-            .env("AWS_SECRET_ACCESS_KEY", bed.credentials.secret_access_key())
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("POD_NAME", name);
+        let child = bed
+            .aws_env(&mut command)
             .env("RUST_LOG", "info")
             .stdout(output())
             .stderr(output())

@@ -15,19 +15,33 @@ pub const SCHEDULE_LABEL: &str = "orgconnect.dev/sync-schedule";
 
 /// Server-side applies SyncSchedule `name` with `spec`, as a user would.
 pub async fn apply_schedule(api: &Api<SyncSchedule>, name: &str, spec: serde_json::Value) {
-    let manifest = serde_json::json!({
-        "apiVersion": "orgconnect.dev/v1alpha1",
-        "kind": "SyncSchedule",
-        "metadata": { "name": name },
-        "spec": spec,
-    });
-    api.patch(
-        name,
-        &PatchParams::apply("test-user"),
-        &Patch::Apply(&manifest),
+    super::kube::apply(api, name, serde_json::json!({}), spec).await;
+}
+
+/// Applies SyncSchedule `inventory` of connection `acme`, due once a year (so only
+/// `orgconnect.dev/run=now` starts a run), asks for a run and returns its Job once the
+/// operator has created it.
+pub async fn run_inventory_now(
+    schedules: &Api<SyncSchedule>,
+    jobs: &Api<Job>,
+    timeout: std::time::Duration,
+) -> Job {
+    apply_schedule(
+        schedules,
+        "inventory",
+        serde_json::json!({
+            "connectionRef": { "name": "acme" },
+            "schedule": "0 0 1 1 *",
+            "jobTemplate": { "spec": { "template": { "spec": {
+                "containers": [{ "name": "collect", "image": "busybox" }] } } } },
+        }),
     )
+    .await;
+    super::operator::request_run(schedules, "inventory").await;
+    super::eventually("the run's Job", timeout, || async {
+        jobs_of(jobs, "inventory").await.into_iter().next()
+    })
     .await
-    .expect("apply SyncSchedule");
 }
 
 /// The schedule's Jobs, oldest first.
