@@ -24,9 +24,8 @@ use support::scenario::Scenario;
 /// The ConfigMap size the API server accepts (its 1 MiB limit on an object's data).
 const CONFIG_MAP_LIMIT: usize = 1024 * 1024;
 
-// Run on a bed of its own (a fresh moto seeds 20,000 accounts in minutes; one that already
-// holds every other suite's organizations takes many times longer): `.ci/run` runs it as a
-// step of its own after the other suites.
+// Run on a bed of its own, after the other suites, so that its 20,000 accounts share the
+// machine and moto with nothing else: `.ci/run` runs it as a step of its own.
 #[ignore = "the slow suite: scripts/testbed run -- cargo test --locked --test scale -- --ignored"]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sync_run_over_20000_connected_accounts_reaches_every_profile() {

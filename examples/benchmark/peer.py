@@ -40,7 +40,8 @@ def main():
         account["Id"]
         for page in organizations.get_paginator("list_accounts").paginate()
         for account in page["Accounts"]
-        if account["Status"] == "ACTIVE"
+        # AWS reports an account's State; Status is retired.
+        if account.get("State") == "ACTIVE"
     ]
     listed = time.monotonic()
 
