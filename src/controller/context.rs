@@ -152,6 +152,48 @@ pub struct Caches {
     pub connections_ready: tokio::sync::watch::Receiver<bool>,
 }
 
+/// The controllers' requests to each other.
+pub struct Channels {
+    /// To the member controller: probe these MemberAccounts now.
+    pub probe_requests: tokio::sync::mpsc::UnboundedSender<ObjectRef<MemberAccount>>,
+    /// To the connection controller: these connections' counts changed.
+    pub counts_changed: tokio::sync::mpsc::UnboundedSender<ObjectRef<AwsOrgConnection>>,
+}
+
+/// How long changed counts wait to be written: a connection hears once per this of
+/// everything its MemberAccounts' phases did meanwhile, rather than once per account.
+pub const COUNTS_COALESCE: Duration = Duration::from_secs(1);
+
+/// The keys `changes` brings, each at most once per `window`: after the first change the
+/// stream waits `window`, then yields every key that changed by then, once. Written here
+/// because the stream adaptors at hand (`tokio_stream`'s `throttle`, kube's `debounce`)
+/// either limit the whole stream or wait for quiet, which never comes while thousands
+/// of accounts are probed.
+pub fn coalesce<T>(
+    changes: tokio::sync::mpsc::UnboundedReceiver<T>,
+    window: Duration,
+) -> impl futures::Stream<Item = T> + Send
+where
+    T: std::hash::Hash + Eq + Send + 'static,
+{
+    futures::stream::unfold(
+        (changes, Vec::<T>::new()),
+        move |(mut changes, mut ready)| async move {
+            if ready.is_empty() {
+                let first = changes.recv().await?;
+                tokio::time::sleep(window).await;
+                let mut changed = std::collections::HashSet::from([first]);
+                while let Ok(next) = changes.try_recv() {
+                    changed.insert(next);
+                }
+                ready.extend(changed);
+            }
+            let next = ready.pop()?;
+            Some((next, (changes, ready)))
+        },
+    )
+}
+
 pub struct Context {
     pub client: Client,
     pub settings: Settings,
@@ -167,6 +209,8 @@ pub struct Context {
     pub connections: Store<AwsOrgConnection>,
     /// Asks the member controller to probe these MemberAccounts.
     probe_requests: tokio::sync::mpsc::UnboundedSender<ObjectRef<MemberAccount>>,
+    /// Tells the connection controller that a connection's counts changed.
+    counts_changed: tokio::sync::mpsc::UnboundedSender<ObjectRef<AwsOrgConnection>>,
     /// Turns true once `members` holds the first complete listing.
     members_ready: tokio::sync::watch::Receiver<bool>,
     /// Turns true once `connections` holds the first complete listing.
@@ -193,7 +237,7 @@ impl Context {
         settings: Settings,
         sessions: SessionCache,
         caches: Caches,
-        probe_requests: tokio::sync::mpsc::UnboundedSender<ObjectRef<MemberAccount>>,
+        channels: Channels,
         diagnostics: Arc<Diagnostics>,
         health: Arc<crate::server::Health>,
     ) -> Self {
@@ -203,6 +247,10 @@ impl Context {
             members_ready,
             connections_ready,
         } = caches;
+        let Channels {
+            probe_requests,
+            counts_changed,
+        } = channels;
         let mut ready = members_ready.clone();
         let ready_health = health.clone();
         tokio::spawn(async move {
@@ -223,6 +271,7 @@ impl Context {
             health,
             connections,
             probe_requests,
+            counts_changed,
             members_ready,
             connections_ready,
             retries: Mutex::new(HashMap::new()),
@@ -275,6 +324,17 @@ impl Context {
             let _ = self
                 .probe_requests
                 .send(ObjectRef::from_obj(member.as_ref()));
+        }
+    }
+
+    /// Says that `member`'s phase changed, so its connection's counts did: the connection
+    /// controller hears of it at most once per [`COUNTS_COALESCE`], however many of its
+    /// MemberAccounts changed meanwhile.
+    pub fn member_phase_changed(&self, member: &MemberAccount) {
+        if let Some(namespace) = member.namespace() {
+            let _ = self
+                .counts_changed
+                .send(ObjectRef::new(&member.spec.connection).within(&namespace));
         }
     }
 
@@ -574,6 +634,32 @@ pub fn doubling(first: Duration, max: Duration, failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn changes_coalesce_to_one_per_key_per_window() {
+        use futures::StreamExt;
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let mut stream = Box::pin(coalesce(receiver, Duration::from_secs(1)));
+        let started = tokio::time::Instant::now();
+        for key in ["a", "b", "a", "a", "b"] {
+            sender.send(key).expect("open");
+        }
+        let mut first = vec![
+            stream.next().await.expect("a key"),
+            stream.next().await.expect("a key"),
+        ];
+        first.sort_unstable();
+        assert_eq!(first, ["a", "b"]);
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "waited for the window"
+        );
+        // Later changes make a window of their own; a closed channel ends the stream.
+        sender.send("a").expect("open");
+        drop(sender);
+        assert_eq!(stream.next().await, Some("a"));
+        assert_eq!(stream.next().await, None);
+    }
 
     #[test]
     fn retries_back_off_from_five_seconds_to_five_minutes() {

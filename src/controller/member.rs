@@ -275,6 +275,9 @@ async fn apply_verdict(
         return Ok(());
     }
     Diagnostics::add(&ctx.diagnostics.member_status_writes, 1);
+    if current.phase != Some(verdict.phase) {
+        ctx.member_phase_changed(member);
+    }
     if let Some((warning, event_reason)) = phase_event(current.phase, verdict.phase) {
         let type_ = if warning {
             EventType::Warning

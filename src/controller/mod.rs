@@ -101,7 +101,9 @@ impl Operator {
         // The MemberAccounts: the connection controller owns them (and recreates one
         // deleted by hand), the member controller reconciles them.
         let mut members = SharedWatch::<MemberAccount>::new();
-        let owned_members = members.subscribe(Follow::ChangesAndDeletions);
+        // The connection controller hears of a deletion at once, and of phase changes
+        // from the member controller, coalesced; a status write alone wakes no connection.
+        let owned_members = members.subscribe(Follow::Deletions);
         let probed_members = members.subscribe(Follow::Changes);
         let members_store = members.store();
         let (members_listed, members_ready) = tokio::sync::watch::channel(false);
@@ -135,6 +137,7 @@ impl Operator {
         .touched_objects();
 
         let (probe_tx, mut probe_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (counts_tx, counts_rx) = tokio::sync::mpsc::unbounded_channel();
         let context = Arc::new(context::Context::new(
             self.client.clone(),
             self.settings.clone(),
@@ -145,7 +148,10 @@ impl Operator {
                 members_ready,
                 connections_ready,
             },
-            probe_tx,
+            context::Channels {
+                probe_requests: probe_tx,
+                counts_changed: counts_tx,
+            },
             self.diagnostics.clone(),
             self.health.clone(),
         ));
@@ -159,6 +165,7 @@ impl Operator {
             Controller::for_shared_stream(reconciled_connections, connections_store)
                 .with_config(ControllerConfig::default().concurrency(16))
                 .owns_shared_stream(owned_members)
+                .reconcile_on(context::coalesce(counts_rx, context::COUNTS_COALESCE))
                 .watches_stream(secret_events, move |secret| {
                     let namespace = secret.namespace();
                     let name = secret.name_any();

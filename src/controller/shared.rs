@@ -30,13 +30,16 @@ pub enum Follow {
     Changes,
     /// Deletions too: what a controller that maps the kind to another one needs.
     ChangesAndDeletions,
+    /// Deletions only: an owner that recreates what was deleted, and hears of other
+    /// changes some other way.
+    Deletions,
 }
 
 impl Follow {
     fn wants(self, event: &watcher::Event<impl Sized>) -> bool {
         match event {
-            watcher::Event::Apply(_) | watcher::Event::InitApply(_) => true,
-            watcher::Event::Delete(_) => self == Follow::ChangesAndDeletions,
+            watcher::Event::Apply(_) | watcher::Event::InitApply(_) => self != Follow::Deletions,
+            watcher::Event::Delete(_) => self != Follow::Changes,
             watcher::Event::Init | watcher::Event::InitDone => false,
         }
     }
