@@ -485,14 +485,12 @@ async fn api_floor(org: &SeededOrg) -> Result<Duration> {
                     },
                 });
                 let params = PatchParams::apply("orgconnect").force();
-                members
-                    .patch(&name, &params, &Patch::Apply(&manifest))
-                    .await?;
+                let apply = Patch::Apply(&manifest);
+                retried(|| members.patch(&name, &params, &apply)).await?;
                 let phase = if i % 33 == 0 { "Blocked" } else { "Connected" };
                 let status = serde_json::json!({ "status": { "phase": phase } });
-                members
-                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
-                    .await?;
+                let (merge, plain) = (Patch::Merge(&status), PatchParams::default());
+                retried(|| members.patch_status(&name, &plain, &merge)).await?;
                 Ok::<_, kube::Error>(())
             }
         })
@@ -507,6 +505,24 @@ async fn api_floor(org: &SeededOrg) -> Result<Duration> {
         .delete_collection(&Default::default(), &ListParams::default())
         .await?;
     Ok(took)
+}
+
+/// `call`, again after a connection the API server dropped (as the operator's controllers
+/// retry a failed write): a loaded API server on a small machine resets the odd one.
+async fn retried<T, F>(call: impl Fn() -> F) -> std::result::Result<T, kube::Error>
+where
+    F: std::future::Future<Output = std::result::Result<T, kube::Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        match call().await {
+            Err(kube::Error::Service(_) | kube::Error::HyperError(_)) if attempt < 5 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+            }
+            result => return result,
+        }
+    }
 }
 
 /// What a peer script measured: its listing, and its probing of `sampled` accounts.
