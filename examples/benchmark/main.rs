@@ -388,8 +388,15 @@ async fn aws_floor(
     external_id: &str,
     concurrency: u32,
 ) -> Result<Duration> {
+    // orgconnect's own retry policy, so a throttled call is retried as orgconnect's is.
+    let retried = |config: aws_config::SdkConfig| {
+        config
+            .into_builder()
+            .retry_config(orgconnect::aws::retry_config())
+            .build()
+    };
     let started = Instant::now();
-    let managing = aws_sdk_sts::Client::new(&bed.sdk_config())
+    let managing = aws_sdk_sts::Client::new(&retried(bed.sdk_config()))
         .assume_role()
         .role_arn(managing_role(&org.managing_account_id))
         .role_session_name("floor")
@@ -398,13 +405,13 @@ async fn aws_floor(
         .await?
         .credentials
         .ok_or("AssumeRole returned no credentials")?;
-    let managing = bed.sdk_config_with(aws_sdk_sts::config::Credentials::new(
+    let managing = retried(bed.sdk_config_with(aws_sdk_sts::config::Credentials::new(
         managing.access_key_id,
         managing.secret_access_key,
         Some(managing.session_token),
         None,
         "floor",
-    ));
+    )));
     let organizations = aws_sdk_organizations::Client::new(&managing);
     organizations.describe_organization().send().await?;
     organizations.list_roots().send().await?;
