@@ -281,3 +281,152 @@ async fn only_keys_the_accounts_hold_sign_requests_and_signatures_must_match() {
     assert_eq!(err.code(), Some("UnrecognizedClientException"), "{err:?}");
     assert!(bed.proxy.refused("GetCallerIdentity") >= 2);
 }
+
+/// The bed's moto finds accounts through an index (`scripts/moto_server.py`): moving,
+/// describing, tagging, attaching a policy to and removing accounts answer as moto's own
+/// walk does, unknown accounts included, and a removal (which shifts the index) leaves
+/// every other account found.
+#[tokio::test]
+async fn indexed_account_lookups_answer_as_moto_does() {
+    let bed = AwsBed::new().await;
+    let spec = OrgSpec {
+        root_accounts: 4,
+        ous: vec![OuSpec::new("Prod").accounts(1)],
+    };
+    let org = seed(&bed.sdk_config(), &spec).await;
+    let client = Organizations::new(&bed.sdk_config());
+    let members: Vec<_> = org.member_accounts().map(|a| a.id.clone()).collect();
+    let prod = &org.ous[0].id;
+    let unknown = "000000000001";
+
+    client
+        .move_account()
+        .account_id(&members[0])
+        .source_parent_id(&org.root_id)
+        .destination_parent_id(prod)
+        .send()
+        .await
+        .expect("MoveAccount");
+    let in_prod = |parent: String| {
+        let client = client.clone();
+        async move {
+            client
+                .list_accounts_for_parent()
+                .parent_id(parent)
+                .send()
+                .await
+                .expect("ListAccountsForParent")
+                .accounts()
+                .iter()
+                .filter_map(|a| a.id().map(str::to_owned))
+                .collect::<BTreeSet<_>>()
+        }
+    };
+    assert!(in_prod(prod.clone()).await.contains(&members[0]));
+    assert!(!in_prod(org.root_id.clone()).await.contains(&members[0]));
+    let error = client
+        .move_account()
+        .account_id(unknown)
+        .source_parent_id(&org.root_id)
+        .destination_parent_id(prod)
+        .send()
+        .await
+        .expect_err("an unknown account does not move");
+    assert_eq!(error.code(), Some("AccountNotFoundException"), "{error:?}");
+
+    client
+        .tag_resource()
+        .resource_id(&members[1])
+        .tags(
+            aws_sdk_organizations::types::Tag::builder()
+                .key("team")
+                .value("payments")
+                .build()
+                .expect("tag"),
+        )
+        .send()
+        .await
+        .expect("TagResource");
+    let tags = client
+        .list_tags_for_resource()
+        .resource_id(&members[1])
+        .send()
+        .await
+        .expect("ListTagsForResource");
+    let tags: Vec<_> = tags.tags().iter().map(|t| (t.key(), t.value())).collect();
+    assert_eq!(tags, [("team", "payments")]);
+    let error = client
+        .list_tags_for_resource()
+        .resource_id(unknown)
+        .send()
+        .await
+        .expect_err("an unknown account has no tags");
+    assert_eq!(error.code(), Some("TargetNotFoundException"), "{error:?}");
+
+    let policy = client
+        .create_policy()
+        .name(format!("bed-{}", support::unique_suffix()))
+        .description("indexed attach")
+        .r#type(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
+        .content(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#)
+        .send()
+        .await
+        .expect("CreatePolicy")
+        .policy
+        .and_then(|p| p.policy_summary)
+        .and_then(|s| s.id)
+        .expect("policy id");
+    for _ in 0..2 {
+        // Twice: a policy attached again is still listed once.
+        let _ = client
+            .attach_policy()
+            .policy_id(&policy)
+            .target_id(&members[2])
+            .send()
+            .await;
+    }
+    let attached = client
+        .list_policies_for_target()
+        .target_id(&members[2])
+        .filter(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
+        .send()
+        .await
+        .expect("ListPoliciesForTarget");
+    let attached = attached
+        .policies()
+        .iter()
+        .filter(|p| p.id() == Some(policy.as_str()))
+        .count();
+    assert_eq!(attached, 1);
+    let error = client
+        .attach_policy()
+        .policy_id(&policy)
+        .target_id(unknown)
+        .send()
+        .await
+        .expect_err("no policy attaches to an unknown account");
+    assert_eq!(error.code(), Some("AccountNotFoundException"), "{error:?}");
+
+    client
+        .remove_account_from_organization()
+        .account_id(&members[0])
+        .send()
+        .await
+        .expect("RemoveAccountFromOrganization");
+    let error = client
+        .describe_account()
+        .account_id(&members[0])
+        .send()
+        .await
+        .expect_err("a removed account is gone");
+    assert_eq!(error.code(), Some("AccountNotFoundException"), "{error:?}");
+    for id in &members[1..] {
+        let described = client
+            .describe_account()
+            .account_id(id)
+            .send()
+            .await
+            .expect("DescribeAccount after a removal");
+        assert_eq!(described.account().and_then(|a| a.id()), Some(id.as_str()));
+    }
+}

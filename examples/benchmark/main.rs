@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use futures::StreamExt;
 use kube::Client;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use orgconnect::api::member_account::MemberPhase;
 use orgconnect::api::{AwsOrgConnection, MemberAccount};
@@ -273,13 +273,12 @@ async fn measure(args: &Args, accounts: usize) -> Result<Row> {
     drop(operator);
     watch.abort();
 
-    let external_id = connections
-        .get("bench")
+    let external_id = retried(|| connections.get("bench"))
         .await?
         .status
         .and_then(|s| s.external_id)
         .ok_or("the connection has no ExternalId")?;
-    let unchanged = members.list(&ListParams::default()).await?.items.len();
+    let unchanged = count(&members).await?;
     if unchanged != expected || blocked_seen != blocked.len() {
         return Err(format!(
             "expected {expected} accounts with {} Blocked; saw {unchanged} with {blocked_seen} Blocked",
@@ -341,8 +340,13 @@ async fn quiesce(bed: &AwsBed) {
 
 /// Write requests the API server has served, by resource, from its own metrics.
 async fn api_writes(client: &Client) -> Result<BTreeMap<String, f64>> {
-    let request = hyper::Request::get("/metrics").body(Vec::new())?;
-    let text = client.request_text(request).await?;
+    let text = retried(|| async {
+        let request = hyper::Request::get("/metrics")
+            .body(Vec::new())
+            .map_err(kube::Error::HttpError)?;
+        client.request_text(request).await
+    })
+    .await?;
     let mut writes = BTreeMap::new();
     for line in text.lines() {
         let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
@@ -508,10 +512,31 @@ async fn api_floor(org: &SeededOrg) -> Result<Duration> {
     writes
         .into_iter()
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    members
-        .delete_collection(&Default::default(), &ListParams::default())
-        .await?;
+    // Only to keep etcd small for the rows that follow: a loaded API server may time out
+    // a collection this large, and what is left lives in a namespace nothing watches.
+    let (delete, all) = (DeleteParams::default(), ListParams::default());
+    if let Err(error) = retried(|| members.delete_collection(&delete, &all)).await {
+        eprintln!("benchmark: the API floor's objects were not all deleted: {error}");
+    }
     Ok(took)
+}
+
+/// How many objects `api` holds, listed a page at a time (one list of tens of thousands of
+/// objects can outlast the API server's request timeout).
+async fn count<K>(api: &Api<K>) -> std::result::Result<usize, kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut params = ListParams::default().limit(500);
+    let mut total = 0;
+    loop {
+        let page = retried(|| api.list_metadata(&params)).await?;
+        total += page.items.len();
+        match page.metadata.continue_.filter(|token| !token.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(total),
+        }
+    }
 }
 
 /// `call`, again after a connection the API server dropped (as the operator's controllers
