@@ -40,10 +40,17 @@ async fn discovers_250_accounts_into_member_accounts_with_their_ou_paths() {
         .start()
         .await;
     // No ExternalId in the spec: the operator generates one, and the role is made for it.
+    let started = std::time::Instant::now();
     scenario
         .connect_generated("acme", serde_json::json!({}))
         .await;
-    let Scenario { bed, org, ns, .. } = &scenario;
+    let Scenario {
+        bed,
+        org,
+        ns,
+        operator,
+        ..
+    } = &scenario;
     let connections: Api<AwsOrgConnection> = ns.api();
     let connection = wait_condition(&connections, "acme", Discovered, True, "Discovered").await;
 
@@ -109,6 +116,28 @@ async fn discovers_250_accounts_into_member_accounts_with_their_ou_paths() {
     .await;
     let counts = connection.status.and_then(|s| s.accounts).expect("counts");
     assert_eq!(counts.total, 251);
+    // The probes' 251 phase changes reach the connection coalesced: at most one reconcile a
+    // second for them, not one per MemberAccount status write (each of which counts every
+    // account).
+    wait_connection(
+        &connections,
+        "acme",
+        "no account counted Pending",
+        Duration::from_secs(60),
+        |c| {
+            c.status
+                .as_ref()
+                .and_then(|s| s.accounts.as_ref())
+                .is_some_and(|a| a.total == 251 && a.pending == 0)
+        },
+    )
+    .await;
+    let seconds = started.elapsed().as_secs();
+    let reconciles = Diagnostics::get(&operator.diagnostics.connection_reconciles);
+    assert!(
+        reconciles <= seconds + 10,
+        "{reconciles} connection reconciles in {seconds} s"
+    );
     assert_eq!(managing_assumes(&bed.proxy, &org.managing_account_id), 1);
     // Each parent's accounts in pages of 20, every parent asked once; no ListAccounts chain.
     let parents =
@@ -887,4 +916,76 @@ async fn discovery_repeats_every_interval_and_finds_accounts_that_joined() {
     )
     .await;
     assert!(scenario.bed.proxy.calls("DescribeOrganization") > discoveries);
+}
+
+/// `kubectl get aoc` agrees with `kubectl get ma` soon after the last probe lands: the
+/// connection's counts trail its MemberAccounts' phases by at most `COUNTS_LAG`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_counts_agree_with_the_member_accounts_soon_after_the_last_probe() {
+    use kube::runtime::reflector;
+    use orgconnect::api::member_account::MemberPhase;
+
+    let scenario = Scenario::start("counts", &OrgSpec::flat(39)).await;
+    let blocked: Vec<String> = scenario
+        .org
+        .member_accounts()
+        .take(3)
+        .map(|a| a.id.clone())
+        .collect();
+    scenario.bed.proxy.deny_assume_role(blocked);
+    let connections = scenario.connections();
+    let (store, writer) = reflector::store::<MemberAccount>();
+    let watch = tokio::spawn(
+        reflector(
+            writer,
+            watcher(scenario.members(), watcher::Config::default()),
+        )
+        .default_backoff()
+        .touched_objects()
+        .for_each(|_| async {}),
+    );
+    scenario.connect("acme", serde_json::json!({})).await;
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let mut all_phased: Option<(std::time::Instant, (i32, i32, i32))> = None;
+    let lag = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the counts never agreed; phases {all_phased:?}"
+        );
+        let members = store.state();
+        let count = |phase| {
+            let n = members
+                .iter()
+                .filter(|m| m.status.as_ref().and_then(|s| s.phase) == Some(phase))
+                .count();
+            i32::try_from(n).unwrap_or(i32::MAX)
+        };
+        let tally = (
+            i32::try_from(members.len()).unwrap_or(i32::MAX),
+            count(MemberPhase::Connected),
+            count(MemberPhase::Blocked),
+        );
+        if tally == (40, 37, 3) && all_phased.is_none() {
+            all_phased = Some((std::time::Instant::now(), tally));
+        }
+        if let Some((at, want)) = all_phased {
+            let counts = connections
+                .get("acme")
+                .await
+                .expect("get the connection")
+                .status
+                .and_then(|s| s.accounts)
+                .map(|c| (c.total, c.connected, c.blocked));
+            if counts == Some(want) {
+                break at.elapsed();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    watch.abort();
+    assert!(
+        lag <= orgconnect::controller::COUNTS_LAG + Duration::from_secs(2),
+        "the counts agreed {lag:?} after the last phase"
+    );
 }

@@ -146,6 +146,11 @@ async fn demo() -> Result<()> {
         "{expected} accounts with a phase after {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    let lag = wait_for_counts(&client, &phases).await?;
+    println!(
+        "the connection's counts agreed with them {:.1} s later",
+        lag.as_secs_f64()
+    );
 
     step("a sync run now: kubectl annotate ss acme-inventory orgconnect.dev/run=now");
     let job = run_now(&client).await?;
@@ -259,6 +264,41 @@ async fn wait_for_phases(api: &Api<MemberAccount>, expected: usize) -> Result<Ve
             );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits until connection `acme` counts what `phases` hold, and says how long that took:
+/// the counts trail the MemberAccounts by a few seconds while probes land.
+async fn wait_for_counts(client: &Client, phases: &[MemberPhase]) -> Result<Duration> {
+    let connections: Api<orgconnect::api::AwsOrgConnection> =
+        Api::namespaced(client.clone(), NAMESPACE);
+    let count = |phase| phases.iter().filter(|p| **p == phase).count();
+    let want = (
+        phases.len(),
+        count(MemberPhase::Connected),
+        count(MemberPhase::Blocked),
+    );
+    let started = Instant::now();
+    loop {
+        let counts = connections
+            .get("acme")
+            .await?
+            .status
+            .and_then(|s| s.accounts);
+        let seen = counts.map(|c| {
+            let n = |v: i32| usize::try_from(v).unwrap_or(0);
+            (n(c.total), n(c.connected), n(c.blocked))
+        });
+        if seen == Some(want) {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            return Err(format!(
+                "the connection counts {seen:?} (total, connected, blocked); its accounts hold {want:?}"
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

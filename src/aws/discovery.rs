@@ -56,8 +56,13 @@ pub async fn describe_organization(client: &Client) -> Result<OrganizationHeader
     })
 }
 
+/// Told of accounts as the listing finds them, with the organization as far as it is
+/// listed by then: every OU above those accounts, none of the accounts.
+pub type OnAccounts<'a> = dyn FnMut(&OrganizationSnapshot, &[Account]) + Send + 'a;
+
 /// Lists the whole organization described by `header`; `concurrency` bounds the listing
-/// calls in flight.
+/// calls in flight. `on_accounts` hears of each parent's accounts as they are listed (the
+/// older listing tells nothing before it is complete).
 ///
 /// Each parent (the root, then every OU as soon as its parent's listing finds it) is
 /// asked for its OUs and, with ListAccountsForParent, its accounts: each account comes
@@ -69,6 +74,7 @@ pub async fn list_organization(
     client: &Client,
     header: OrganizationHeader,
     concurrency: usize,
+    on_accounts: &mut OnAccounts<'_>,
 ) -> Result<OrganizationSnapshot, AwsFailure> {
     let roots = client
         .list_roots()
@@ -82,8 +88,16 @@ pub async fn list_organization(
         .unwrap_or_default()
         .to_owned();
 
-    let (units, accounts) = match walk(client, &root_id, concurrency).await {
-        Ok(found) => found,
+    let mut org = OrganizationSnapshot {
+        id: header.id,
+        managing_account_id: header.managing_account_id,
+        feature_set: header.feature_set,
+        root_id,
+        units: BTreeMap::new(),
+        accounts: Vec::new(),
+    };
+    match walk(client, &mut org, concurrency, on_accounts).await {
+        Ok(()) => {}
         Err(failure)
             if failure.kind == FailureKind::AccessDenied
                 && failure.operation == "ListAccountsForParent" =>
@@ -91,18 +105,11 @@ pub async fn list_organization(
             tracing::warn!(error = %failure,
                 "the managing role may not call ListAccountsForParent; listing with ListAccounts \
                  and ListChildren, which is slower: update the role from the current template");
-            legacy_walk(client, &root_id, concurrency).await?
+            (org.units, org.accounts) = legacy_walk(client, &org.root_id, concurrency).await?;
         }
         Err(failure) => return Err(failure),
-    };
-    Ok(OrganizationSnapshot {
-        id: header.id,
-        managing_account_id: header.managing_account_id,
-        feature_set: header.feature_set,
-        root_id,
-        units,
-        accounts,
-    })
+    }
+    Ok(org)
 }
 
 /// One listing call's worth of work: a parent's OUs, or its accounts.
@@ -117,20 +124,20 @@ enum Found {
     Accounts(Vec<Account>),
 }
 
-/// Every OU and every account under `root_id`. A parent's accounts and its OUs are
-/// listed as soon as the parent is known, `concurrency` parents' listings at a time.
+/// Every OU and every account under `org`'s root, into `org`. A parent's accounts and
+/// its OUs are listed as soon as the parent is known, `concurrency` parents' listings at a
+/// time.
 async fn walk(
     client: &Client,
-    root_id: &str,
+    org: &mut OrganizationSnapshot,
     concurrency: usize,
-) -> Result<(BTreeMap<String, Unit>, Vec<Account>), AwsFailure> {
+    on_accounts: &mut OnAccounts<'_>,
+) -> Result<(), AwsFailure> {
     let mut queue = std::collections::VecDeque::from([
-        Listing::Units(root_id.to_owned()),
-        Listing::Accounts(root_id.to_owned()),
+        Listing::Units(org.root_id.clone()),
+        Listing::Accounts(org.root_id.clone()),
     ]);
     let mut in_flight = futures::stream::FuturesUnordered::new();
-    let mut units = BTreeMap::new();
-    let mut accounts = Vec::new();
     let mut seen = std::collections::HashSet::new();
     loop {
         while in_flight.len() < concurrency.max(1)
@@ -144,7 +151,7 @@ async fn walk(
         match found? {
             Found::Units(children) => {
                 for (id, unit) in children {
-                    if units.insert(id.clone(), unit).is_none() {
+                    if org.units.insert(id.clone(), unit).is_none() {
                         queue.push_back(Listing::Units(id.clone()));
                         queue.push_back(Listing::Accounts(id));
                     }
@@ -152,14 +159,17 @@ async fn walk(
             }
             // An account that moved while the organization was listed may be found under
             // both parents: the first listing wins until the next discovery.
-            Found::Accounts(found) => accounts.extend(
-                found
+            Found::Accounts(found) => {
+                let found: Vec<Account> = found
                     .into_iter()
-                    .filter(|account| seen.insert(account.id.clone())),
-            ),
+                    .filter(|account| seen.insert(account.id.clone()))
+                    .collect();
+                on_accounts(org, &found);
+                org.accounts.extend(found);
+            }
         }
     }
-    Ok((units, accounts))
+    Ok(())
 }
 
 /// Runs one listing, every page of it.

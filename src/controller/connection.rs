@@ -20,7 +20,7 @@ use super::connection_status::{
     generate_external_id, members_connected, ready, transitions,
 };
 use super::context::{Context, Diagnostics, jitter, object_key};
-use super::members::{MemberPlan, desired_member, plan};
+use super::members::{EarlyWrites, MemberPlan, desired_member, plan};
 use super::names::{FIELD_MANAGER, FINALIZER};
 use super::reconcile::{delete_all, observed};
 use super::revoke;
@@ -35,7 +35,7 @@ use crate::aws::{AwsFailure, FailureKind};
 use crate::duration::parse_duration;
 use crate::error::{Error, Result};
 use crate::metrics::PhaseLabels;
-use crate::organization::OrganizationSnapshot;
+use crate::organization::{Account, OrganizationSnapshot};
 
 /// How many MemberAccounts are written at once.
 const WRITE_CONCURRENCY: usize = 16;
@@ -299,10 +299,14 @@ async fn discover_when_due(pass: &mut Pass<'_>, session: &ManagingSession) -> Re
     // administrator; AWS refuses the List calls when no delegation policy allows it.
     let delegated_from = (header.managing_account_id != role_account).then_some(role_account);
     let organization = header.clone();
-    match list_organization(&client, header, pass.ctx.settings.discovery_concurrency).await {
+    let existing = pass.ctx.members_of(pass.connection);
+    let early = EarlyWrites::new(pass.connection, &existing);
+    let (listed, written_early) =
+        list_and_write(pass.ctx, pass.connection, &client, header, early).await;
+    match listed {
         Ok(org) => {
             pass.ctx.discovery_succeeded(&object_key(pass.connection));
-            apply_discovery(pass, &org, delegated_from).await?;
+            apply_discovery(pass, &org, delegated_from, &existing, written_early?).await?;
             Ok(until_next_discovery(pass, interval))
         }
         Err(failure) if failure.kind == FailureKind::AccessDenied && delegated_from.is_some() => {
@@ -418,12 +422,56 @@ async fn discovery_failed(pass: &mut Pass<'_>, failure: AwsFailure) -> Duration 
     delay
 }
 
-/// Writes the MemberAccounts a complete discovery calls for, and the organization status.
-/// `delegated_from`: the delegated administrator account the listing was made from.
+/// Lists the organization and, side by side, writes the MemberAccounts `early` hands out
+/// as each parent's accounts arrive, so probes start while the listing goes on. Returns
+/// the listing, and the accounts written early (or the first write that failed).
+async fn list_and_write(
+    ctx: &Context,
+    connection: &AwsOrgConnection,
+    client: &aws_sdk_organizations::Client,
+    header: OrganizationHeader,
+    early: Option<EarlyWrites<'_>>,
+) -> (
+    std::result::Result<OrganizationSnapshot, AwsFailure>,
+    Result<std::collections::HashSet<String>>,
+) {
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let listing = async move {
+        let mut early = early;
+        let mut on_accounts = |org: &OrganizationSnapshot, accounts: &[Account]| {
+            if let Some(early) = early.as_mut() {
+                for member in early.found(org, accounts) {
+                    // The writer stops at its first failure; the listing goes on.
+                    let _ = sender.send(member);
+                }
+            }
+        };
+        let listed = list_organization(
+            client,
+            header,
+            ctx.settings.discovery_concurrency,
+            &mut on_accounts,
+        )
+        .await;
+        // `sender` goes with this block, which ends the writer's stream.
+        (listed, early.map(|e| e.sent).unwrap_or_default())
+    };
+    let members = futures::stream::poll_fn(move |cx| receiver.poll_recv(cx));
+    let ((listed, sent), written) =
+        futures::join!(listing, apply_members(ctx, connection, members));
+    (listed, written.map(|_| sent))
+}
+
+/// Writes the MemberAccounts a complete discovery calls for (beyond those `written_early`
+/// while it listed), and the organization status. `delegated_from`: the delegated
+/// administrator account the listing was made from; `existing`: the connection's
+/// MemberAccounts before it.
 async fn apply_discovery(
     pass: &mut Pass<'_>,
     org: &OrganizationSnapshot,
     delegated_from: Option<String>,
+    existing: &[Arc<crate::api::MemberAccount>],
+    written_early: std::collections::HashSet<String>,
 ) -> Result<()> {
     let spec = &pass.connection.spec;
     pass.status.organization = Some(OrganizationInfo {
@@ -455,13 +503,13 @@ async fn apply_discovery(
         .iter()
         .map(|account| desired_member(pass.connection, org, account))
         .collect();
-    let existing = pass.ctx.members_of(pass.connection);
     let MemberPlan {
-        apply,
+        mut apply,
         delete,
         unchanged,
-    } = plan(desired, &existing);
+    } = plan(desired, existing);
     let (applied, deleted) = (apply.len(), delete.len());
+    apply.retain(|member| !written_early.contains(&member.spec.account_id));
     write_members(pass.ctx, pass.connection, apply, delete).await?;
     if applied + deleted > 0 {
         info!(connection = %object_key(pass.connection), applied, deleted, unchanged, "MemberAccounts updated");
@@ -498,11 +546,26 @@ async fn write_members(
     apply: Vec<crate::api::MemberAccount>,
     delete: Vec<String>,
 ) -> Result<()> {
+    apply_members(ctx, connection, futures::stream::iter(apply)).await?;
+    let namespace = connection.namespace().unwrap_or_default();
+    let api: Api<crate::api::MemberAccount> = Api::namespaced(ctx.client.clone(), &namespace);
+    let deletes = delete.len();
+    delete_all(&api, delete, WRITE_CONCURRENCY).await?;
+    Diagnostics::add(&ctx.diagnostics.member_writes, deletes as u64);
+    Ok(())
+}
+
+/// Server-side applies each MemberAccount of `members` (its spec and metadata),
+/// [`WRITE_CONCURRENCY`] at once, as they come; stops at the first failure.
+async fn apply_members(
+    ctx: &Context,
+    connection: &AwsOrgConnection,
+    members: impl futures::Stream<Item = crate::api::MemberAccount>,
+) -> Result<()> {
     let namespace = connection.namespace().unwrap_or_default();
     let api: Api<crate::api::MemberAccount> = Api::namespaced(ctx.client.clone(), &namespace);
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    let writes = apply.len() + delete.len();
-    futures::stream::iter(apply)
+    members
         .map(|member| {
             let api = api.clone();
             let params = params.clone();
@@ -517,15 +580,13 @@ async fn write_members(
                 }
                 api.patch(&member.name_any(), &params, &Patch::Apply(&body))
                     .await?;
+                Diagnostics::add(&ctx.diagnostics.member_writes, 1);
                 Ok::<_, Error>(())
             }
         })
         .buffer_unordered(WRITE_CONCURRENCY)
-        .try_collect::<Vec<_>>()
-        .await?;
-    delete_all(&api, delete, WRITE_CONCURRENCY).await?;
-    Diagnostics::add(&ctx.diagnostics.member_writes, writes as u64);
-    Ok(())
+        .try_for_each(|()| async { Ok(()) })
+        .await
 }
 
 /// One step towards the operator-managed StackSet; `Some` asks to look again that soon.

@@ -152,8 +152,14 @@ pub fn ready(conditions: &[Condition]) -> Verdict {
 }
 
 /// While member probes land, the account counts alone rewrite a connection's status at
-/// most this often; the written counts trail the MemberAccounts by at most this long.
-pub const COUNTS_REFRESH: Duration = Duration::from_secs(5);
+/// most this often. With [`super::context::COUNTS_COALESCE`], the written counts trail the
+/// MemberAccounts by at most [`COUNTS_LAG`]: a few writes a connection while thousands of
+/// accounts are probed, and counts a person reading `kubectl get aoc` finds current.
+pub const COUNTS_REFRESH: Duration = Duration::from_secs(2);
+
+/// The longest the connection's counts trail a change of its MemberAccounts' phases.
+pub const COUNTS_LAG: Duration =
+    Duration::from_secs(COUNTS_REFRESH.as_secs() + super::context::COUNTS_COALESCE.as_secs());
 
 /// How long to hold back writing `next` over `current`: `Some` only when something changed,
 /// all that changed is what member probes move (the account counts and
@@ -232,10 +238,10 @@ mod tests {
             ConditionStatus::True,
             "AllConnected",
         );
-        let soon = Some(Duration::from_secs(2));
+        let soon = Some(Duration::from_millis(500));
         assert_eq!(
             defer_count_update(&current, &moved, soon),
-            Some(Duration::from_secs(3))
+            Some(Duration::from_millis(1500))
         );
         // Long enough since the last write, or never written: write now.
         assert_eq!(

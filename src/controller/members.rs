@@ -1,7 +1,8 @@
 //! The MemberAccounts a connection should own, decided from a discovery: pure functions
 //! that build the desired objects and compare them with what exists.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ObjectMeta;
@@ -101,7 +102,7 @@ pub struct MemberPlan {
 }
 
 /// Compares the desired MemberAccounts with the connection's existing ones.
-pub fn plan(desired: Vec<MemberAccount>, existing: &[std::sync::Arc<MemberAccount>]) -> MemberPlan {
+pub fn plan(desired: Vec<MemberAccount>, existing: &[Arc<MemberAccount>]) -> MemberPlan {
     let by_account: HashMap<&str, &MemberAccount> = existing
         .iter()
         .map(|m| (m.spec.account_id.as_str(), m.as_ref()))
@@ -124,10 +125,68 @@ pub fn plan(desired: Vec<MemberAccount>, existing: &[std::sync::Arc<MemberAccoun
     plan
 }
 
+/// The MemberAccounts a discovery writes while the organization is still being listed,
+/// so their probes start before the listing ends: each selected account whose
+/// MemberAccount is missing or out of date, as its parent's accounts arrive.
+///
+/// Only a selector that names no OUs writes early: an OU it names may turn out not to
+/// exist, and then the MemberAccounts are left as they are. Nothing is deleted early; a
+/// complete listing decides that.
+pub struct EarlyWrites<'a> {
+    connection: &'a AwsOrgConnection,
+    existing: HashMap<String, Arc<MemberAccount>>,
+    excluded: HashSet<&'a str>,
+    /// The accounts whose MemberAccount was handed out to be written.
+    pub sent: HashSet<String>,
+}
+
+impl<'a> EarlyWrites<'a> {
+    /// `None` when the connection's selector names OUs.
+    pub fn new(connection: &'a AwsOrgConnection, existing: &[Arc<MemberAccount>]) -> Option<Self> {
+        let selector = &connection.spec.account_selector;
+        selector
+            .include_organizational_units
+            .is_empty()
+            .then(|| Self {
+                connection,
+                existing: existing
+                    .iter()
+                    .map(|m| (m.spec.account_id.clone(), m.clone()))
+                    .collect(),
+                excluded: selector
+                    .exclude_accounts
+                    .iter()
+                    .map(String::as_str)
+                    .collect(),
+                sent: HashSet::new(),
+            })
+    }
+
+    /// The MemberAccounts to write now for `accounts`, just listed; `org` holds every OU
+    /// above them, so their OU paths are final.
+    pub fn found(
+        &mut self,
+        org: &OrganizationSnapshot,
+        accounts: &[Account],
+    ) -> Vec<MemberAccount> {
+        let mut write = Vec::new();
+        for account in accounts {
+            if self.excluded.contains(account.id.as_str()) || self.sent.contains(&account.id) {
+                continue;
+            }
+            let desired = desired_member(self.connection, org, account);
+            let current = self.existing.get(&account.id);
+            if current.is_none_or(|current| !up_to_date(current, &desired)) {
+                self.sent.insert(account.id.clone());
+                write.push(desired);
+            }
+        }
+        write
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::api::member_account::AwsAccountStatus;
     use crate::organization::Unit;
@@ -226,5 +285,53 @@ mod tests {
             .collect();
         assert_eq!(applied, ["333333333333", "555555555555"]);
         assert_eq!(plan.delete, ["acme-444444444444"]);
+    }
+
+    #[test]
+    fn early_writes_send_each_new_or_changed_account_once_and_skip_excluded_ones() {
+        let mut connection = connection();
+        connection.spec.account_selector.exclude_accounts = vec!["666666666666".into()];
+        let org = org();
+        let same = desired_member(&connection, &org, &account("222222222222", "ou-1"));
+        let moved = desired_member(&connection, &org, &account("333333333333", "r-1"));
+        let existing = vec![Arc::new(same), Arc::new(moved)];
+        let mut early = EarlyWrites::new(&connection, &existing).expect("no OUs named");
+        let found = [
+            account("222222222222", "ou-1"),
+            account("333333333333", "ou-1"),
+            account("555555555555", "ou-1"),
+            account("666666666666", "ou-1"),
+        ];
+        let written: Vec<_> = early
+            .found(&org, &found)
+            .into_iter()
+            .map(|m| {
+                (
+                    m.spec.account_id,
+                    m.spec.organizational_unit.map(|ou| ou.path),
+                )
+            })
+            .collect();
+        let prod = Some("Root/Prod".to_owned());
+        assert_eq!(
+            written,
+            [
+                ("333333333333".to_owned(), prod.clone()),
+                ("555555555555".to_owned(), prod)
+            ]
+        );
+        // Listed again (an account found under two parents): not sent twice.
+        assert!(early.found(&org, &found[1..2]).is_empty());
+        assert_eq!(early.sent.len(), 2);
+    }
+
+    #[test]
+    fn a_selector_naming_ous_writes_nothing_early() {
+        let mut connection = connection();
+        connection
+            .spec
+            .account_selector
+            .include_organizational_units = vec!["ou-1".into()];
+        assert!(EarlyWrites::new(&connection, &[]).is_none());
     }
 }

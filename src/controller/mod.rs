@@ -38,6 +38,7 @@ use crate::aws::session::SessionCache;
 use k8s_openapi::api::batch::v1::Job;
 use shared::{Follow, SharedWatch};
 
+pub use connection_status::COUNTS_LAG;
 pub use context::{Diagnostics, RUN_PART_BYTES, Settings};
 pub use names::{FIELD_MANAGER, FINALIZER};
 
