@@ -85,7 +85,7 @@ pub struct AwsOrgConnectionSpec {
     /// The AWS region whose STS endpoint the operator uses and that sync Jobs get as their
     /// default region.
     #[serde(default = "default_region")]
-    #[schemars(regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"))]
+    #[schemars(regex(pattern = rules::REGION_PATTERN))]
     pub region: String,
 
     /// Where the operator's own (base) AWS credentials come from before it assumes `roleArn`.
@@ -331,7 +331,7 @@ pub struct StackSetSpec {
     /// Regions to deploy stack instances to; IAM is global, so one is enough. Defaults to
     /// the connection's region.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(inner(regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")))]
+    #[schemars(inner(regex(pattern = rules::REGION_PATTERN)))]
     pub regions: Vec<String>,
 
     /// Delete the stack instances and the StackSet when the connection is deleted.

@@ -12,6 +12,9 @@ pub const PARENT_ID_PATTERN: &str = r"^(r-[0-9a-z]{4,32}|ou-[0-9a-z]{4,32}-[a-z0
 /// An IAM role name (without path).
 pub const ROLE_NAME_PATTERN: &str = r"^[A-Za-z0-9_+=,.@-]{1,64}$";
 
+/// An AWS region name, e.g. `eu-west-1`.
+pub const REGION_PATTERN: &str = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$";
+
 /// The characters AWS accepts in an `sts:ExternalId` (2 to 1224 of them).
 pub const EXTERNAL_ID_PATTERN: &str = r"^[A-Za-z0-9_+=,.@:/-]+$";
 

@@ -100,6 +100,21 @@ pub struct SyncScheduleSpec {
     #[serde(default)]
     pub backfill: Backfill,
 
+    /// Regions the tool files of `toolConfigs` name for every account (c7n-org's
+    /// `regions`, Steampipe's `regions`); the connection's region when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(regex(pattern = rules::REGION_PATTERN)))]
+    pub regions: Vec<String>,
+
+    /// Configuration files for these tools, written beside `aws-config` and
+    /// `accounts.json` in every run: `C7nOrg` (`c7n-org-accounts.yml`, Cloud Custodian's
+    /// c7n-org accounts file) and `Steampipe` (`aws.spc`, one AWS plugin connection per
+    /// account and an aggregator over them all). None when empty, which keeps each run's
+    /// ConfigMap small.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 2), extend("x-kubernetes-list-type" = "set"))]
+    pub tool_configs: Vec<ToolConfig>,
+
     /// The IAM role EKS Pod Identity gives the Jobs' service account, when it has no IRSA
     /// role annotation. The cluster does not show Pod Identity associations, so name the
     /// role here: it is reported in `status.jobPrincipal`, trusted by `orgconnect template
@@ -155,6 +170,21 @@ fn default_successful_history() -> i32 {
 
 fn default_failed_history() -> i32 {
     1
+}
+
+/// A tool whose configuration each run gets, rendered from the run's accounts.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
+pub enum ToolConfig {
+    /// Cloud Custodian's c7n-org: `c7n-org-accounts.yml`, one entry per account with its
+    /// role chain, ExternalId, regions and tags (`path:<OU path>` and the account's AWS
+    /// tags); the run's path is in `ORGCONNECT_C7N_ORG_ACCOUNTS`.
+    C7nOrg,
+    /// Steampipe's AWS plugin: `aws.spc`, a connection `aws_<account id>` per account on
+    /// the account's profile of the run's AWS config, and the aggregator `aws_all`; the
+    /// run's path is in `ORGCONNECT_STEAMPIPE_CONFIG`.
+    Steampipe,
 }
 
 /// Set this annotation to `now` to start a run at once; the operator removes it.

@@ -27,7 +27,10 @@ use super::context::{Context, Settings};
 use super::credentials::read_base_credentials;
 use super::names::{CONNECTION_LABEL, SCHEDULE_LABEL, label_value};
 use super::reconcile::{create_once, delete_if_present, observed, write_status};
-use super::sync_config::{JobIdentity, RunAccount, RunInput, credentials_file, part_key, split};
+use super::sync_config::{
+    BASE_PROFILE, JobIdentity, RunAccount, RunInput, credentials_file, part_key, split, tool_env,
+    tool_file,
+};
 use super::sync_plan::{
     JobState, JobView, Plan, PlanInput, Start, active_after, decide, prune, run_mode,
 };
@@ -38,7 +41,7 @@ use crate::api::condition::{
 use crate::api::connection::CredentialSource;
 use crate::api::member_account::MemberPhase;
 use crate::api::sync_schedule::{
-    RUN_ANNOTATION, RunMode, RunOutcome, RunSummary, SyncSchedule, SyncScheduleStatus,
+    RUN_ANNOTATION, RunMode, RunOutcome, RunSummary, SyncSchedule, SyncScheduleStatus, ToolConfig,
 };
 use crate::aws::arn::RoleArn;
 use crate::aws::session::BaseCredentials;
@@ -632,6 +635,7 @@ fn run_accounts(
                 } else {
                     managing.sibling(&m.spec.account_id, &role).to_string()
                 },
+                tags: BTreeMap::new(),
             }
         })
         .collect();
@@ -745,7 +749,7 @@ async fn start_run(
         owner_references: Some(vec![owner.clone()]),
         ..ObjectMeta::default()
     };
-    let input = run_input(connection, &external_id, identity, &accounts);
+    let input = run_input(schedule, connection, &external_id, identity, &accounts);
     let render = match run_objects(&ctx.settings, &input, job_name, accounts.len()) {
         Ok(RunObjects::Files(files)) => {
             create_run_files(ctx, run_metadata, vec![files], credentials.as_deref()).await?;
@@ -773,7 +777,13 @@ async fn start_run(
             namespace: &namespace,
             owner,
             labels,
-            env: run_env(connection_name, mode_text, since, credentials.is_some()),
+            env: run_env(&RunEnv {
+                connection: connection_name,
+                mode: mode_text,
+                since,
+                credentials: credentials.is_some(),
+                tools: &schedule.spec.tool_configs,
+            }),
             mode: mode_text,
             accounts: accounts.len(),
             credentials: credentials.is_some(),
@@ -792,6 +802,7 @@ async fn start_run(
 
 /// What a run's files are made from.
 fn run_input(
+    schedule: &SyncSchedule,
     connection: &AwsOrgConnection,
     external_id: &str,
     identity: &JobIdentity,
@@ -802,6 +813,8 @@ fn run_input(
         external_id: external_id.to_owned(),
         member_external_id: connection.spec.member_access.external_id.clone(),
         region: connection.spec.region.clone(),
+        regions: schedule.spec.regions.clone(),
+        tools: schedule.spec.tool_configs.clone(),
         identity: identity.clone(),
         accounts: accounts.to_vec(),
     }
@@ -943,8 +956,18 @@ struct RenderStep {
     parts: usize,
 }
 
+/// What a run's environment is made from.
+struct RunEnv<'a> {
+    connection: &'a str,
+    mode: &'a str,
+    since: Timestamp,
+    /// The run has a credentials Secret (the connection's Secret identity).
+    credentials: bool,
+    tools: &'a [ToolConfig],
+}
+
 /// The environment every container of a run gets.
-fn run_env(connection: &str, mode: &str, since: Timestamp, credentials: bool) -> Vec<EnvVar> {
+fn run_env(run: &RunEnv<'_>) -> Vec<EnvVar> {
     let mut env = vec![
         env_var("AWS_CONFIG_FILE", &format!("{MOUNT_PATH}/aws-config")),
         env_var("AWS_SDK_LOAD_CONFIG", "1"),
@@ -952,14 +975,25 @@ fn run_env(connection: &str, mode: &str, since: Timestamp, credentials: bool) ->
             "ORGCONNECT_ACCOUNTS_FILE",
             &format!("{MOUNT_PATH}/accounts.json"),
         ),
-        env_var("ORGCONNECT_CONNECTION", connection),
-        env_var("ORGCONNECT_MODE", mode),
-        env_var("ORGCONNECT_SINCE", &since.to_string()),
+        env_var("ORGCONNECT_CONNECTION", run.connection),
+        env_var("ORGCONNECT_MODE", run.mode),
+        env_var("ORGCONNECT_SINCE", &run.since.to_string()),
     ];
-    if credentials {
+    if run.credentials {
         env.push(env_var(
             "AWS_SHARED_CREDENTIALS_FILE",
             &format!("{MOUNT_PATH}/{CREDENTIALS_KEY}"),
+        ));
+        // The Secret's keys are the Job's own identity: with them as the default profile,
+        // a tool that starts from its default credentials (c7n-org's role chains) starts
+        // where the IRSA and Pod Identity Jobs' default chains do. Tools still pick each
+        // account by AWS_PROFILE or --profile.
+        env.push(env_var("AWS_PROFILE", BASE_PROFILE));
+    }
+    for tool in run.tools {
+        env.push(env_var(
+            tool_env(*tool),
+            &format!("{MOUNT_PATH}/{}", tool_file(*tool)),
         ));
     }
     env
@@ -1292,12 +1326,15 @@ mod tests {
             ou_path: "Root".into(),
             phase: "Connected".into(),
             role_arn: format!("arn:aws:iam::{:012}:role/R", 300_000_000_000 + n),
+            tags: BTreeMap::new(),
         };
         let input = RunInput {
             managing_role_arn: "arn:aws:iam::111111111111:role/orgconnect".into(),
             external_id: "oc-abc".into(),
             member_external_id: None,
             region: "eu-west-1".into(),
+            regions: Vec::new(),
+            tools: Vec::new(),
             identity: JobIdentity::SharedCredentials,
             accounts: (0..40).map(account).collect(),
         };

@@ -1,11 +1,15 @@
 //! What each sync Job gets, pure: an AWS config file with one profile per Connected
 //! account, chained through the managing role with the connection's ExternalId, and an
-//! `accounts.json`, so any AWS tool reaches every account unchanged.
+//! `accounts.json`, so any AWS tool reaches every account unchanged; and, where the
+//! schedule asks, the configuration of tools that read their own account lists
+//! (c7n-org's accounts file, Steampipe's connections).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
+
+use crate::api::sync_schedule::ToolConfig;
 
 /// The profile holding the managing-role hop every account profile chains through.
 pub const MANAGING_PROFILE: &str = "orgconnect-managing";
@@ -40,6 +44,9 @@ pub struct RunAccount {
     pub phase: String,
     /// The role the profile assumes in this account (not in `accounts.json`).
     pub role_arn: String,
+    /// The account's AWS tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// An account as `accounts.json` lists it.
@@ -63,6 +70,12 @@ pub struct RunInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member_external_id: Option<String>,
     pub region: String,
+    /// The regions tool files name for each account; `region` when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
+    /// The tools whose configuration the run gets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolConfig>,
     pub identity: JobIdentity,
     /// The accounts, in the run's order (in a part: that part's share of them).
     pub accounts: Vec<RunAccount>,
@@ -84,11 +97,139 @@ impl RunInput {
             identity: &self.identity,
             accounts: &self.accounts,
         });
-        BTreeMap::from([
+        let mut files = BTreeMap::from([
             ("aws-config".to_owned(), config),
             ("accounts.json".to_owned(), accounts_json(&self.accounts)),
-        ])
+        ]);
+        for tool in &self.tools {
+            let content = match tool {
+                ToolConfig::C7nOrg => c7n_org_accounts(self),
+                ToolConfig::Steampipe => steampipe_config(self),
+            };
+            files.insert(tool_file(*tool).to_owned(), content);
+        }
+        files
     }
+
+    /// The regions tool files name for every account.
+    fn tool_regions(&self) -> Vec<String> {
+        if self.regions.is_empty() {
+            vec![self.region.clone()]
+        } else {
+            self.regions.clone()
+        }
+    }
+}
+
+/// The file of a run that holds `tool`'s configuration.
+pub fn tool_file(tool: ToolConfig) -> &'static str {
+    match tool {
+        ToolConfig::C7nOrg => "c7n-org-accounts.yml",
+        ToolConfig::Steampipe => "aws.spc",
+    }
+}
+
+/// The environment variable that gives a run's containers the path of `tool`'s file.
+pub fn tool_env(tool: ToolConfig) -> &'static str {
+    match tool {
+        ToolConfig::C7nOrg => "ORGCONNECT_C7N_ORG_ACCOUNTS",
+        ToolConfig::Steampipe => "ORGCONNECT_STEAMPIPE_CONFIG",
+    }
+}
+
+/// One account of c7n-org's accounts file (its `accounts` schema).
+#[derive(Serialize)]
+struct C7nAccount<'a> {
+    account_id: &'a str,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<Vec<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    external_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile: Option<&'a str>,
+    regions: &'a [String],
+    tags: Vec<String>,
+}
+
+/// Cloud Custodian's c7n-org `accounts.yml`: one entry per account. c7n-org assumes an
+/// entry's `role` list hop by hop from its own default credentials (the Job's identity)
+/// and presents the entry's one `external_id` at every hop: the managing role, then the
+/// member role. When the member roles want an ExternalId of their own
+/// (`memberAccess.externalId`) one value cannot serve both hops, so the member accounts'
+/// entries name their profile of the run's AWS config instead, which chains with both.
+/// Tags: `path:<OU path>` and `<key>:<value>` for each AWS tag, as c7n-org's `-t` takes
+/// them.
+pub fn c7n_org_accounts(input: &RunInput) -> String {
+    let regions = input.tool_regions();
+    let accounts: Vec<C7nAccount<'_>> = input
+        .accounts
+        .iter()
+        .map(|account| {
+            let managing = account.role_arn == input.managing_role_arn;
+            let by_profile = !managing && input.member_external_id.is_some();
+            let role = match (managing, by_profile) {
+                (true, _) => Some(vec![input.managing_role_arn.as_str()]),
+                (false, false) => Some(vec![
+                    input.managing_role_arn.as_str(),
+                    account.role_arn.as_str(),
+                ]),
+                (false, true) => None,
+            };
+            let mut tags = vec![format!("path:{}", account.ou_path)];
+            tags.extend(account.tags.iter().map(|(k, v)| format!("{k}:{v}")));
+            C7nAccount {
+                account_id: &account.id,
+                name: if account.name.is_empty() {
+                    &account.id
+                } else {
+                    &account.name
+                },
+                external_id: role.is_some().then_some(input.external_id.as_str()),
+                profile: by_profile.then_some(account.id.as_str()),
+                role,
+                regions: &regions,
+                tags,
+            }
+        })
+        .collect();
+    #[derive(Serialize)]
+    struct File<'a> {
+        accounts: Vec<C7nAccount<'a>>,
+    }
+    let yaml = serde_yaml::to_string(&File { accounts }).unwrap_or_default();
+    format!("# Written by orgconnect for this run: c7n-org run -c THIS_FILE ...\n{yaml}")
+}
+
+/// Steampipe's `aws.spc`: a connection `aws_<account id>` on each account's profile of
+/// the run's AWS config, and the aggregator `aws_all` over them. Written by hand: the
+/// file is three fields a connection, and every value is an account id, a profile (an
+/// account id) or a region, each checked against its pattern before it gets here, so
+/// no HCL library is needed to quote them.
+pub fn steampipe_config(input: &RunInput) -> String {
+    let regions = input
+        .tool_regions()
+        .iter()
+        .map(|r| format!("{r:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut out = String::from(
+        "# Written by orgconnect for this run: one connection per account, and aws_all over them.\n",
+    );
+    for account in &input.accounts {
+        let _ = writeln!(
+            out,
+            "connection \"aws_{id}\" {{\n  plugin         = \"aws\"\n  profile        = {id:?}\n  \
+             regions        = [{regions}]\n  default_region = {region:?}\n}}\n",
+            id = account.id,
+            region = input.region,
+        );
+    }
+    out.push_str(
+        "connection \"aws_all\" {\n  plugin      = \"aws\"\n  type        = \"aggregator\"\n  \
+         connections = [\"aws_*\"]\n}\n",
+    );
+    out
 }
 
 /// `input` as parts of at most about `limit` bytes each (one account never splits, so a
@@ -167,7 +308,16 @@ pub fn aws_config(input: &ConfigInput<'_>) -> String {
     // Older boto3 and aws-cli v1 call the global STS endpoint unless told otherwise.
     let _ = writeln!(out, "[default]\nregion = {}\n{REGIONAL}\n", input.region);
     let source = match input.identity {
-        JobIdentity::SharedCredentials => format!("source_profile = {BASE_PROFILE}"),
+        JobIdentity::SharedCredentials => {
+            // The keys are in the credentials file; the profile's region and endpoint
+            // settings are here, for tools that start from it (the Job's AWS_PROFILE).
+            let _ = writeln!(
+                out,
+                "[profile {BASE_PROFILE}]\nregion = {}\n{REGIONAL}\n",
+                input.region
+            );
+            format!("source_profile = {BASE_PROFILE}")
+        }
         JobIdentity::Container => "credential_source = EcsContainer".to_owned(),
         JobIdentity::WebIdentity {
             role_arn,
@@ -257,6 +407,7 @@ mod tests {
             ou_path: "Root/Prod".into(),
             phase: "Connected".into(),
             role_arn: role.into(),
+            tags: BTreeMap::new(),
         }
     }
 
@@ -280,6 +431,8 @@ mod tests {
         });
         assert!(config.contains("[profile orgconnect-managing]\nrole_arn = arn:aws:iam::111111111111:role/orgconnect\nexternal_id = oc-abc\nsource_profile = orgconnect-base"));
         assert!(!config.contains("credential_source = Environment"));
+        // The base profile carries the region for tools that start from it.
+        assert!(config.contains("[profile orgconnect-base]\nregion = eu-west-1\n"));
         // Every profile, and the default, uses the regional STS endpoint.
         assert_eq!(
             config.matches("sts_regional_endpoints = regional").count(),
@@ -287,7 +440,7 @@ mod tests {
         );
         assert!(config.contains("[profile 222222222222]\nrole_arn = arn:aws:iam::222222222222:role/OrganizationAccountAccessRole\nsource_profile = orgconnect-managing"));
         assert!(config.contains("[profile 111111111111]\nrole_arn = arn:aws:iam::111111111111:role/orgconnect\nexternal_id = oc-abc"));
-        assert_eq!(config.matches("[profile ").count(), 3);
+        assert_eq!(config.matches("[profile ").count(), 4);
         let json: serde_json::Value =
             serde_json::from_str(&accounts_json(&accounts)).expect("JSON");
         assert_eq!(json[1]["ouPath"], "Root/Prod");
@@ -330,6 +483,8 @@ mod tests {
             external_id: "oc-abc".into(),
             member_external_id: Some("member-id".into()),
             region: "eu-west-1".into(),
+            regions: vec!["eu-west-1".into(), "us-east-1".into()],
+            tools: vec![ToolConfig::C7nOrg, ToolConfig::Steampipe],
             identity: JobIdentity::WebIdentity {
                 role_arn: "arn:aws:iam::999999999999:role/sync".into(),
                 token_file: "/var/run/token".into(),
@@ -351,6 +506,16 @@ mod tests {
         let files = joined.files();
         assert_eq!(files, input.files());
         assert_eq!(files["aws-config"].matches("[profile ").count(), 20_002);
+        assert_eq!(
+            files["aws.spc"].matches("connection \"aws_").count(),
+            20_001
+        );
+        assert_eq!(
+            files["c7n-org-accounts.yml"]
+                .matches("- account_id:")
+                .count(),
+            20_000
+        );
         let listed: Vec<serde_json::Value> =
             serde_json::from_str(&files["accounts.json"]).expect("JSON");
         assert_eq!(listed.len(), 20_000);
@@ -372,5 +537,113 @@ mod tests {
             ..input
         };
         assert_eq!(split(&empty, limit).expect("split").len(), 1);
+    }
+
+    fn tool_input(member_external_id: Option<&str>) -> RunInput {
+        let managing = "arn:aws:iam::111111111111:role/orgconnect";
+        let mut tagged = account(
+            "222222222222",
+            "arn:aws:iam::222222222222:role/OrganizationAccountAccessRole",
+        );
+        tagged.tags = BTreeMap::from([
+            ("team".to_owned(), "payments".to_owned()),
+            ("cost-center".to_owned(), "42".to_owned()),
+        ]);
+        RunInput {
+            managing_role_arn: managing.into(),
+            external_id: "oc-abc".into(),
+            member_external_id: member_external_id.map(str::to_owned),
+            region: "eu-west-1".into(),
+            regions: Vec::new(),
+            tools: vec![ToolConfig::C7nOrg, ToolConfig::Steampipe],
+            identity: JobIdentity::SharedCredentials,
+            accounts: vec![account("111111111111", managing), tagged],
+        }
+    }
+
+    #[test]
+    fn c7n_org_gets_each_account_with_its_role_chain_external_id_regions_and_tags() {
+        let files = tool_input(None).files();
+        let file: serde_yaml::Value =
+            serde_yaml::from_str(&files["c7n-org-accounts.yml"]).expect("YAML");
+        let accounts = file["accounts"].as_sequence().expect("accounts");
+        assert_eq!(accounts.len(), 2);
+        // Account ids stay strings (c7n-org's schema refuses a number).
+        assert_eq!(
+            accounts[0]["account_id"],
+            serde_yaml::Value::String("111111111111".into())
+        );
+        assert_eq!(accounts[0]["name"].as_str(), Some("n111111111111"));
+        // The managing account: the managing role alone.
+        assert_eq!(
+            accounts[0]["role"],
+            serde_yaml::from_str::<serde_yaml::Value>(
+                "[arn:aws:iam::111111111111:role/orgconnect]"
+            )
+            .expect("YAML")
+        );
+        // A member: through the managing role, with the connection's ExternalId.
+        assert_eq!(
+            accounts[1]["role"],
+            serde_yaml::from_str::<serde_yaml::Value>(
+                "[arn:aws:iam::111111111111:role/orgconnect, \
+                 arn:aws:iam::222222222222:role/OrganizationAccountAccessRole]"
+            )
+            .expect("YAML")
+        );
+        assert_eq!(accounts[1]["external_id"].as_str(), Some("oc-abc"));
+        assert!(accounts[1].get("profile").is_none());
+        assert_eq!(
+            accounts[1]["regions"],
+            serde_yaml::from_str::<serde_yaml::Value>("[eu-west-1]").expect("YAML")
+        );
+        assert_eq!(
+            accounts[1]["tags"],
+            serde_yaml::from_str::<serde_yaml::Value>(
+                "['path:Root/Prod', 'cost-center:42', 'team:payments']"
+            )
+            .expect("YAML")
+        );
+    }
+
+    #[test]
+    fn c7n_org_member_entries_use_their_profile_when_members_want_their_own_external_id() {
+        let files = tool_input(Some("member-id")).files();
+        let file: serde_yaml::Value =
+            serde_yaml::from_str(&files["c7n-org-accounts.yml"]).expect("YAML");
+        let member = &file["accounts"][1];
+        assert!(member.get("role").is_none(), "{member:?}");
+        assert!(member.get("external_id").is_none(), "{member:?}");
+        assert_eq!(member["profile"].as_str(), Some("222222222222"));
+        // The managing account still assumes the managing role with its ExternalId.
+        assert_eq!(file["accounts"][0]["external_id"].as_str(), Some("oc-abc"));
+    }
+
+    #[test]
+    fn steampipe_gets_a_connection_per_account_profile_and_an_aggregator() {
+        let mut input = tool_input(None);
+        input.regions = vec!["eu-west-1".into(), "us-east-1".into()];
+        let spc = &input.files()["aws.spc"];
+        assert!(spc.contains(
+            "connection \"aws_222222222222\" {\n  plugin         = \"aws\"\n  \
+             profile        = \"222222222222\"\n  regions        = [\"eu-west-1\", \"us-east-1\"]\n  \
+             default_region = \"eu-west-1\"\n}\n"
+        ));
+        assert!(spc.contains(
+            "connection \"aws_all\" {\n  plugin      = \"aws\"\n  type        = \"aggregator\"\n  \
+             connections = [\"aws_*\"]\n}\n"
+        ));
+        assert_eq!(spc.matches("connection \"").count(), 3);
+        // Every connection's profile is one the run's AWS config has.
+        let config = &input.files()["aws-config"];
+        for account in &input.accounts {
+            assert!(config.contains(&format!("[profile {}]", account.id)));
+        }
+        // Without toolConfigs a run gets the two files it always had.
+        input.tools.clear();
+        assert_eq!(
+            input.files().keys().collect::<Vec<_>>(),
+            ["accounts.json", "aws-config"]
+        );
     }
 }
