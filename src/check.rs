@@ -194,7 +194,7 @@ async fn list(
     role: &RoleArn,
 ) -> Option<OrganizationSnapshot> {
     let delegated = header.managing_account_id != role.account_id;
-    match list_organization(organizations, header.clone(), 8, &mut |_, _| {}).await {
+    match list_organization(organizations, header.clone(), 8, None, &mut |_, _| {}).await {
         Ok(org) => {
             report.push(
                 "list organization",

@@ -110,6 +110,9 @@ struct TreeArgs {
     namespace: Option<String>,
     #[arg(short, long, value_enum, default_value_t = TreeFormat::Text)]
     output: TreeFormat,
+    /// Show each account's value of this AWS tag (repeatable), from `status.tags`.
+    #[arg(long = "tag", value_name = "KEY")]
+    tags: Vec<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -450,7 +453,7 @@ fn tree(args: TreeArgs) -> Result<(), Box<dyn std::error::Error>> {
             .into_iter()
             .filter(|m| m.spec.connection == args.connection)
             .collect();
-        let tree = orgconnect::tree::build(&connection, &listed);
+        let tree = orgconnect::tree::build(&connection, &listed, &args.tags);
         let out = match args.output {
             TreeFormat::Text => {
                 orgconnect::tree::render_text(&tree, std::io::stdout().is_terminal())

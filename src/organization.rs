@@ -24,6 +24,24 @@ pub struct Account {
     pub joined_method: Option<JoinedMethod>,
     /// The parent OU or root id.
     pub parent_id: String,
+    /// The account's AWS tags; `None` when they were not read.
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+impl Account {
+    /// Whether the tag parts of `selector` keep this account: it carries every tag of
+    /// `includeTags` and none of `excludeTags`. An account whose tags were not read is
+    /// kept only by a selector that names no tags.
+    pub fn selected_by_tags(&self, selector: &AccountSelector) -> bool {
+        if !selector.names_tags() {
+            return true;
+        }
+        let Some(tags) = &self.tags else {
+            return false;
+        };
+        selector.include_tags.iter().all(|m| m.matches(tags))
+            && !selector.exclude_tags.iter().any(|m| m.matches(tags))
+    }
 }
 
 /// A complete listing of an organization: every page of every call succeeded.
@@ -104,6 +122,7 @@ impl OrganizationSnapshot {
         self.accounts
             .iter()
             .filter(|account| !excluded.contains(account.id.as_str()))
+            .filter(|account| account.selected_by_tags(selector))
             .filter(|account| {
                 selector.include_organizational_units.is_empty()
                     || selector
@@ -142,6 +161,7 @@ mod tests {
             status: Some(AwsAccountStatus::Active),
             joined_method: Some(JoinedMethod::Created),
             parent_id: parent_id.to_owned(),
+            tags: None,
         }
     }
 
@@ -223,7 +243,7 @@ mod tests {
     fn include_keeps_accounts_at_any_depth_below_the_unit() {
         let selector = AccountSelector {
             include_organizational_units: vec!["ou-prod".into()],
-            exclude_accounts: vec![],
+            ..AccountSelector::default()
         };
         assert_eq!(
             ids(org().select(&selector)),
@@ -236,6 +256,7 @@ mod tests {
         let selector = AccountSelector {
             include_organizational_units: vec!["ou-prod".into(), "ou-sand".into()],
             exclude_accounts: vec!["333333333333".into()],
+            ..AccountSelector::default()
         };
         assert_eq!(
             ids(org().select(&selector)),
@@ -247,8 +268,46 @@ mod tests {
     fn names_selector_units_the_organization_lacks() {
         let selector = AccountSelector {
             include_organizational_units: vec!["r-root".into(), "ou-gone".into()],
-            exclude_accounts: vec![],
+            ..AccountSelector::default()
         };
         assert_eq!(org().unknown_units(&selector), ["ou-gone"]);
+    }
+
+    #[test]
+    fn tags_include_with_every_match_and_exclude_with_any() {
+        let mut org = org();
+        let tagged = |pairs: &[(&str, &str)]| {
+            Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect::<BTreeMap<_, _>>(),
+            )
+        };
+        org.accounts[0].tags = tagged(&[("env", "prod"), ("team", "pay")]);
+        org.accounts[1].tags = tagged(&[("env", "prod"), ("team", "web"), ("legacy", "")]);
+        org.accounts[2].tags = tagged(&[("env", "dev")]);
+        org.accounts[3].tags = None;
+        let matching = |key: &str, values: &[&str]| crate::api::connection::TagMatch {
+            key: key.to_owned(),
+            values: values.iter().map(|v| (*v).to_owned()).collect(),
+        };
+        let selector = AccountSelector {
+            include_tags: vec![matching("env", &["prod", "staging"]), matching("team", &[])],
+            ..AccountSelector::default()
+        };
+        let all: Vec<String> = org.accounts.iter().map(|a| a.id.clone()).collect();
+        assert_eq!(
+            ids(org.select(&selector)),
+            [all[0].as_str(), all[1].as_str()]
+        );
+        let selector = AccountSelector {
+            exclude_tags: vec![matching("legacy", &[]), matching("env", &["dev"])],
+            ..AccountSelector::default()
+        };
+        // Accounts whose tags were not read are kept by no tag selector.
+        assert_eq!(ids(org.select(&selector)), [all[0].as_str()]);
+        // Without tag rules, unread tags do not matter.
+        assert_eq!(org.select(&AccountSelector::default()).len(), 4);
     }
 }

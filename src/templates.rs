@@ -127,11 +127,12 @@ fn level_name(policy: AccessPolicy) -> &'static str {
 
 /// The AWS Organizations calls discovery makes, which a delegation policy must allow a
 /// delegated administrator.
-pub const DISCOVERY_ACTIONS: [&str; 4] = [
+pub const DISCOVERY_ACTIONS: [&str; 5] = [
     "organizations:DescribeOrganization",
     "organizations:ListRoots",
     "organizations:ListOrganizationalUnitsForParent",
     "organizations:ListAccountsForParent",
+    "organizations:ListTagsForResource",
 ];
 
 /// The resource-based delegation policy that lets the managing role `role_arn`, in a

@@ -19,6 +19,9 @@ pub struct AccountNode {
     pub phase: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The account's values of the AWS tags asked for (`orgconnect tree --tag KEY`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 impl AccountNode {
@@ -97,8 +100,12 @@ fn levels(member: &MemberAccount, root_id: Option<&str>) -> Vec<(String, String)
 }
 
 /// Builds the diagram from the connection and its MemberAccounts, placing each account
-/// under the OUs its lineage names, by id.
-pub fn build(connection: &AwsOrgConnection, members: &[MemberAccount]) -> OrgTree {
+/// under the OUs its lineage names, by id, with its values of the AWS tags `tag_keys`.
+pub fn build(
+    connection: &AwsOrgConnection,
+    members: &[MemberAccount],
+    tag_keys: &[String],
+) -> OrgTree {
     let organization = connection
         .status
         .as_ref()
@@ -129,6 +136,13 @@ pub fn build(connection: &AwsOrgConnection, members: &[MemberAccount]) -> OrgTre
             reason: status
                 .and_then(|s| find_condition(&s.conditions, ConditionType::Connected))
                 .map(|c| c.reason.clone()),
+            tags: tag_keys
+                .iter()
+                .filter_map(|key| {
+                    let value = status?.tags.get(key)?;
+                    Some((key.clone(), value.clone()))
+                })
+                .collect(),
         });
     }
     OrgTree {
@@ -198,7 +212,20 @@ fn text_children(unit: &UnitNode, prefix: &str, color: bool, out: &mut String) {
             .filter(|_| account.phase != "Connected")
             .map(|r| format!(" ({r})"))
             .unwrap_or_default();
-        let line = format!("{} {}  {}{reason}", account.id, account.name, account.phase);
+        let tags = if account.tags.is_empty() {
+            String::new()
+        } else {
+            let pairs: Vec<String> = account
+                .tags
+                .iter()
+                .map(|(key, value)| format!("{key}={value}"))
+                .collect();
+            format!("  [{}]", pairs.join(", "))
+        };
+        let line = format!(
+            "{} {}  {}{reason}{tags}",
+            account.id, account.name, account.phase
+        );
         if color && account.blocked() {
             let _ = writeln!(out, "{prefix}{branch}\x1b[31m{line}\x1b[0m");
         } else {
@@ -351,6 +378,10 @@ mod tests {
         );
         member.status = phase.map(|phase| crate::api::MemberAccountStatus {
             phase: Some(phase),
+            tags: BTreeMap::from([
+                ("team".to_owned(), format!("team-{name}")),
+                ("env".to_owned(), "prod".to_owned()),
+            ]),
             ..Default::default()
         });
         member
@@ -381,7 +412,28 @@ mod tests {
                 ),
                 member("222222222222", "web", &[("ou-prod", "Prod")], None),
             ],
+            &["team".to_owned()],
         )
+    }
+
+    #[test]
+    fn shows_the_tags_asked_for() {
+        let tree = tree();
+        assert_eq!(
+            tree.root.accounts[0].tags,
+            BTreeMap::from([("team".to_owned(), "team-management".to_owned())])
+        );
+        // An account with no status has no tags to show.
+        assert!(tree.root.units[0].accounts[0].tags.is_empty());
+        let text = render_text(&tree, false);
+        assert!(
+            text.contains("111111111111 management  Connected  [team=team-management]"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("env=prod"),
+            "only the keys asked for: {text}"
+        );
     }
 
     #[test]
@@ -423,6 +475,7 @@ mod tests {
                     None,
                 ),
             ],
+            &[],
         );
         let names: Vec<(&str, Option<&str>)> = tree
             .root

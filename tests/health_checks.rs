@@ -388,6 +388,7 @@ fn member(
         remediation: remediation.map(str::to_owned),
         observed_generation: Some(generation),
         conditions: vec![connected],
+        ..MemberAccountStatus::default()
     };
     member_object(generation, Some(status))
 }

@@ -70,6 +70,10 @@ struct Args {
     /// Share (0.0 to 1.0) of every AWS operation's calls throttled at the proxy.
     #[arg(long, default_value_t = 0.0)]
     throttle: f64,
+    /// Read every account's AWS tags at each discovery (`accountTags.enabled`, one
+    /// ListTagsForResource per account). Off by default: the peers and floors read no tags.
+    #[arg(long)]
+    read_tags: bool,
     /// Accounts the aws-cli baseline probes (its time is extrapolated to all accounts).
     #[arg(long, default_value_t = 100)]
     baseline_sample: usize,
@@ -206,6 +210,7 @@ async fn measure(args: &Args, accounts: usize) -> Result<Row> {
             "roleArn": managing_role(&org.managing_account_id),
             "externalId": external_id,
             "memberAccess": { "concurrency": args.concurrency },
+            "accountTags": { "enabled": args.read_tags },
         }),
     )
     .await;

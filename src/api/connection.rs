@@ -65,6 +65,13 @@ use super::rules;
      OrganizationAccountAccessRole already exists in accounts created by the organization; \
      use another name, such as OrgconnectMemberRole"
 ))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.accountTags) || self.accountTags.enabled || !has(self.accountSelector) || \
+     (!has(self.accountSelector.includeTags) && !has(self.accountSelector.excludeTags))"
+).message(
+    "accountSelector.includeTags and excludeTags need the accounts' tags; set \
+     accountTags.enabled to true or remove them"
+))]
 #[serde(rename_all = "camelCase")]
 pub struct AwsOrgConnectionSpec {
     /// ARN of the role in the organization's managing account that the operator assumes,
@@ -100,6 +107,11 @@ pub struct AwsOrgConnectionSpec {
     #[serde(default)]
     pub account_selector: AccountSelector,
 
+    /// Whether discovery reads each account's AWS tags (ListTagsForResource, one call per
+    /// account at each discovery) into its MemberAccount's `status.tags` and labels.
+    #[serde(default)]
+    pub account_tags: AccountTags,
+
     /// How often the organization is listed again to find new, moved and removed accounts.
     #[serde(default = "default_discovery_interval")]
     #[x_kube(validation = rules::duration_at_least("1m"))]
@@ -129,6 +141,13 @@ impl AwsOrgConnectionSpec {
                  {MIN_CONCURRENCY} and {MAX_CONCURRENCY}"
             ));
         }
+        if !self.account_tags.enabled && self.account_selector.names_tags() {
+            return Some(
+                "accountSelector.includeTags and excludeTags need the accounts' tags; set \
+                 accountTags.enabled to true or remove them"
+                    .to_owned(),
+            );
+        }
         for (field, value) in [
             ("discoveryInterval", &self.discovery_interval),
             (
@@ -147,6 +166,11 @@ impl AwsOrgConnectionSpec {
         None
     }
 }
+
+/// Set this annotation to `now` on a connection to list the organization again at once
+/// (new accounts, moves, tags) instead of at the next `discoveryInterval`; the operator
+/// removes it after the discovery.
+pub const DISCOVER_ANNOTATION: &str = "orgconnect.dev/discover";
 
 fn default_region() -> String {
     "us-east-1".into()
@@ -296,6 +320,60 @@ pub struct AccountSelector {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(inner(regex(pattern = rules::ACCOUNT_ID_PATTERN)))]
     pub exclude_accounts: Vec<String>,
+
+    /// Only accounts carrying every one of these AWS tags are selected. Needs
+    /// `accountTags.enabled`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    pub include_tags: Vec<TagMatch>,
+
+    /// Accounts carrying any one of these AWS tags are never selected. Needs
+    /// `accountTags.enabled`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    pub exclude_tags: Vec<TagMatch>,
+}
+
+impl AccountSelector {
+    /// Whether the selector reads account tags.
+    pub fn names_tags(&self) -> bool {
+        !self.include_tags.is_empty() || !self.exclude_tags.is_empty()
+    }
+}
+
+/// An AWS tag an account must (or must not) carry.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct TagMatch {
+    /// The tag's key, as AWS has it (case-sensitive).
+    #[schemars(length(min = 1, max = 128))]
+    pub key: String,
+    /// The values that match; any value of the key matches when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50), inner(length(max = 256)))]
+    pub values: Vec<String>,
+}
+
+impl TagMatch {
+    /// Whether `tags` carry this tag.
+    pub fn matches(&self, tags: &std::collections::BTreeMap<String, String>) -> bool {
+        tags.get(&self.key)
+            .is_some_and(|value| self.values.is_empty() || self.values.contains(value))
+    }
+}
+
+/// How discovery treats the accounts' AWS tags.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct AccountTags {
+    /// Read every account's tags at each discovery. When false, no tag is read, and
+    /// `status.tags` and the tag labels are removed from the MemberAccounts.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+impl Default for AccountTags {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 /// The two permission levels of the generated CloudFormation templates.

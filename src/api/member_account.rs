@@ -1,5 +1,7 @@
 //! `MemberAccount`: one account of a connected organization, written by the operator.
 
+use std::collections::BTreeMap;
+
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -242,6 +244,12 @@ pub struct MemberAccountStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+
+    /// The account's AWS tags, every one of them, as discovery last read them (unless the
+    /// connection's `accountTags.enabled` is false). Those whose key and value are valid
+    /// label syntax are also labels `tags.orgconnect.dev/<key>: <value>`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 
     /// `Connected`, with a reason such as `AssumeRoleDenied`,
     /// `RoleMissingForInvitedAccount`, `RegionDisabled`, `AccountSuspended`,

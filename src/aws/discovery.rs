@@ -60,8 +60,93 @@ pub async fn describe_organization(client: &Client) -> Result<OrganizationHeader
 /// listed by then: every OU above those accounts, none of the accounts.
 pub type OnAccounts<'a> = dyn FnMut(&OrganizationSnapshot, &[Account]) + Send + 'a;
 
+/// Reads accounts' AWS tags during a listing (ListTagsForResource, every page), at most
+/// `limit` calls in flight across the whole listing. A managing role that may not read
+/// tags (one made from an older template) is asked once: the listing goes on without
+/// tags, and [`TagReader::denied`] says so afterwards. Throttled calls are retried by the
+/// SDK's standard retry; any other failure fails the listing, as a failed page does.
+pub struct TagReader {
+    permits: tokio::sync::Semaphore,
+    limit: usize,
+    denied: std::sync::atomic::AtomicBool,
+}
+
+impl TagReader {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            permits: tokio::sync::Semaphore::new(limit.max(1)),
+            limit: limit.max(1),
+            denied: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the managing role was refused ListTagsForResource.
+    pub fn denied(&self) -> bool {
+        self.denied.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Fills in the tags of `accounts` (left `None` once reading was refused).
+    async fn read(&self, client: &Client, accounts: &mut [Account]) -> Result<(), AwsFailure> {
+        let ids: Vec<String> = accounts.iter().map(|a| a.id.clone()).collect();
+        let read: Vec<Option<BTreeMap<String, String>>> = futures::stream::iter(ids)
+            .map(|id| self.read_one(client, id))
+            .buffered(self.limit)
+            .try_collect()
+            .await?;
+        for (account, tags) in accounts.iter_mut().zip(read) {
+            account.tags = tags;
+        }
+        Ok(())
+    }
+
+    /// The tags of account `id`, or `None` once reading was refused.
+    async fn read_one(
+        &self,
+        client: &Client,
+        id: String,
+    ) -> Result<Option<BTreeMap<String, String>>, AwsFailure> {
+        if self.denied() {
+            return Ok(None);
+        }
+        let Ok(_permit) = self.permits.acquire().await else {
+            return Ok(None);
+        };
+        match account_tags(client, &id).await {
+            Ok(tags) => Ok(Some(tags)),
+            Err(failure) if failure.kind == FailureKind::AccessDenied => {
+                if !self.denied.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::warn!(error = %failure,
+                        "the managing role may not call ListTagsForResource; accounts are \
+                         listed without their tags: update the role from the current template");
+                }
+                Ok(None)
+            }
+            Err(failure) => Err(failure),
+        }
+    }
+}
+
+/// Every tag of account `id`.
+async fn account_tags(client: &Client, id: &str) -> Result<BTreeMap<String, String>, AwsFailure> {
+    let mut pages = client
+        .list_tags_for_resource()
+        .resource_id(id)
+        .into_paginator()
+        .send();
+    let mut tags = BTreeMap::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| classify("ListTagsForResource", &e))?;
+        tags.extend(
+            page.tags()
+                .iter()
+                .map(|tag| (tag.key().to_owned(), tag.value().to_owned())),
+        );
+    }
+    Ok(tags)
+}
+
 /// Lists the whole organization described by `header`; `concurrency` bounds the listing
-/// calls in flight. `on_accounts` hears of each parent's accounts as they are listed (the
+/// calls in flight; `tags`, when given, reads every account's tags as it is listed. `on_accounts` hears of each parent's accounts as they are listed (the
 /// older listing tells nothing before it is complete).
 ///
 /// Each parent (the root, then every OU as soon as its parent's listing finds it) is
@@ -74,6 +159,7 @@ pub async fn list_organization(
     client: &Client,
     header: OrganizationHeader,
     concurrency: usize,
+    tags: Option<&TagReader>,
     on_accounts: &mut OnAccounts<'_>,
 ) -> Result<OrganizationSnapshot, AwsFailure> {
     let roots = client
@@ -96,7 +182,7 @@ pub async fn list_organization(
         units: BTreeMap::new(),
         accounts: Vec::new(),
     };
-    match walk(client, &mut org, concurrency, on_accounts).await {
+    match walk(client, &mut org, concurrency, tags, on_accounts).await {
         Ok(()) => {}
         Err(failure)
             if failure.kind == FailureKind::AccessDenied
@@ -106,6 +192,9 @@ pub async fn list_organization(
                 "the managing role may not call ListAccountsForParent; listing with ListAccounts \
                  and ListChildren, which is slower: update the role from the current template");
             (org.units, org.accounts) = legacy_walk(client, &org.root_id, concurrency).await?;
+            if let Some(reader) = tags {
+                reader.read(client, &mut org.accounts).await?;
+            }
         }
         Err(failure) => return Err(failure),
     }
@@ -131,6 +220,7 @@ async fn walk(
     client: &Client,
     org: &mut OrganizationSnapshot,
     concurrency: usize,
+    tags: Option<&TagReader>,
     on_accounts: &mut OnAccounts<'_>,
 ) -> Result<(), AwsFailure> {
     let mut queue = std::collections::VecDeque::from([
@@ -143,7 +233,7 @@ async fn walk(
         while in_flight.len() < concurrency.max(1)
             && let Some(listing) = queue.pop_front()
         {
-            in_flight.push(list(client, listing));
+            in_flight.push(list(client, listing, tags));
         }
         let Some(found) = in_flight.next().await else {
             break;
@@ -172,8 +262,13 @@ async fn walk(
     Ok(())
 }
 
-/// Runs one listing, every page of it.
-async fn list(client: &Client, listing: Listing) -> Result<Found, AwsFailure> {
+/// Runs one listing, every page of it; a parent's accounts come with their tags when
+/// `tags` reads them.
+async fn list(
+    client: &Client,
+    listing: Listing,
+    tags: Option<&TagReader>,
+) -> Result<Found, AwsFailure> {
     match listing {
         Listing::Units(parent_id) => {
             let mut pages = client
@@ -213,6 +308,9 @@ async fn list(client: &Client, listing: Listing) -> Result<Found, AwsFailure> {
                         .iter()
                         .filter_map(|account| account_of(account, &parent_id)),
                 );
+            }
+            if let Some(reader) = tags {
+                reader.read(client, &mut found).await?;
             }
             Ok(Found::Accounts(found))
         }
@@ -255,7 +353,7 @@ async fn list_units(
     let mut level = vec![root_id.to_owned()];
     while !level.is_empty() {
         let children: Vec<Found> = futures::stream::iter(level)
-            .map(|parent_id| list(client, Listing::Units(parent_id)))
+            .map(|parent_id| list(client, Listing::Units(parent_id), None))
             .buffer_unordered(concurrency.max(1))
             .try_collect()
             .await?;
@@ -343,6 +441,7 @@ fn account_of(account: &aws_sdk_organizations::types::Account, parent_id: &str) 
             _ => None,
         }),
         parent_id: parent_id.to_owned(),
+        tags: None,
     })
 }
 

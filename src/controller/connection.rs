@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
 use super::access::{Authentication, Pass, RECHECK_DENIED, authenticate};
@@ -20,16 +20,20 @@ use super::connection_status::{
     generate_external_id, members_connected, ready, transitions,
 };
 use super::context::{Context, Diagnostics, jitter, object_key};
-use super::members::{EarlyWrites, MemberPlan, desired_member, plan};
-use super::names::{FIELD_MANAGER, FINALIZER};
+use super::members::{EarlyWrites, MemberPlan, desired_member, desired_tags, plan};
+use super::names::{FIELD_MANAGER, FINALIZER, TAGS_FIELD_MANAGER};
 use super::reconcile::{delete_all, observed};
 use super::revoke;
 use super::stackset;
 use crate::api::condition::{ConditionStatus, ConditionType};
-use crate::api::connection::{AwsOrgConnection, ExternalIdSource, OrganizationInfo};
+use crate::api::connection::{
+    AwsOrgConnection, DISCOVER_ANNOTATION, ExternalIdSource, OrganizationInfo,
+};
 use crate::api::member_account::MemberPhase;
 use crate::aws::arn::RoleArn;
-use crate::aws::discovery::{OrganizationHeader, describe_organization, list_organization};
+use crate::aws::discovery::{
+    OrganizationHeader, TagReader, describe_organization, list_organization,
+};
 use crate::aws::session::ManagingSession;
 use crate::aws::{AwsFailure, FailureKind};
 use crate::duration::parse_duration;
@@ -238,6 +242,9 @@ async fn external_id(pass: &mut Pass<'_>) -> Result<Option<String>> {
 
 /// Whether a discovery should run now.
 fn discovery_due(pass: &Pass<'_>, interval: Duration) -> bool {
+    if discovery_requested(pass.connection) {
+        return true;
+    }
     let generation = pass.generation();
     if let Some(retry) = pass.ctx.discovery_retry(&object_key(pass.connection))
         && retry.generation == generation
@@ -254,6 +261,30 @@ fn discovery_due(pass: &Pass<'_>, interval: Duration) -> bool {
             .checked_add(interval)
             .map_or(true, |next| pass.now >= next),
     }
+}
+
+/// Whether a user asked for a discovery now (`orgconnect.dev/discover: now`).
+fn discovery_requested(connection: &AwsOrgConnection) -> bool {
+    connection
+        .annotations()
+        .get(DISCOVER_ANNOTATION)
+        .is_some_and(|value| value == "now")
+}
+
+/// Removes `orgconnect.dev/discover` once the discovery it asked for has run.
+async fn clear_discover_annotation(pass: &Pass<'_>) -> Result<()> {
+    if !discovery_requested(pass.connection) {
+        return Ok(());
+    }
+    let patch = serde_json::json!({ "metadata": { "annotations": { DISCOVER_ANNOTATION: null } } });
+    pass.api
+        .patch(
+            &pass.connection.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    Ok(())
 }
 
 /// How long until the next discovery is due, plus jitter so connections spread out.
@@ -301,11 +332,38 @@ async fn discover_when_due(pass: &mut Pass<'_>, session: &ManagingSession) -> Re
     let organization = header.clone();
     let existing = pass.ctx.members_of(pass.connection);
     let early = EarlyWrites::new(pass.connection, &existing);
-    let (listed, written_early) =
-        list_and_write(pass.ctx, pass.connection, &client, header, early).await;
+    let tags = pass
+        .connection
+        .spec
+        .account_tags
+        .enabled
+        .then(|| TagReader::new(pass.ctx.settings.discovery_concurrency));
+    let (listed, written_early) = list_and_write(
+        pass.ctx,
+        pass.connection,
+        &client,
+        (header, tags.as_ref()),
+        early,
+    )
+    .await;
+    clear_discover_annotation(pass).await?;
     match listed {
         Ok(org) => {
             pass.ctx.discovery_succeeded(&object_key(pass.connection));
+            if tags.as_ref().is_some_and(TagReader::denied) {
+                pass.ctx
+                    .event(
+                        pass.connection,
+                        EventType::Warning,
+                        "AccountTagsDenied",
+                        "the managing role may not call organizations:ListTagsForResource, so \
+                         accounts were listed without their tags; update the role from \
+                         `orgconnect template managing-role`, or set accountTags.enabled to \
+                         false"
+                            .to_owned(),
+                    )
+                    .await;
+            }
             apply_discovery(pass, &org, delegated_from, &existing, written_early?).await?;
             Ok(until_next_discovery(pass, interval))
         }
@@ -429,7 +487,7 @@ async fn list_and_write(
     ctx: &Context,
     connection: &AwsOrgConnection,
     client: &aws_sdk_organizations::Client,
-    header: OrganizationHeader,
+    (header, tags): (OrganizationHeader, Option<&TagReader>),
     early: Option<EarlyWrites<'_>>,
 ) -> (
     std::result::Result<OrganizationSnapshot, AwsFailure>,
@@ -450,6 +508,7 @@ async fn list_and_write(
             client,
             header,
             ctx.settings.discovery_concurrency,
+            tags,
             &mut on_accounts,
         )
         .await;
@@ -578,15 +637,49 @@ async fn apply_members(
                 if let Some(object) = body.as_object_mut() {
                     object.remove("status");
                 }
-                api.patch(&member.name_any(), &params, &Patch::Apply(&body))
+                let written = api
+                    .patch(&member.name_any(), &params, &Patch::Apply(&body))
                     .await?;
                 Diagnostics::add(&ctx.diagnostics.member_writes, 1);
+                let tags = desired_tags(&member);
+                if desired_tags(&written) != tags {
+                    write_tags(&api, &member.name_any(), tags).await?;
+                    Diagnostics::add(&ctx.diagnostics.member_writes, 1);
+                }
                 Ok::<_, Error>(())
             }
         })
         .buffer_unordered(WRITE_CONCURRENCY)
         .try_for_each(|()| async { Ok(()) })
         .await
+}
+
+/// Applies `status.tags` of MemberAccount `name` under discovery's own field manager: the
+/// tags it applied before and not now are removed, the member controller's status stays.
+async fn write_tags(
+    api: &Api<crate::api::MemberAccount>,
+    name: &str,
+    tags: std::collections::BTreeMap<String, String>,
+) -> Result<()> {
+    // No tags at all: the field is left out, so it goes as a whole (an empty map would
+    // leave `tags: null` behind, which the schema refuses).
+    let status = if tags.is_empty() {
+        serde_json::json!({})
+    } else {
+        serde_json::json!({ "tags": tags })
+    };
+    let patch = serde_json::json!({
+        "apiVersion": crate::api::MemberAccount::api_version(&()),
+        "kind": crate::api::MemberAccount::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(TAGS_FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
 }
 
 /// One step towards the operator-managed StackSet; `Some` asks to look again that soon.

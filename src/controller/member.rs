@@ -1,6 +1,7 @@
 //! The MemberAccount reconciler: probe the account through its member role when due, and
 //! write its phase, `Connected` condition and remediation only when they changed.
 
+use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -247,13 +248,19 @@ async fn apply_verdict(
     member: &MemberAccount,
     verdict: MemberVerdict,
 ) -> Result<()> {
-    let current = member.status.clone().unwrap_or_default();
+    // `status.tags` is discovery's, under a field manager of its own: this write neither
+    // sends nor compares it, so it never takes the tags over or removes them.
+    let current = MemberAccountStatus {
+        tags: BTreeMap::new(),
+        ..member.status.clone().unwrap_or_default()
+    };
     let verdict = verdict.keeping_remediation(current.remediation.as_ref());
     let mut status = MemberAccountStatus {
         phase: Some(verdict.phase),
         remediation: verdict.remediation,
         observed_generation: member.metadata.generation,
         conditions: current.conditions.clone(),
+        tags: BTreeMap::new(),
     };
     let (condition_status, reason, message) = verdict.connected;
     set_condition(

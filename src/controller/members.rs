@@ -10,11 +10,14 @@ use kube::{Resource, ResourceExt};
 
 use crate::api::AwsOrgConnection;
 use crate::api::member_account::{
-    MemberAccount, MemberAccountSpec, OrganizationalUnitRef, UnitLevel,
+    MemberAccount, MemberAccountSpec, MemberAccountStatus, OrganizationalUnitRef, UnitLevel,
 };
 use crate::organization::{Account, OrganizationSnapshot};
 
-use super::names::{ACCOUNT_LABEL, CONNECTION_LABEL, OU_LABEL, label_value, member_name};
+use super::names::{
+    ACCOUNT_LABEL, CONNECTION_LABEL, OU_LABEL, TAG_LABEL_PREFIX, label_value, member_name,
+    tag_labels,
+};
 
 fn owner_reference(connection: &AwsOrgConnection) -> Option<OwnerReference> {
     connection.controller_owner_ref(&())
@@ -28,7 +31,9 @@ pub fn desired_member(
     account: &Account,
 ) -> MemberAccount {
     let connection_name = connection.name_any();
-    let labels = BTreeMap::from([
+    let tags = account.tags.clone().unwrap_or_default();
+    let mut labels = tag_labels(&tags);
+    labels.extend([
         (CONNECTION_LABEL.to_owned(), label_value(&connection_name)),
         (ACCOUNT_LABEL.to_owned(), account.id.clone()),
         (OU_LABEL.to_owned(), label_value(&account.parent_id)),
@@ -61,16 +66,36 @@ pub fn desired_member(
             paused: None,
             role_name: None,
         },
-        status: None,
+        // Only `tags`, which discovery writes under a field manager of its own.
+        status: Some(MemberAccountStatus {
+            tags,
+            ..MemberAccountStatus::default()
+        }),
     }
+}
+
+/// The tags discovery wants in `member`'s status.
+pub fn desired_tags(member: &MemberAccount) -> BTreeMap<String, String> {
+    member
+        .status
+        .as_ref()
+        .map(|s| s.tags.clone())
+        .unwrap_or_default()
 }
 
 /// Whether `existing` already carries everything the operator would apply.
 pub fn up_to_date(existing: &MemberAccount, desired: &MemberAccount) -> bool {
+    // Tag labels of tags the account no longer has count as a difference too.
     let labels_match = desired
         .labels()
         .iter()
-        .all(|(key, value)| existing.labels().get(key) == Some(value));
+        .all(|(key, value)| existing.labels().get(key) == Some(value))
+        && existing
+            .labels()
+            .keys()
+            .filter(|key| key.starts_with(TAG_LABEL_PREFIX))
+            .all(|key| desired.labels().contains_key(key));
+    let tags_match = desired_tags(existing) == desired_tags(desired);
     let owner_match = desired.owner_references().iter().all(|owner| {
         existing
             .owner_references()
@@ -79,6 +104,7 @@ pub fn up_to_date(existing: &MemberAccount, desired: &MemberAccount) -> bool {
     });
     let (have, want) = (&existing.spec, &desired.spec);
     labels_match
+        && tags_match
         && owner_match
         && have.connection == want.connection
         && have.account_id == want.account_id
@@ -171,7 +197,10 @@ impl<'a> EarlyWrites<'a> {
     ) -> Vec<MemberAccount> {
         let mut write = Vec::new();
         for account in accounts {
-            if self.excluded.contains(account.id.as_str()) || self.sent.contains(&account.id) {
+            if self.excluded.contains(account.id.as_str())
+                || self.sent.contains(&account.id)
+                || !account.selected_by_tags(&self.connection.spec.account_selector)
+            {
                 continue;
             }
             let desired = desired_member(self.connection, org, account);
@@ -229,6 +258,7 @@ mod tests {
             status: Some(AwsAccountStatus::Active),
             joined_method: None,
             parent_id: parent.into(),
+            tags: None,
         }
     }
 
@@ -256,6 +286,54 @@ mod tests {
             "user fields are never applied"
         );
         assert!(applied["spec"].get("roleName").is_none());
+    }
+
+    #[test]
+    fn tags_become_status_and_labels_and_a_changed_or_removed_tag_is_a_change() {
+        let connection = connection();
+        let org = org();
+        let mut tagged = account("222222222222", "ou-1");
+        tagged.tags = Some(BTreeMap::from([
+            ("team".to_owned(), "payments".to_owned()),
+            ("owner".to_owned(), "Jane Doe".to_owned()),
+        ]));
+        let member = desired_member(&connection, &org, &tagged);
+        assert_eq!(
+            member
+                .labels()
+                .get("tags.orgconnect.dev/team")
+                .map(String::as_str),
+            Some("payments")
+        );
+        assert!(!member.labels().contains_key("tags.orgconnect.dev/owner"));
+        assert_eq!(desired_tags(&member).len(), 2, "every tag is in status");
+        assert!(up_to_date(&member, &member));
+
+        // A tag's value changed: the labels and status differ.
+        let mut changed = tagged.clone();
+        if let Some(tags) = changed.tags.as_mut() {
+            tags.insert("team".into(), "cards".into());
+        }
+        assert!(!up_to_date(
+            &member,
+            &desired_member(&connection, &org, &changed)
+        ));
+        // A tag removed: its label must go too, though every desired label is present.
+        let mut removed = tagged.clone();
+        if let Some(tags) = removed.tags.as_mut() {
+            tags.remove("team");
+        }
+        assert!(!up_to_date(
+            &member,
+            &desired_member(&connection, &org, &removed)
+        ));
+        // Tags not read (the connection opted out): no tag labels and no tags are wanted.
+        let unread = desired_member(&connection, &org, &account("222222222222", "ou-1"));
+        assert!(desired_tags(&unread).is_empty());
+        assert!(!up_to_date(&member, &unread));
+        // The status applied with the spec never holds more than the tags.
+        let status = serde_json::to_value(&member.status).expect("serializes");
+        assert_eq!(status.as_object().map(|o| o.len()), Some(1), "{status}");
     }
 
     #[test]

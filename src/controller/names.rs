@@ -21,6 +21,37 @@ pub const ACCOUNT_LABEL: &str = "orgconnect.dev/account-id";
 pub const OU_LABEL: &str = "orgconnect.dev/ou-id";
 /// Label on every Job and ConfigMap of a schedule.
 pub const SCHEDULE_LABEL: &str = "orgconnect.dev/sync-schedule";
+/// The prefix of the labels that mirror an account's AWS tags: `tags.orgconnect.dev/<key>`.
+pub const TAG_LABEL_PREFIX: &str = "tags.orgconnect.dev/";
+/// The field manager of a MemberAccount's `status.tags`, which discovery writes beside the
+/// member controller's status (its own manager, so neither write removes the other's).
+pub const TAGS_FIELD_MANAGER: &str = "orgconnect-tags";
+
+/// The labels mirroring `tags`: each tag whose key is a valid label name (at most 63
+/// characters, alphanumerics with `-`, `_` and `.` inside) and whose value is a valid label
+/// value (the same, or empty), as `tags.orgconnect.dev/<key>: <value>`. Any other tag (a
+/// key with `:` or `/`, a value with spaces or over 63 characters) stays in `status.tags`
+/// only.
+pub fn tag_labels(
+    tags: &std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, String> {
+    tags.iter()
+        .filter(|(key, value)| {
+            !key.is_empty() && label_syntax(key) && (value.is_empty() || label_syntax(value))
+        })
+        .map(|(key, value)| (format!("{TAG_LABEL_PREFIX}{key}"), value.clone()))
+        .collect()
+}
+
+/// Whether `text` is a label name or non-empty label value.
+fn label_syntax(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let inner = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+    text.len() <= 63
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.iter().all(inner)
+}
 
 /// Eight hex digits of FNV-1a over `value`: the same in every build and release (unlike
 /// `DefaultHasher`), since it ends up in names and labels that outlive the process and
@@ -270,5 +301,38 @@ mod tests {
             .expect("status"),
         );
         assert_ne!(stack_set_name(&renamed), "custom");
+    }
+
+    #[test]
+    fn tags_with_label_syntax_become_labels_and_others_stay_out() {
+        let long = "v".repeat(64);
+        let tags = std::collections::BTreeMap::from([
+            ("team".to_owned(), "payments".to_owned()),
+            ("cost-center".to_owned(), "42".to_owned()),
+            ("empty".to_owned(), String::new()),
+            ("Env.Name_2".to_owned(), "Prod-EU".to_owned()),
+            ("aws:cloudformation:stack-name".to_owned(), "s".to_owned()),
+            ("team/owner".to_owned(), "x".to_owned()),
+            ("owner".to_owned(), "Jane Doe".to_owned()),
+            ("long".to_owned(), long),
+            ("-edge".to_owned(), "x".to_owned()),
+            ("k".repeat(64), "x".to_owned()),
+        ]);
+        let labels = tag_labels(&tags);
+        assert_eq!(
+            labels,
+            std::collections::BTreeMap::from([
+                (
+                    "tags.orgconnect.dev/Env.Name_2".to_owned(),
+                    "Prod-EU".to_owned()
+                ),
+                (
+                    "tags.orgconnect.dev/cost-center".to_owned(),
+                    "42".to_owned()
+                ),
+                ("tags.orgconnect.dev/empty".to_owned(), String::new()),
+                ("tags.orgconnect.dev/team".to_owned(), "payments".to_owned()),
+            ])
+        );
     }
 }

@@ -635,7 +635,11 @@ fn run_accounts(
                 } else {
                     managing.sibling(&m.spec.account_id, &role).to_string()
                 },
-                tags: BTreeMap::new(),
+                tags: m
+                    .status
+                    .as_ref()
+                    .map(|s| s.tags.clone())
+                    .unwrap_or_default(),
             }
         })
         .collect();
