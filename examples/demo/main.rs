@@ -85,6 +85,28 @@ async fn demo() -> Result<()> {
         delete_role(&bed, account, "OrganizationAccountAccessRole").await;
     }
     bed.proxy.report_invited(blocked.last().cloned());
+    // Every account tagged with its team, as organizations tag accounts for cost and
+    // ownership: the MemberAccounts carry the tag as a label and in status.
+    let organizations = aws_sdk_organizations::Client::new(&bed.sdk_config());
+    for account in org.member_accounts() {
+        let team = account
+            .path
+            .rsplit('/')
+            .next()
+            .filter(|name| *name != "Root")
+            .unwrap_or("platform")
+            .to_lowercase();
+        let tag = aws_sdk_organizations::types::Tag::builder()
+            .key("team")
+            .value(team)
+            .build()?;
+        organizations
+            .tag_resource()
+            .resource_id(&account.id)
+            .tags(tag)
+            .send()
+            .await?;
+    }
     bed.proxy.enforce_iam();
     println!(
         "organization {} with {} accounts (managing account {}); blocked: {}",
@@ -162,10 +184,23 @@ async fn demo() -> Result<()> {
             .args(["get", "aoc,ma,ss", "-n", NAMESPACE])
             .env("KUBECONFIG", &kubeconfig),
     )?;
-    step("orgconnect tree acme");
+    step("orgconnect tree acme --tag team");
     show(
         Command::new(&binary)
-            .args(["tree", "acme", "-n", NAMESPACE])
+            .args(["tree", "acme", "-n", NAMESPACE, "--tag", "team"])
+            .env("KUBECONFIG", &kubeconfig),
+    )?;
+    step("kubectl get ma -l tags.orgconnect.dev/team=payments (the AWS tag as a label)");
+    show(
+        Command::new(&kubectl)
+            .args([
+                "get",
+                "ma",
+                "-n",
+                NAMESPACE,
+                "-l",
+                "tags.orgconnect.dev/team=payments",
+            ])
             .env("KUBECONFIG", &kubeconfig),
     )?;
 
