@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use aws_sdk_organizations::types::Tag;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use orgconnect::api::connection::DISCOVER_ANNOTATION;
@@ -19,14 +19,11 @@ use orgconnect::api::member_account::MemberPhase;
 use orgconnect::api::{AwsOrgConnection, MemberAccount, SyncSchedule};
 use support::aws::AwsBed;
 use support::eventually;
-use support::iam::deploy_managing_role;
 use support::kube::TestNamespace;
-use support::operator::{
-    apply_connection, create_key_secret, in_namespace, managing_role, members, patch_spec,
-    request_run, start,
-};
-use support::org::{OrgSpec, seed};
+use support::operator::{members, patch_spec, request_run};
+use support::org::OrgSpec;
 use support::runs::{apply_schedule, jobs_of};
+use support::scenario::Scenario;
 
 const PREFIX: &str = "tags.orgconnect.dev/";
 
@@ -70,8 +67,11 @@ fn probes_of(bed: &AwsBed, account: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tags_become_status_and_labels_select_accounts_and_follow_changes_without_a_probe() {
-    let bed = AwsBed::new().await;
-    let org = seed(&bed.sdk_config(), &OrgSpec::generated(5, 1, 2, 0)).await;
+    let scenario = Scenario::build("tags", &OrgSpec::generated(5, 1, 2, 0))
+        .operator_without_access()
+        .start()
+        .await;
+    let Scenario { bed, org, ns, .. } = &scenario;
     let ids: Vec<String> = org.member_accounts().map(|a| a.id.clone()).collect();
     let (payments, web, plain) = (&ids[0], &ids[1], &ids[2]);
     let organizations = aws_sdk_organizations::Client::new(&bed.sdk_config());
@@ -98,29 +98,15 @@ async fn tags_become_status_and_labels_select_accounts_and_follow_changes_withou
             .expect("TagResource");
     }
     // The strict bed: ListTagsForResource is allowed only because the template grants it.
-    let external_id = format!("ext-{}", support::unique_suffix());
-    deploy_managing_role(&bed, &external_id, "OrganizationAccountAccessRole", |_| {}).await;
-    bed.proxy.enforce_iam();
-
-    let ns = TestNamespace::new("tags").await;
-    create_key_secret(&ns.api::<Secret>(), "aws-keys", &bed.credentials).await;
-    let _operator = start(
-        ns.client.clone(),
-        bed.operator_config(bed.unmapped_credentials()),
-        in_namespace(&ns.name),
-    );
     let connections: Api<AwsOrgConnection> = ns.api();
-    apply_connection(
-        &connections,
-        "acme",
-        serde_json::json!({
-            "roleArn": managing_role(&org.managing_account_id),
-            "externalId": external_id,
-            "credentials": { "source": "Secret", "secretRef": { "name": "aws-keys" } },
-            "accountSelector": { "excludeTags": [{ "key": "env", "values": ["dev"] }] },
-        }),
-    )
-    .await;
+    scenario
+        .connect_with_secret(
+            "acme",
+            serde_json::json!({
+                "accountSelector": { "excludeTags": [{ "key": "env", "values": ["dev"] }] },
+            }),
+        )
+        .await;
     let member_api: Api<MemberAccount> = ns.api();
     let expected = org.accounts.len() - 1;
     let connected = |listed: &[MemberAccount]| {
@@ -178,7 +164,7 @@ async fn tags_become_status_and_labels_select_accounts_and_follow_changes_withou
 
     // A tag changes and another goes: after the next discovery the labels and status
     // follow, and the account is not probed again for it.
-    let probes_before = probes_of(&bed, payments);
+    let probes_before = probes_of(bed, payments);
     organizations
         .untag_resource()
         .resource_id(payments)
@@ -217,7 +203,7 @@ async fn tags_become_status_and_labels_select_accounts_and_follow_changes_withou
     })
     .await;
     assert_eq!(
-        probes_of(&bed, payments),
+        probes_of(bed, payments),
         probes_before,
         "relabelled without a probe"
     );

@@ -15,17 +15,15 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::ResourceExt;
 use kube::api::Api;
 use orgconnect::api::member_account::MemberPhase;
-use orgconnect::api::{AwsOrgConnection, MemberAccount, SyncSchedule};
+use orgconnect::api::{MemberAccount, SyncSchedule};
 use support::aws::AwsBed;
 use support::clients;
 use support::eventually;
-use support::iam::{delete_role, deploy_managing_role, in_account};
-use support::kube::TestNamespace;
-use support::operator::{
-    apply_connection, create_key_secret, in_namespace, managing_role, members, request_run, start,
-};
-use support::org::{OrgSpec, seed};
+use support::iam::{delete_role, in_account};
+use support::operator::{managing_role, members, request_run};
+use support::org::OrgSpec;
 use support::runs::{apply_schedule, jobs_of};
+use support::scenario::Scenario;
 
 /// Where a run's files are mounted in its containers.
 const MOUNT_PATH: &str = "/etc/orgconnect";
@@ -50,13 +48,16 @@ fn container_env(job: &Job) -> BTreeMap<String, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c7n_org_reaches_every_connected_account_from_the_run_and_tries_no_blocked_one() {
-    let bed = AwsBed::new().await;
-    let org = seed(&bed.sdk_config(), &OrgSpec::generated(5, 1, 2, 0)).await;
+    let scenario = Scenario::build("tools", &OrgSpec::generated(5, 1, 2, 0))
+        .operator_without_access()
+        .start()
+        .await;
+    let Scenario { bed, org, ns, .. } = &scenario;
     let mut ids = org.member_accounts().map(|a| a.id.clone());
     let blocked = ids.next().expect("account");
     let connected: Vec<String> = ids.collect();
     for account in &connected {
-        aws_sdk_iam::Client::new(&in_account(&bed, account).await)
+        aws_sdk_iam::Client::new(&in_account(bed, account).await)
             .create_account_alias()
             .account_alias(alias(account))
             .send()
@@ -69,28 +70,10 @@ async fn c7n_org_reaches_every_connected_account_from_the_run_and_tries_no_block
         .send()
         .await
         .expect("CreateAccountAlias in the management account");
-    delete_role(&bed, &blocked, "OrganizationAccountAccessRole").await;
-    let external_id = format!("ext-{}", support::unique_suffix());
-    deploy_managing_role(&bed, &external_id, "OrganizationAccountAccessRole", |_| {}).await;
-    bed.proxy.enforce_iam();
-
-    let ns = TestNamespace::new("tools").await;
-    create_key_secret(&ns.api::<Secret>(), "aws-keys", &bed.credentials).await;
-    let _operator = start(
-        ns.client.clone(),
-        bed.operator_config(bed.unmapped_credentials()),
-        in_namespace(&ns.name),
-    );
-    apply_connection(
-        &ns.api::<AwsOrgConnection>(),
-        "acme",
-        serde_json::json!({
-            "roleArn": managing_role(&org.managing_account_id),
-            "externalId": external_id,
-            "credentials": { "source": "Secret", "secretRef": { "name": "aws-keys" } },
-        }),
-    )
-    .await;
+    delete_role(bed, &blocked, "OrganizationAccountAccessRole").await;
+    scenario
+        .connect_with_secret("acme", serde_json::json!({}))
+        .await;
     let member_api: Api<MemberAccount> = ns.api();
     let total = org.accounts.len();
     let listed = eventually("every account probed", Duration::from_secs(60), || async {
@@ -197,7 +180,7 @@ async fn c7n_org_reaches_every_connected_account_from_the_run_and_tries_no_block
     let output = dir.join("output");
     let c7n_org = std::env::var("ORGCONNECT_TESTBED_C7N_ORG").expect("the test bed's c7n-org");
     let mut command = Command::new(c7n_org);
-    job_environment(&mut command, &env, &mount, &dir, &bed);
+    job_environment(&mut command, &env, &mount, &dir, bed);
     command
         .args(["run", "-c"])
         .arg(mount.join("c7n-org-accounts.yml"))

@@ -236,6 +236,25 @@ impl Scenario {
     }
 }
 
+impl Scenario {
+    /// [`Scenario::connect`] with `credentials.source: Secret`: the Secret `aws-keys` holds
+    /// the test's base keys, which the managing role trusts (and a run's Jobs present).
+    pub async fn connect_with_secret(
+        &self,
+        name: &str,
+        extra: serde_json::Value,
+    ) -> AwsOrgConnection {
+        super::operator::create_key_secret(&self.ns.api(), "aws-keys", &self.bed.credentials).await;
+        let mut spec = serde_json::json!({
+            "credentials": { "source": "Secret", "secretRef": { "name": "aws-keys" } },
+        });
+        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+            spec.extend(extra.clone());
+        }
+        self.connect(name, spec).await
+    }
+}
+
 /// Connects connection `name` of `namespace`, applied without an ExternalId, as the README says:
 /// once the operator has generated the ExternalId (and is refused, since no role exists
 /// yet), `orgconnect template managing-role --connection` makes the role's template from
