@@ -20,9 +20,9 @@ use orgconnect::api::{AwsOrgConnection, MemberAccount, SyncSchedule};
 use support::aws::AwsBed;
 use support::eventually;
 use support::kube::TestNamespace;
-use support::operator::{members, patch_spec, request_run};
+use support::operator::{members, patch_spec};
 use support::org::OrgSpec;
-use support::runs::{apply_schedule, jobs_of};
+use support::runs::{run_files, run_now};
 use support::scenario::Scenario;
 
 const PREFIX: &str = "tags.orgconnect.dev/";
@@ -210,32 +210,18 @@ async fn tags_become_status_and_labels_select_accounts_and_follow_changes_withou
 
     // A SyncSchedule selects by tag label; the run's c7n-org file carries the tags.
     let schedules: Api<SyncSchedule> = ns.api();
-    apply_schedule(
+    let job = run_now(
         &schedules,
+        &ns.api::<Job>(),
         "cards",
         serde_json::json!({
-            "connectionRef": { "name": "acme" },
-            "schedule": "0 0 1 1 *",
             "accountSelector": { "matchLabels": { "tags.orgconnect.dev/team": "cards" } },
             "toolConfigs": ["C7nOrg"],
-            "jobTemplate": { "spec": { "template": { "spec": {
-                "containers": [{ "name": "collect", "image": "busybox" }] } } } },
         }),
+        Duration::from_secs(30),
     )
     .await;
-    request_run(&schedules, "cards").await;
-    let jobs: Api<Job> = ns.api();
-    let job = eventually("the run's Job", Duration::from_secs(30), || async {
-        jobs_of(&jobs, "cards").await.into_iter().next()
-    })
-    .await;
-    let data = ns
-        .api::<ConfigMap>()
-        .get(&job.name_any())
-        .await
-        .expect("the run's ConfigMap")
-        .data
-        .expect("data");
+    let data = run_files(&ns.api::<ConfigMap>(), &job).await;
     let accounts: Vec<serde_json::Value> =
         serde_json::from_str(&data["accounts.json"]).expect("accounts.json");
     assert_eq!(accounts.len(), 1);

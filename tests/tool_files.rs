@@ -20,9 +20,9 @@ use support::aws::AwsBed;
 use support::clients;
 use support::eventually;
 use support::iam::{delete_role, in_account};
-use support::operator::{managing_role, members, request_run};
+use support::operator::{managing_role, members};
 use support::org::OrgSpec;
-use support::runs::{apply_schedule, jobs_of};
+use support::runs::{run_files, run_now};
 use support::scenario::Scenario;
 
 /// Where a run's files are mounted in its containers.
@@ -105,25 +105,16 @@ async fn c7n_org_reaches_every_connected_account_from_the_run_and_tries_no_block
         .map(|m| (m.spec.account_id.clone(), m.spec.name.clone()))
         .collect();
 
-    let schedules: Api<SyncSchedule> = ns.api();
-    apply_schedule(
-        &schedules,
+    let job = run_now(
+        &ns.api::<SyncSchedule>(),
+        &ns.api::<Job>(),
         "custodian",
         serde_json::json!({
-            "connectionRef": { "name": "acme" },
-            "schedule": "0 0 1 1 *",
             "regions": ["us-east-1"],
             "toolConfigs": ["C7nOrg", "Steampipe"],
-            "jobTemplate": { "spec": { "template": { "spec": {
-                "containers": [{ "name": "custodian", "image": "cloudcustodian/c7n-org" }] } } } },
         }),
+        Duration::from_secs(30),
     )
-    .await;
-    request_run(&schedules, "custodian").await;
-    let jobs: Api<Job> = ns.api();
-    let job = eventually("the run's Job", Duration::from_secs(30), || async {
-        jobs_of(&jobs, "custodian").await.into_iter().next()
-    })
     .await;
     let env = container_env(&job);
     assert_eq!(
@@ -134,13 +125,7 @@ async fn c7n_org_reaches_every_connected_account_from_the_run_and_tries_no_block
         env["ORGCONNECT_STEAMPIPE_CONFIG"],
         format!("{MOUNT_PATH}/aws.spc")
     );
-    let data = ns
-        .api::<ConfigMap>()
-        .get(&job.name_any())
-        .await
-        .expect("the run's ConfigMap")
-        .data
-        .expect("data");
+    let data = run_files(&ns.api::<ConfigMap>(), &job).await;
     let credentials = ns
         .api::<Secret>()
         .get(&job.name_any())

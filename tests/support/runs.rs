@@ -26,22 +26,46 @@ pub async fn run_inventory_now(
     jobs: &Api<Job>,
     timeout: std::time::Duration,
 ) -> Job {
-    apply_schedule(
-        schedules,
-        "inventory",
-        serde_json::json!({
-            "connectionRef": { "name": "acme" },
-            "schedule": "0 0 1 1 *",
-            "jobTemplate": { "spec": { "template": { "spec": {
-                "containers": [{ "name": "collect", "image": "busybox" }] } } } },
-        }),
-    )
-    .await;
-    super::operator::request_run(schedules, "inventory").await;
+    run_now(schedules, jobs, "inventory", serde_json::json!({}), timeout).await
+}
+
+/// Applies SyncSchedule `name` of connection `acme`, due once a year, with `extra` merged
+/// into its spec, asks for a run and returns its Job once the operator has created it.
+pub async fn run_now(
+    schedules: &Api<SyncSchedule>,
+    jobs: &Api<Job>,
+    name: &str,
+    extra: serde_json::Value,
+    timeout: std::time::Duration,
+) -> Job {
+    let mut spec = serde_json::json!({
+        "connectionRef": { "name": "acme" },
+        "schedule": "0 0 1 1 *",
+        "jobTemplate": { "spec": { "template": { "spec": {
+            "containers": [{ "name": "collect", "image": "busybox" }] } } } },
+    });
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    apply_schedule(schedules, name, spec).await;
+    super::operator::request_run(schedules, name).await;
     super::eventually("the run's Job", timeout, || async {
-        jobs_of(jobs, "inventory").await.into_iter().next()
+        jobs_of(jobs, name).await.into_iter().next()
     })
     .await
+}
+
+/// The files of a run that fit in one ConfigMap: its data.
+pub async fn run_files(
+    config_maps: &Api<ConfigMap>,
+    job: &Job,
+) -> std::collections::BTreeMap<String, String> {
+    config_maps
+        .get(&job.name_any())
+        .await
+        .expect("the run's ConfigMap")
+        .data
+        .expect("data")
 }
 
 /// The schedule's Jobs, oldest first.
