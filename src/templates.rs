@@ -150,7 +150,7 @@ pub fn delegation_policy(role_arn: &str) -> Value {
 
 /// The CloudFormation calls the operator makes to keep its StackSet (create, update,
 /// deploy, remove, follow operations).
-pub const STACK_SET_ACTIONS: [&str; 9] = [
+pub const STACK_SET_ACTIONS: [&str; 10] = [
     "cloudformation:CreateStackSet",
     "cloudformation:UpdateStackSet",
     "cloudformation:DeleteStackSet",
@@ -160,6 +160,7 @@ pub const STACK_SET_ACTIONS: [&str; 9] = [
     "cloudformation:ListStackInstances",
     "cloudformation:CreateStackInstances",
     "cloudformation:DeleteStackInstances",
+    "cloudformation:DetectStackSetDrift",
 ];
 
 fn stack_set_statement() -> Value {

@@ -642,8 +642,8 @@ async fn thirty_percent_server_errors_still_discover_everything_without_a_flip()
     .await;
 }
 
-/// With `fault` injected into 30% of every Organizations call of discovery, discovery
-/// completes through the retries and no condition is ever False.
+/// With `fault` injected into 30% of every Organizations call of discovery (tag reads
+/// included), discovery completes through the retries and no condition is ever False.
 async fn discovers_everything_without_a_flip(prefix: &str, fault: impl Fn(&AwsBed, &str)) {
     let scenario = Scenario::build(prefix, &OrgSpec::generated(59, 2, 2, 0))
         .prepare(|bed, _| {
@@ -652,6 +652,7 @@ async fn discovers_everything_without_a_flip(prefix: &str, fault: impl Fn(&AwsBe
                 "ListRoots",
                 "ListOrganizationalUnitsForParent",
                 "ListAccountsForParent",
+                "ListTagsForResource",
             ] {
                 fault(bed, operation);
             }
@@ -696,6 +697,10 @@ async fn discovers_everything_without_a_flip(prefix: &str, fault: impl Fn(&AwsBe
     assert!(
         bed.proxy.injected("ListOrganizationalUnitsForParent") >= 1,
         "faults were injected"
+    );
+    assert!(
+        bed.proxy.injected("ListTagsForResource") >= 1,
+        "faults were injected into the tag reads too"
     );
     for conditions in &history {
         for condition in conditions {

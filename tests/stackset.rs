@@ -834,3 +834,145 @@ async fn connections_whose_names_differ_only_by_a_dot_keep_stack_sets_of_their_o
     assert!(kept.stack_set.is_some());
     assert!(!instances(&cloudformation, &names[1]).await.is_empty());
 }
+
+/// The `MemberRoleCurrent` condition of the MemberAccount of `account`, as (status,
+/// reason, message).
+fn member_role_of(
+    listed: &[orgconnect::api::MemberAccount],
+    account: &str,
+) -> Option<(ConditionStatus, String, String)> {
+    let member = listed.iter().find(|m| m.spec.account_id == account)?;
+    let condition = find_condition(
+        &member.status.as_ref()?.conditions,
+        ConditionType::MemberRoleCurrent,
+    )?;
+    Some((
+        condition.status,
+        condition.reason.clone(),
+        condition.message.clone(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drifted_and_outdated_member_roles_are_reported_on_their_accounts_and_counted() {
+    let scenario = Scenario::build(
+        "drift",
+        &OrgSpec {
+            root_accounts: 0,
+            ous: vec![OuSpec::new("Prod").accounts(3)],
+        },
+    )
+    .member_role(MEMBER_ROLE)
+    .start()
+    .await;
+    let Scenario { bed, org, .. } = &scenario;
+    let prod = org
+        .ous
+        .iter()
+        .find(|o| o.path.ends_with("Prod"))
+        .expect("OU Prod")
+        .id
+        .clone();
+    let accounts: Vec<String> = org.member_accounts().map(|a| a.id.clone()).collect();
+    let (drifted, outdated, fine) = (&accounts[0], &accounts[1], &accounts[2]);
+    let connections = scenario.connections();
+    let member_api = scenario.members();
+    scenario
+        .connect(
+            "acme",
+            serde_json::json!({
+                "memberAccess": { "roleName": MEMBER_ROLE, "probeInterval": "1m" },
+                "stackSet": { "enabled": true, "organizationalUnits": [prod] },
+            }),
+        )
+        .await;
+    // Right after the deployment, a drift detection: every instance in sync.
+    let listed = eventually(
+        "every member role InSync",
+        Duration::from_secs(90),
+        || async {
+            let listed = members(&member_api).await;
+            accounts
+                .iter()
+                .all(|a| {
+                    member_role_of(&listed, a).is_some_and(|(s, reason, _)| {
+                        s == ConditionStatus::True && reason == "InSync"
+                    })
+                })
+                .then_some(listed)
+        },
+    )
+    .await;
+    // The management account has no stack instance, so no such condition.
+    assert!(member_role_of(&listed, &org.managing_account_id).is_none());
+    assert!(bed.proxy.calls("DetectStackSetDrift") >= 1);
+
+    // One role changed by hand, one instance an operation left behind: the next look (the
+    // probe interval later) and its drift detection say so on those accounts alone.
+    bed.proxy.drift_member_roles([drifted.clone()], true);
+    bed.proxy
+        .stack_instance_status([outdated.clone()], "OUTDATED", "User initiated stop");
+    let listed = eventually(
+        "the drifted and the outdated role reported",
+        Duration::from_secs(150),
+        || async {
+            let listed = members(&member_api).await;
+            let drift = member_role_of(&listed, drifted)?;
+            let behind = member_role_of(&listed, outdated)?;
+            (drift.1 == "RoleDrifted" && behind.1 == "InstanceOutdated").then_some(listed)
+        },
+    )
+    .await;
+    let (status, _, message) = member_role_of(&listed, drifted).expect("condition");
+    assert_eq!(status, ConditionStatus::False);
+    assert!(
+        message.contains("aws cloudformation create-stack-instances --stack-set-name"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("Accounts={drifted}")),
+        "{message}"
+    );
+    let (_, _, message) = member_role_of(&listed, outdated).expect("condition");
+    assert!(message.contains("User initiated stop"), "{message}");
+    assert!(message.contains("update-stack-instances"), "{message}");
+    assert_eq!(
+        member_role_of(&listed, fine).map(|c| c.1),
+        Some("InSync".to_owned())
+    );
+    // Drift is reported beside the phase: the role still lets the operator in.
+    let member = listed
+        .iter()
+        .find(|m| m.spec.account_id == *drifted)
+        .expect("member");
+    assert_eq!(phase(member), Some(MemberPhase::Connected));
+    let stack_set = eventually(
+        "the connection's counts",
+        Duration::from_secs(30),
+        || async {
+            let status = connections.get("acme").await.ok()?.status?.stack_set?;
+            (status.drifted_instances == 1 && status.outdated_instances == 1).then_some(status)
+        },
+    )
+    .await;
+    assert_eq!(stack_set.inoperable_instances, 0);
+
+    // Put right: the next look clears both.
+    bed.proxy.drift_member_roles([drifted.clone()], false);
+    bed.proxy
+        .stack_instance_status([outdated.clone()], "CURRENT", "");
+    eventually(
+        "every member role InSync again",
+        Duration::from_secs(150),
+        || async {
+            let listed = members(&member_api).await;
+            let status = connections.get("acme").await.ok()?.status?.stack_set?;
+            (accounts.iter().all(|a| {
+                member_role_of(&listed, a).is_some_and(|(_, reason, _)| reason == "InSync")
+            }) && status.drifted_instances == 0
+                && status.outdated_instances == 0)
+                .then_some(())
+        },
+    )
+    .await;
+}

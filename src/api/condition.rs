@@ -36,6 +36,9 @@ pub enum ConditionType {
     StackSetReady,
     /// MemberAccount: the operator reached the account through its member role.
     Connected,
+    /// MemberAccount, with an operator-managed StackSet: the account's stack instance is
+    /// current and its member role has not drifted from the StackSet's template.
+    MemberRoleCurrent,
     /// SyncSchedule: the schedule is valid and the operator is running it.
     Scheduled,
     /// Every kind: the object is fully working; the summary GitOps tools read.
@@ -50,6 +53,7 @@ impl ConditionType {
             Self::MembersConnected => "MembersConnected",
             Self::StackSetReady => "StackSetReady",
             Self::Connected => "Connected",
+            Self::MemberRoleCurrent => "MemberRoleCurrent",
             Self::Scheduled => "Scheduled",
             Self::Ready => "Ready",
         }

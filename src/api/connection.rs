@@ -567,6 +567,21 @@ pub struct StackSetStatus {
     /// MemberAccount says the same.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<StackInstanceFailure>,
+    /// The drift detection (DetectStackSetDrift) the operator started and is following.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_operation_id: Option<String>,
+    /// Stack instances whose member role drifted from the StackSet's template (DriftStatus
+    /// `DRIFTED`) at the last drift detection; each one's MemberAccount says so in its
+    /// `MemberRoleCurrent` condition.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub drifted_instances: i32,
+    /// Stack instances not current with the StackSet (Status `OUTDATED`: an operation
+    /// failed or never reached them).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub outdated_instances: i32,
+    /// Stack instances CloudFormation can no longer manage (Status `INOPERABLE`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub inoperable_instances: i32,
 }
 
 /// A stack instance an operation failed to deploy.

@@ -78,6 +78,24 @@ pub struct ExistingStackSet {
     pub organizational_units: Vec<String>,
     /// The regions holding stack instances (and the StackSet's `Regions`), sorted.
     pub regions: Vec<String>,
+    /// Every stack instance as ListStackInstances reports it.
+    pub instance_states: Vec<InstanceState>,
+}
+
+/// One stack instance: whether it is current with the StackSet and whether its stack (the
+/// member role) drifted from the template at the last drift detection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceState {
+    pub account_id: String,
+    pub region: String,
+    /// `CURRENT`, `OUTDATED` or `INOPERABLE`.
+    pub status: String,
+    /// CloudFormation's reason for a status other than `CURRENT`.
+    pub status_reason: Option<String>,
+    /// `DRIFTED`, `IN_SYNC`, `UNKNOWN` or `NOT_CHECKED`.
+    pub drift_status: String,
+    /// When drift was last detected for the instance (seconds since the epoch).
+    pub last_drift_check: Option<i64>,
 }
 
 fn parameters(desired: &DesiredStackSet) -> Vec<Parameter> {
@@ -136,6 +154,7 @@ pub async fn describe(
     let mut organizational_units = stack_set.organizational_unit_ids().to_vec();
     let mut regions = stack_set.regions().to_vec();
     let mut instances = 0;
+    let mut instance_states = Vec::new();
     let mut next_token = None;
     loop {
         let page = stacks
@@ -151,6 +170,20 @@ pub async fn describe(
             instances += 1;
             regions.extend(summary.region().map(str::to_owned));
             organizational_units.extend(summary.organizational_unit_id().map(str::to_owned));
+            instance_states.push(InstanceState {
+                account_id: summary.account().unwrap_or_default().to_owned(),
+                region: summary.region().unwrap_or_default().to_owned(),
+                status: summary
+                    .status()
+                    .map(|s| s.as_str().to_owned())
+                    .unwrap_or_default(),
+                status_reason: summary.status_reason().map(str::to_owned),
+                drift_status: summary
+                    .drift_status()
+                    .map_or("NOT_CHECKED", |d| d.as_str())
+                    .to_owned(),
+                last_drift_check: summary.last_drift_check_timestamp().map(|t| t.secs()),
+            });
         }
         next_token = page.next_token;
         if next_token.is_none() {
@@ -162,7 +195,23 @@ pub async fn describe(
         instances,
         organizational_units: sorted(organizational_units),
         regions: sorted(regions),
+        instance_states,
     }))
+}
+
+/// Starts drift detection on every stack instance of StackSet `name`
+/// (DetectStackSetDrift, an operation of its own); returns the operation id.
+pub async fn detect_drift(stacks: &StackSets, name: &str) -> Result<String, AwsFailure> {
+    let output = stacks
+        .client
+        .detect_stack_set_drift()
+        .stack_set_name(name)
+        .operation_preferences(stacks.preferences.clone())
+        .call_as(stacks.call_as.clone())
+        .send()
+        .await
+        .map_err(|e| classify("DetectStackSetDrift", &e))?;
+    Ok(output.operation_id.unwrap_or_default())
 }
 
 /// Creates the service-managed StackSet with automatic deployment on.

@@ -695,21 +695,30 @@ async fn stack_set_step(pass: &mut Pass<'_>, session: &ManagingSession) -> Optio
     let hold_failure = pass
         .condition(ConditionType::StackSetReady)
         .is_none_or(|c| c.observed_generation == pass.generation());
+    // Drift is detected on the probe cycle.
+    let drift_every = parse_duration(&pass.connection.spec.member_access.probe_interval)
+        .unwrap_or(Duration::from_secs(1800))
+        .max(Duration::from_secs(60));
     match stackset::ensure(
         &client,
         &desired,
         pass.status.stack_set.as_ref(),
         hold_failure,
+        drift_every,
     )
     .await
     {
         Ok(progress) => {
-            pass.ctx
-                .set_stack_set(&object_key(pass.connection), &progress.status);
+            let key = object_key(pass.connection);
+            pass.ctx.set_stack_set(&key, &progress.status);
+            let roles_changed =
+                pass.ctx
+                    .set_member_roles(&key, &progress.status.name, &progress.instance_states);
             pass.status.stack_set = Some(progress.status);
             pass.set(ConditionType::StackSetReady, progress.verdict);
-            if progress.deployed {
-                // The member role now exists everywhere: check the Blocked accounts again.
+            if progress.deployed || roles_changed {
+                // The member role now exists everywhere (check the Blocked accounts again),
+                // or an account's stack instance changed state (its condition says so).
                 pass.ctx.request_probes(pass.connection);
             }
             progress.poll

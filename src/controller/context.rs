@@ -14,6 +14,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::api::connection::{StackInstanceFailure, StackSetStatus};
 use crate::api::{AwsOrgConnection, MemberAccount};
 use crate::aws::session::SessionCache;
+use crate::aws::stackset::InstanceState;
 use crate::lock;
 
 /// Operator-wide settings, from the command line.
@@ -225,6 +226,9 @@ pub struct Context {
     /// as the connection reconciler last saw them (probes read it before the status write
     /// reaches the cache).
     stack_instance_failures: Mutex<HashMap<String, (String, Vec<StackInstanceFailure>)>>,
+    /// Connection -> its StackSet and, by account, the state of the account's stack
+    /// instance (the worst of its regions), as the connection reconciler last read them.
+    member_roles: Mutex<HashMap<String, MemberRoles>>,
     connection_limits: Mutex<HashMap<String, (usize, Arc<Semaphore>)>>,
     global_probes: Arc<Semaphore>,
     /// `<kind>/<namespace>/<name>` -> reconciles failed in a row, for the error policy.
@@ -279,6 +283,7 @@ impl Context {
             probes: Mutex::new(HashMap::new()),
             status_written: Mutex::new(HashMap::new()),
             stack_instance_failures: Mutex::new(HashMap::new()),
+            member_roles: Mutex::new(HashMap::new()),
             connection_limits: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
             global_probes: Arc::new(Semaphore::new(settings_probe_limit(&settings))),
@@ -346,6 +351,30 @@ impl Context {
         );
     }
 
+    /// Records the stack instance states of connection `key`'s StackSet `name`; whether
+    /// any account's state changed since the last record.
+    pub fn set_member_roles(&self, key: &str, name: &str, states: &[InstanceState]) -> bool {
+        let roles = MemberRoles {
+            stack_set: name.to_owned(),
+            accounts: super::member_role::worst_by_account(states),
+        };
+        let previous = lock(&self.member_roles).insert(key.to_owned(), roles.clone());
+        previous.is_none_or(|previous| !previous.same_states(&roles))
+    }
+
+    /// The StackSet of `connection` and the state of `account`'s stack instance, if the
+    /// connection's StackSet has one there.
+    pub fn member_role(
+        &self,
+        connection: &AwsOrgConnection,
+        account: &str,
+    ) -> Option<(String, InstanceState)> {
+        let roles = lock(&self.member_roles);
+        let known = roles.get(&object_key(connection))?;
+        let state = known.accounts.get(account)?;
+        Some((known.stack_set.clone(), state.clone()))
+    }
+
     /// The StackSet name and the failure of its stack instance in `account`, if its last
     /// operation failed there: from the reconciler's last pass, else from `connection`'s
     /// status (after a restart).
@@ -385,6 +414,7 @@ impl Context {
         self.retries().remove(key);
         lock(&self.revokes).remove(key);
         lock(&self.stack_instance_failures).remove(key);
+        lock(&self.member_roles).remove(key);
         lock(&self.connection_limits).remove(key);
         {
             let mut probes = lock(&self.probes);
@@ -400,6 +430,7 @@ impl Context {
             + lock(&self.connection_limits).len()
             + lock(&self.status_written).len()
             + lock(&self.stack_instance_failures).len()
+            + lock(&self.member_roles).len()
             + lock(&self.revokes).len()
             + self.retries().len();
         self.diagnostics
@@ -629,6 +660,35 @@ pub fn doubling(first: Duration, max: Duration, failures: u32) -> Duration {
     first
         .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
         .min(max)
+}
+
+/// A connection's StackSet and the state of each account's stack instance.
+#[derive(Clone, Debug)]
+struct MemberRoles {
+    stack_set: String,
+    accounts: HashMap<String, InstanceState>,
+}
+
+impl MemberRoles {
+    /// Whether both say the same of every account, drift-check times aside.
+    fn same_states(&self, other: &Self) -> bool {
+        let key = |s: &InstanceState| {
+            (
+                s.region.clone(),
+                s.status.clone(),
+                s.status_reason.clone(),
+                s.drift_status.clone(),
+            )
+        };
+        self.stack_set == other.stack_set
+            && self.accounts.len() == other.accounts.len()
+            && self.accounts.iter().all(|(account, state)| {
+                other
+                    .accounts
+                    .get(account)
+                    .is_some_and(|o| key(o) == key(state))
+            })
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,9 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use tracing::debug;
 
+use super::connection_status::Verdict;
 use super::context::{Context, Diagnostics, ProbeRecord, doubling, jitter, object_key};
+use super::member_role;
 use super::names::session_name;
 use super::probe_status::{
     Attempt, MemberVerdict, ProbeOutcome, not_probed, phase_event, verdict, waiting_for_connection,
@@ -92,7 +94,8 @@ async fn reconcile_member(member: Arc<MemberAccount>, ctx: &Arc<Context>) -> Res
         }
     };
 
-    apply_verdict(ctx, &member, verdict).await?;
+    let member_role = member_role_condition(ctx, &connection, &member);
+    apply_verdict(ctx, &member, verdict, member_role).await?;
     if probed {
         Diagnostics::add(&ctx.diagnostics.probes_applied, 1);
     }
@@ -242,11 +245,36 @@ fn next_probe(
     }
 }
 
-/// Writes the verdict when it differs from the status, with an Event when the phase moved.
+/// The `MemberRoleCurrent` condition of `member`, when its connection's StackSet has a
+/// stack instance in the account.
+fn member_role_condition(
+    ctx: &Context,
+    connection: &AwsOrgConnection,
+    member: &MemberAccount,
+) -> Option<Verdict> {
+    if !connection.spec.stack_set.enabled {
+        return None;
+    }
+    let (stack_set, state) = ctx.member_role(connection, &member.spec.account_id)?;
+    let instance = member_role::Instance {
+        stack_set: &stack_set,
+        account_id: &member.spec.account_id,
+        organizational_unit: member
+            .spec
+            .organizational_unit
+            .as_ref()
+            .map(|ou| ou.id.as_str()),
+    };
+    Some(member_role::condition(&instance, &state))
+}
+
+/// Writes the verdict (and the member role's condition, or its absence) when it differs
+/// from the status, with an Event when the phase moved.
 async fn apply_verdict(
     ctx: &Context,
     member: &MemberAccount,
     verdict: MemberVerdict,
+    member_role: Option<Verdict>,
 ) -> Result<()> {
     // `status.tags` is discovery's, under a field manager of its own: this write neither
     // sends nor compares it, so it never takes the tags over or removes them.
@@ -274,6 +302,24 @@ async fn apply_verdict(
             Timestamp::now(),
         ),
     );
+    match member_role {
+        Some((role_status, role_reason, role_message)) => {
+            set_condition(
+                &mut status.conditions,
+                Condition::new(
+                    ConditionType::MemberRoleCurrent,
+                    role_status,
+                    role_reason,
+                    role_message,
+                    member.metadata.generation,
+                    Timestamp::now(),
+                ),
+            );
+        }
+        None => status
+            .conditions
+            .retain(|c| c.type_ != ConditionType::MemberRoleCurrent),
+    }
     let namespace = member
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;

@@ -7,6 +7,7 @@ mod connection_status;
 mod context;
 mod credentials;
 mod member;
+mod member_role;
 pub mod members;
 pub mod names;
 mod probe_status;

@@ -13,6 +13,7 @@ use crate::aws::{AwsFailure, FailureKind};
 use crate::templates::{MemberRoleOptions, member_role};
 
 use super::connection_status::Verdict;
+use super::member_role;
 use super::names::stack_set_name;
 
 /// How often a running operation is checked.
@@ -220,6 +221,9 @@ pub struct Progress {
     pub status: StackSetStatus,
     pub poll: Option<Duration>,
     pub deployed: bool,
+    /// Every stack instance's state, as this step read them (none before the StackSet
+    /// exists).
+    pub instance_states: Vec<stackset::InstanceState>,
 }
 
 /// How many failed stack instances the status keeps by name.
@@ -282,23 +286,88 @@ fn running(status: StackSetStatus, what: &str, deployed: bool) -> Progress {
         status,
         poll: Some(OPERATION_POLL),
         deployed,
+        instance_states: Vec::new(),
     }
 }
 
 /// One step towards `desired`: create the StackSet, follow the operation in flight, or
 /// start the next one. `hold_failure`: after an operation failed, start nothing new (the
-/// failure stays reported) until the spec changes.
+/// failure stays reported) until the spec changes. Each step also reads every stack
+/// instance's state and, once the StackSet is settled, detects drift on its instances
+/// every `drift_every` (the probe interval).
 pub async fn ensure(
     client: &stackset::StackSets,
     desired: &DesiredStackSet,
     previous: Option<&StackSetStatus>,
     hold_failure: bool,
+    drift_every: Duration,
+) -> Result<Progress, AwsFailure> {
+    let Some(existing) = stackset::describe(client, &desired.name).await? else {
+        return deploy_step(client, desired, previous, hold_failure, None).await;
+    };
+    let states = existing.instance_states.clone();
+    let mut progress = deploy_step(client, desired, previous, hold_failure, Some(existing)).await?;
+    let status = &mut progress.status;
+    (
+        status.drifted_instances,
+        status.outdated_instances,
+        status.inoperable_instances,
+    ) = member_role::counts(&states);
+    let drift_running = follow_drift(client, &desired.name, status).await?;
+    let settled = progress.poll.is_none();
+    if settled && !drift_running {
+        let now = jiff::Timestamp::now().as_second();
+        let every = i64::try_from(drift_every.as_secs()).unwrap_or(i64::MAX);
+        if member_role::drift_check_due(&states, now, every) {
+            match stackset::detect_drift(client, &desired.name).await {
+                Ok(operation) => status.drift_operation_id = Some(operation),
+                // Someone else's operation: detect drift at the next look.
+                Err(failure) if in_progress(&failure) => {}
+                Err(failure) => return Err(failure),
+            }
+        }
+    }
+    progress.poll = match (&status.drift_operation_id, progress.poll) {
+        (Some(_), _) => Some(OPERATION_POLL),
+        // Settled: look again when the next drift detection is due.
+        (None, None) => Some(drift_every),
+        (None, poll) => poll,
+    };
+    progress.instance_states = states;
+    Ok(progress)
+}
+
+/// Follows the drift detection `status` names: whether it still runs (its id is dropped
+/// once it has ended; the instances' states then tell its findings).
+async fn follow_drift(
+    client: &stackset::StackSets,
+    name: &str,
+    status: &mut StackSetStatus,
+) -> Result<bool, AwsFailure> {
+    let Some(operation) = status.drift_operation_id.clone() else {
+        return Ok(false);
+    };
+    let now = stackset::operation(client, name, &operation).await?;
+    if operation_finished(Some(&now.status)) {
+        status.drift_operation_id = None;
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// One step towards deploying `desired`, from `existing` (`None`: no StackSet yet).
+async fn deploy_step(
+    client: &stackset::StackSets,
+    desired: &DesiredStackSet,
+    previous: Option<&StackSetStatus>,
+    hold_failure: bool,
+    existing: Option<ExistingStackSet>,
 ) -> Result<Progress, AwsFailure> {
     let mut status = StackSetStatus {
         name: desired.name.clone(),
         ..previous.cloned().unwrap_or_default()
     };
-    let Some(existing) = stackset::describe(client, &desired.name).await? else {
+    let Some(existing) = existing else {
         stackset::create(client, desired).await?;
         let operation =
             stackset::create_instances(client, &desired.name, &desired.targets, &desired.regions)
@@ -355,6 +424,7 @@ pub async fn ensure(
             status,
             poll: Some(OPERATION_POLL),
             deployed,
+            instance_states: Vec::new(),
         }),
         Err(failure) => Err(failure),
     }
@@ -463,6 +533,7 @@ fn operation_failed_progress(status: StackSetStatus) -> Progress {
         status,
         poll: None,
         deployed: false,
+        instance_states: Vec::new(),
     }
 }
 
@@ -507,6 +578,7 @@ fn settled(
         status,
         poll: None,
         deployed,
+        instance_states: Vec::new(),
     }
 }
 
@@ -663,6 +735,7 @@ mod tests {
             instances,
             organizational_units: strings(ous),
             regions: strings(regions),
+            instance_states: Vec::new(),
         }
     }
 

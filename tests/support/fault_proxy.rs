@@ -84,12 +84,30 @@ struct RollingOperation {
     results: Vec<(String, String, Option<String>)>,
 }
 
+/// A drift detection (DetectStackSetDrift) as AWS runs it: an operation that takes a step,
+/// after which every stack instance of its StackSet reports what it found.
+struct DriftCheck {
+    stack_set: String,
+    /// When it ends.
+    done_at: tokio::time::Instant,
+    /// When it ends, in seconds since the epoch: each instance's LastDriftCheckTimestamp.
+    checked_at: i64,
+    /// The accounts whose stacks it finds DRIFTED.
+    drifted: HashSet<String>,
+}
+
 #[derive(Default)]
 struct Faults {
     /// How long one step of a StackSet operation takes (zero: operations end at once).
     stack_set_step: Duration,
     /// Account -> why its stack instances fail (CloudFormation's status reason).
     failing_instances: HashMap<String, String>,
+    /// Account -> the Status (`OUTDATED`, `INOPERABLE`) and reason its stack instances
+    /// report instead of moto's `CURRENT`.
+    instance_status: HashMap<String, (String, String)>,
+    /// Accounts whose member-role stacks drifted: the next drift detection finds them
+    /// DRIFTED (every other instance IN_SYNC).
+    drifted_instances: HashSet<String>,
     /// Access key id -> the moto account its requests act in.
     principals: HashMap<String, String>,
     /// Access key id -> its secret and, for session keys, the session token: the keys the
@@ -206,6 +224,8 @@ struct Shared {
     stack_set_targets: Mutex<HashMap<String, BTreeSet<String>>>,
     /// StackSet operation id -> how it rolls out (moto finishes every operation at once).
     stack_set_operations: Mutex<HashMap<String, RollingOperation>>,
+    /// Drift detections (moto has none), by operation id.
+    drift_checks: Mutex<HashMap<String, DriftCheck>>,
     upstream: String,
     client: Client<HttpConnector, Body>,
 }
@@ -245,6 +265,7 @@ impl FaultProxy {
             stats: Mutex::new(Stats::default()),
             stack_set_targets: Mutex::new(HashMap::new()),
             stack_set_operations: Mutex::new(HashMap::new()),
+            drift_checks: Mutex::new(HashMap::new()),
             upstream: upstream.trim_end_matches('/').to_owned(),
             client,
         });
@@ -416,6 +437,43 @@ impl FaultProxy {
             faults
                 .failing_instances
                 .insert(id.into(), reason.to_owned());
+        }
+    }
+
+    /// The stack instances in `account_ids` report `status` (`OUTDATED`, `INOPERABLE`, or
+    /// `CURRENT` again) with `reason`, as AWS does after an operation failed to reach them.
+    pub fn stack_instance_status<I, S>(&self, account_ids: I, status: &str, reason: &str)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut faults = lock(&self.shared.faults);
+        for id in account_ids {
+            let id = id.into();
+            if status == "CURRENT" {
+                faults.instance_status.remove(&id);
+            } else {
+                faults
+                    .instance_status
+                    .insert(id, (status.to_owned(), reason.to_owned()));
+            }
+        }
+    }
+
+    /// The member-role stacks of `account_ids` were changed outside CloudFormation (or,
+    /// with `drifted` false, put back): the next drift detection says so.
+    pub fn drift_member_roles<I, S>(&self, account_ids: I, drifted: bool)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut faults = lock(&self.shared.faults);
+        for id in account_ids {
+            if drifted {
+                faults.drifted_instances.insert(id.into());
+            } else {
+                faults.drifted_instances.remove(&id.into());
+            }
         }
     }
 
@@ -897,6 +955,17 @@ async fn handle(
         Ok(account) => account,
         Err(refused) => return Ok(refused),
     };
+    // Drift detection, which moto lacks, is the proxy's own.
+    if call.operation == "DetectStackSetDrift"
+        && let Some(name) = &stack_set_name
+    {
+        return Ok(detect_drift(&shared, name));
+    }
+    if let Some(operation_id) = form_value(&form, "OperationId")
+        && let Some(answer) = drift_check_answer(&shared, &call.operation, &operation_id)
+    {
+        return Ok(answer);
+    }
 
     let path = parts
         .uri
@@ -962,6 +1031,13 @@ async fn handle(
         )
     {
         body = as_aws_reports_accounts(&body, &lock(&shared.faults));
+        parts.headers.remove("content-length");
+    }
+    if parts.status.is_success()
+        && call.operation == "ListStackInstances"
+        && let Some(name) = &stack_set_name
+    {
+        body = as_aws_reports_instances(&shared, name, &body);
         parts.headers.remove("content-length");
     }
     if parts.status.is_success()
@@ -1413,6 +1489,135 @@ fn rolling_answer(shared: &Shared, call: &str, operation_id: &str, body: &Bytes)
         }
         _ => None,
     }
+}
+
+/// Starts a drift detection of StackSet `name`: it ends after one StackSet step and finds
+/// the member roles marked drifted at this moment.
+fn detect_drift(shared: &Shared, name: &str) -> Response<Body> {
+    let (step, drifted) = {
+        let faults = lock(&shared.faults);
+        (faults.stack_set_step, faults.drifted_instances.clone())
+    };
+    let mut checks = lock(&shared.drift_checks);
+    let operation_id = format!("orgconnect-bed-drift-{}", checks.len() + 1);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        + step;
+    checks.insert(
+        operation_id.clone(),
+        DriftCheck {
+            stack_set: name.to_owned(),
+            done_at: tokio::time::Instant::now() + step,
+            checked_at: i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
+            drifted,
+        },
+    );
+    xml_response(
+        "DetectStackSetDrift",
+        &format!("<OperationId>{operation_id}</OperationId>"),
+    )
+}
+
+/// The answer to DescribeStackSetOperation or ListStackSetOperationResults about a drift
+/// detection: RUNNING until its step is done, then SUCCEEDED, with no per-instance results.
+fn drift_check_answer(shared: &Shared, call: &str, operation_id: &str) -> Option<Response<Body>> {
+    let checks = lock(&shared.drift_checks);
+    let check = checks.get(operation_id)?;
+    match call {
+        "DescribeStackSetOperation" => {
+            let status = if tokio::time::Instant::now() < check.done_at {
+                "RUNNING"
+            } else {
+                "SUCCEEDED"
+            };
+            Some(xml_response(
+                call,
+                &format!(
+                    "<StackSetOperation><OperationId>{operation_id}</OperationId>\
+                     <StackSetId>{}</StackSetId><Action>DETECT_DRIFT</Action>\
+                     <Status>{status}</Status></StackSetOperation>",
+                    check.stack_set
+                ),
+            ))
+        }
+        "ListStackSetOperationResults" => Some(xml_response(call, "<Summaries></Summaries>")),
+        _ => None,
+    }
+}
+
+/// A CloudFormation query answer holding `result`.
+fn xml_response(action: &str, result: &str) -> Response<Body> {
+    let body = format!(
+        "<{action}Response xmlns=\"http://cloudformation.amazonaws.com/doc/2010-05-15/\">\
+         <{action}Result>{result}</{action}Result><ResponseMetadata><RequestId>orgconnect-bed\
+         </RequestId></ResponseMetadata></{action}Response>"
+    );
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response.headers_mut().insert(
+        "content-type",
+        hyper::http::HeaderValue::from_static("text/xml"),
+    );
+    response
+}
+
+/// Rewrites a ListStackInstances answer of StackSet `name` as AWS reports it: each
+/// instance's chosen Status and reason (moto says CURRENT), and its DriftStatus and
+/// LastDriftCheckTimestamp from the last drift detection that ended (NOT_CHECKED before
+/// any).
+fn as_aws_reports_instances(shared: &Shared, name: &str, body: &Bytes) -> Bytes {
+    let now = tokio::time::Instant::now();
+    let last_check = lock(&shared.drift_checks)
+        .values()
+        .filter(|c| c.stack_set == name && c.done_at <= now)
+        .max_by_key(|c| c.done_at)
+        .map(|c| (c.checked_at, c.drifted.clone()));
+    let statuses = lock(&shared.faults).instance_status.clone();
+    let text = String::from_utf8_lossy(body);
+    let marker = "<Status>CURRENT</Status>";
+    let mut out = String::with_capacity(text.len());
+    let mut rest: &str = &text;
+    while let Some(at) = rest.find(marker) {
+        let before = &rest[..at];
+        let account = before
+            .rfind("<Account>")
+            .and_then(|start| {
+                let tail = &before[start + "<Account>".len()..];
+                tail.find("</Account>").map(|end| tail[..end].to_owned())
+            })
+            .unwrap_or_default();
+        out.push_str(before);
+        match statuses.get(&account) {
+            Some((status, reason)) => out.push_str(&format!(
+                "<Status>{status}</Status><StatusReason>{}</StatusReason>",
+                reason
+                    .replace('&', "&amp;")
+                    .replace('<', "&lt;")
+                    .replace('>', "&gt;")
+            )),
+            None => out.push_str(marker),
+        }
+        match &last_check {
+            Some((checked_at, drifted)) => {
+                let drift = if drifted.contains(&account) {
+                    "DRIFTED"
+                } else {
+                    "IN_SYNC"
+                };
+                let when = k8s_openapi::jiff::Timestamp::from_second(*checked_at)
+                    .map(|t| t.to_string())
+                    .unwrap_or_default();
+                out.push_str(&format!(
+                    "<DriftStatus>{drift}</DriftStatus>\
+                     <LastDriftCheckTimestamp>{when}</LastDriftCheckTimestamp>"
+                ));
+            }
+            None => out.push_str("<DriftStatus>NOT_CHECKED</DriftStatus>"),
+        }
+        rest = &rest[at + marker.len()..];
+    }
+    out.push_str(rest);
+    Bytes::from(out)
 }
 
 /// Adds `OrganizationalUnitIds` to a DescribeStackSet answer, as AWS reports them for a
