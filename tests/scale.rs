@@ -68,7 +68,7 @@ async fn a_sync_run_over_20000_connected_accounts_reaches_every_profile() {
     let schedules: Api<SyncSchedule> = scenario.ns.api();
     let jobs: Api<Job> = scenario.ns.api();
     let job = run_inventory_now(&schedules, &jobs, Duration::from_secs(60)).await;
-    // No Job controller on the bed: the run is marked Complete as its Pods would make it.
+    // No node on the bed runs the run's Pod: the run is marked Complete as it would make it.
     complete(&jobs, &job.name_any()).await;
     let last_run = eventually(
         "the schedule to report its run",

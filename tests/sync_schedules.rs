@@ -1,5 +1,5 @@
-//! The SyncSchedule reconciler on the test bed. There is no controller-manager, so Jobs
-//! get no Pods: the tests mark Jobs Complete themselves, as envtest users do.
+//! The SyncSchedule reconciler on the test bed. The bed's Job controller makes each run's
+//! Pod, but no node runs it: the tests mark Jobs Complete as its Pod would make them.
 
 mod support;
 
@@ -8,7 +8,7 @@ use support::scenario::Scenario;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use orgconnect::api::member_account::MemberPhase;
@@ -27,6 +27,7 @@ use support::operator::{
 use support::org::{OrgSpec, SeededOrg, seed};
 use support::runs::{
     SCHEDULE_LABEL, apply_schedule, complete, jobs_of, render_parts, run_inventory_now,
+    wait_for_pod, wait_pods_gone,
 };
 
 const CONNECTION_LABEL: &str = "orgconnect.dev/connection";
@@ -282,6 +283,9 @@ async fn runs_on_demand_with_a_working_aws_config_then_incrementally_and_prunes_
     run_clients(&bed, &job, &reached, &org.managing_account_id);
     let _ = std::fs::remove_dir_all(&dir);
 
+    let pods: Api<Pod> = ns.api();
+    wait_for_pod(&pods, &first.name_any()).await;
+
     // Forbid: a second manual run while the first is active starts nothing.
     request_run(&schedules, "inventory").await;
     assert_eq!(jobs_of(&jobs, "inventory").await.len(), 1);
@@ -323,6 +327,8 @@ async fn runs_on_demand_with_a_working_aws_config_then_incrementally_and_prunes_
         (listed.len() == 1 && listed[0].name_any() == second.name_any() && gone).then_some(())
     })
     .await;
+    // And the pruned run's Pod with it, by the garbage collector.
+    wait_pods_gone(&pods, &first.name_any()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -435,6 +441,9 @@ async fn revoking_a_connection_removes_its_sync_runs_and_its_schedules_say_so() 
         Some("acme"),
         "a run is labelled with its connection"
     );
+    // The bed's Job controller gives the run its Pod.
+    let pods: Api<Pod> = ns.api();
+    wait_for_pod(&pods, &job.name_any()).await;
     let run_config = config_maps
         .get(&job.name_any())
         .await
@@ -501,6 +510,8 @@ async fn revoking_a_connection_removes_its_sync_runs_and_its_schedules_say_so() 
         config_maps.get_opt("other-1").await.expect("get").is_some(),
         "another connection's run is left alone"
     );
+    // The run's Pod goes with its Job: the garbage collector follows the owner reference.
+    wait_pods_gone(&pods, &job.name_any()).await;
     assert!(members(&member_api).await.is_empty(), "MemberAccounts gone");
 
     // The schedule is the user's: it stays, and says why nothing runs.

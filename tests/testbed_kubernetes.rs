@@ -1,5 +1,6 @@
 //! The CRDs on a real kube-apiserver: they install and become Established, defaults are
-//! applied, and bad manifests are rejected with a message naming the field.
+//! applied, and bad manifests are rejected with a message naming the field; and the
+//! cluster's own controllers beside it.
 
 mod support;
 
@@ -287,4 +288,74 @@ spec: { connection: acme, accountId: "111122223333" }
         panic!("unexpected error: {err}")
     };
     assert_names(&status.message, "spec.accountId", "is immutable");
+}
+
+/// The bed runs the cluster's controllers: a Deployment gets a ReplicaSet and Pods (which
+/// the scheduler finds no node for), and deleting it takes them with it.
+#[tokio::test]
+async fn a_deployment_gets_a_replica_set_and_pods_that_go_with_it() {
+    use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{DeleteParams, ListParams};
+
+    let ns = TestNamespace::new("controllers").await;
+    let deployments: Api<Deployment> = ns.api();
+    let deployment: Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "web" },
+        "spec": {
+            "replicas": 2,
+            "selector": { "matchLabels": { "app": "web" } },
+            "template": {
+                "metadata": { "labels": { "app": "web" } },
+                "spec": { "containers": [{ "name": "web", "image": "busybox" }] },
+            },
+        },
+    }))
+    .expect("Deployment");
+    deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .expect("create Deployment");
+    let replica_sets: Api<ReplicaSet> = ns.api();
+    let pods: Api<Pod> = ns.api();
+    let by_app = ListParams::default().labels("app=web");
+    let pending = support::eventually(
+        "a ReplicaSet and two Pods",
+        std::time::Duration::from_secs(60),
+        || async {
+            let sets = replica_sets.list(&by_app).await.ok()?.items;
+            let listed = pods.list(&by_app).await.ok()?.items;
+            let owned = sets.len() == 1
+                && sets[0]
+                    .metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.kind == "Deployment" && o.name == "web");
+            (owned && listed.len() == 2).then_some(listed)
+        },
+    )
+    .await;
+    // No node: the scheduler leaves them Pending.
+    let phase = |p: &Pod| p.status.as_ref().and_then(|s| s.phase.clone());
+    assert!(
+        pending
+            .iter()
+            .all(|p| phase(p).as_deref() == Some("Pending"))
+    );
+
+    deployments
+        .delete("web", &DeleteParams::background())
+        .await
+        .expect("delete Deployment");
+    support::eventually(
+        "the ReplicaSet and Pods collected",
+        std::time::Duration::from_secs(90),
+        || async {
+            let sets = replica_sets.list(&by_app).await.ok()?.items;
+            let listed = pods.list(&by_app).await.ok()?.items;
+            (sets.is_empty() && listed.is_empty()).then_some(())
+        },
+    )
+    .await;
 }
