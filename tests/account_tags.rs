@@ -17,10 +17,12 @@ use kube::api::{Api, Patch, PatchParams};
 use orgconnect::api::connection::DISCOVER_ANNOTATION;
 use orgconnect::api::member_account::MemberPhase;
 use orgconnect::api::{AwsOrgConnection, MemberAccount, SyncSchedule};
+use orgconnect::api::{ConditionStatus, ConditionType};
 use support::aws::AwsBed;
 use support::eventually;
+use support::iam::without_action;
 use support::kube::TestNamespace;
-use support::operator::{members, patch_spec};
+use support::operator::{members, patch_spec, wait_condition, wait_members};
 use support::org::OrgSpec;
 use support::runs::{run_files, run_now};
 use support::scenario::Scenario;
@@ -282,5 +284,71 @@ async fn tag_selectors_without_tags_are_refused() {
     assert!(
         refused.to_string().contains("accountTags.enabled"),
         "{refused}"
+    );
+}
+
+/// A managing role from a template without `organizations:ListTagsForResource`: the
+/// accounts are listed without tags and a Warning Event says why; a connection that
+/// selects by tag changes nothing and says which call was refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_that_may_not_read_tags_lists_the_accounts_and_a_tag_selection_changes_nothing() {
+    let scenario = Scenario::build("tags-denied", &OrgSpec::flat(3))
+        .template(|template| without_action(template, "organizations:ListTagsForResource"))
+        .start()
+        .await;
+    let Scenario { bed, org, ns, .. } = &scenario;
+    scenario.connect("acme", serde_json::json!({})).await;
+    let member_api: Api<MemberAccount> = ns.api();
+    wait_members(&member_api, org.accounts.len()).await;
+    let event = eventually(
+        "the AccountTagsDenied Event",
+        Duration::from_secs(30),
+        || async {
+            ns.events("acme", "AccountTagsDenied")
+                .await
+                .into_iter()
+                .next()
+        },
+    )
+    .await;
+    assert!(
+        event
+            .note
+            .unwrap_or_default()
+            .contains("organizations:ListTagsForResource")
+    );
+    assert!(bed.proxy.refused("ListTagsForResource") + bed.proxy.calls("ListTagsForResource") >= 1);
+
+    scenario
+        .connect(
+            "tagged",
+            serde_json::json!({ "accountSelector": { "includeTags": [{ "key": "team" }] } }),
+        )
+        .await;
+    let connections: Api<AwsOrgConnection> = ns.api();
+    let refused = wait_condition(
+        &connections,
+        "tagged",
+        ConditionType::Discovered,
+        ConditionStatus::False,
+        "DiscoveryDenied",
+    )
+    .await;
+    let message = refused
+        .status
+        .and_then(|s| {
+            orgconnect::api::find_condition(&s.conditions, ConditionType::Discovered).cloned()
+        })
+        .map(|c| c.message)
+        .unwrap_or_default();
+    assert!(message.contains("ListTagsForResource"), "{message}");
+    let tagged: Vec<MemberAccount> = members(&member_api)
+        .await
+        .into_iter()
+        .filter(|m| m.spec.connection == "tagged")
+        .collect();
+    assert!(
+        tagged.is_empty(),
+        "nothing was written for the tag selection"
     );
 }

@@ -20,7 +20,9 @@ use super::connection_status::{
     generate_external_id, members_connected, ready, transitions,
 };
 use super::context::{Context, Diagnostics, jitter, object_key};
-use super::members::{EarlyWrites, MemberPlan, desired_member, desired_tags, plan};
+use super::members::{
+    EarlyWrites, MemberPlan, desired_member, desired_tags, keep_unread_tags, plan,
+};
 use super::names::{FIELD_MANAGER, FINALIZER, TAGS_FIELD_MANAGER};
 use super::reconcile::{delete_all, observed};
 use super::revoke;
@@ -347,10 +349,33 @@ async fn discover_when_due(pass: &mut Pass<'_>, session: &ManagingSession) -> Re
     )
     .await;
     clear_discover_annotation(pass).await?;
+    let tags_denied = tags.as_ref().is_some_and(TagReader::denied);
+    let listed = listed.and_then(|mut org| {
+        if tags_denied && pass.connection.spec.account_selector.names_tags() {
+            // The selection depends on tags the role may not read: change nothing.
+            return Err(AwsFailure {
+                operation: "ListTagsForResource",
+                kind: FailureKind::AccessDenied,
+                code: Some("AccessDeniedException".to_owned()),
+                message: "accountSelector selects by tag, and the managing role may not \
+                          read the accounts' tags"
+                    .to_owned(),
+            });
+        }
+        let by_account: std::collections::HashMap<&str, &crate::api::MemberAccount> = existing
+            .iter()
+            .map(|m| (m.spec.account_id.as_str(), m.as_ref()))
+            .collect();
+        for account in &mut org.accounts {
+            let known = by_account.get(account.id.as_str()).copied();
+            keep_unread_tags(pass.connection, account, known);
+        }
+        Ok(org)
+    });
     match listed {
         Ok(org) => {
             pass.ctx.discovery_succeeded(&object_key(pass.connection));
-            if tags.as_ref().is_some_and(TagReader::denied) {
+            if tags_denied {
                 pass.ctx
                     .event(
                         pass.connection,
@@ -367,7 +392,11 @@ async fn discover_when_due(pass: &mut Pass<'_>, session: &ManagingSession) -> Re
             apply_discovery(pass, &org, delegated_from, &existing, written_early?).await?;
             Ok(until_next_discovery(pass, interval))
         }
-        Err(failure) if failure.kind == FailureKind::AccessDenied && delegated_from.is_some() => {
+        Err(failure)
+            if failure.kind == FailureKind::AccessDenied
+                && delegated_from.is_some()
+                && failure.operation != "ListTagsForResource" =>
+        {
             pass.ctx.discovery_succeeded(&object_key(pass.connection));
             let (reason, message) =
                 not_delegated(&organization, &pass.connection.spec.role_arn, &failure);
@@ -716,10 +745,12 @@ async fn stack_set_step(pass: &mut Pass<'_>, session: &ManagingSession) -> Optio
                     .set_member_roles(&key, &progress.status.name, &progress.instance_states);
             pass.status.stack_set = Some(progress.status);
             pass.set(ConditionType::StackSetReady, progress.verdict);
-            if progress.deployed || roles_changed {
-                // The member role now exists everywhere (check the Blocked accounts again),
-                // or an account's stack instance changed state (its condition says so).
+            if progress.deployed {
+                // The member role now exists everywhere: check the Blocked accounts again.
                 pass.ctx.request_probes(pass.connection);
+            } else if !roles_changed.is_empty() {
+                // Those accounts' stack instances changed state: their condition says so.
+                pass.ctx.request_probes_of(pass.connection, &roles_changed);
             }
             progress.poll
         }

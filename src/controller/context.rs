@@ -351,15 +351,39 @@ impl Context {
         );
     }
 
-    /// Records the stack instance states of connection `key`'s StackSet `name`; whether
-    /// any account's state changed since the last record.
-    pub fn set_member_roles(&self, key: &str, name: &str, states: &[InstanceState]) -> bool {
+    /// Records the stack instance states of connection `key`'s StackSet `name`; the
+    /// accounts whose state changed since the last record (gained, lost or different).
+    pub fn set_member_roles(
+        &self,
+        key: &str,
+        name: &str,
+        states: &[InstanceState],
+    ) -> std::collections::HashSet<String> {
         let roles = MemberRoles {
             stack_set: name.to_owned(),
             accounts: super::member_role::worst_by_account(states),
         };
         let previous = lock(&self.member_roles).insert(key.to_owned(), roles.clone());
-        previous.is_none_or(|previous| !previous.same_states(&roles))
+        match previous {
+            None => roles.accounts.keys().cloned().collect(),
+            Some(previous) => previous.changed(&roles),
+        }
+    }
+
+    /// Probes at once the MemberAccounts of `connection` whose account is in `accounts`.
+    pub fn request_probes_of(
+        &self,
+        connection: &AwsOrgConnection,
+        accounts: &std::collections::HashSet<String>,
+    ) {
+        for member in self.members_of(connection) {
+            if accounts.contains(&member.spec.account_id) {
+                self.forget_probe(&object_key(member.as_ref()));
+                let _ = self
+                    .probe_requests
+                    .send(ObjectRef::from_obj(member.as_ref()));
+            }
+        }
     }
 
     /// The StackSet of `connection` and the state of `account`'s stack instance, if the
@@ -670,8 +694,9 @@ struct MemberRoles {
 }
 
 impl MemberRoles {
-    /// Whether both say the same of every account, drift-check times aside.
-    fn same_states(&self, other: &Self) -> bool {
+    /// The accounts `other` says something else of (drift-check times aside), or every
+    /// account of both when the StackSet is another.
+    fn changed(&self, other: &Self) -> std::collections::HashSet<String> {
         let key = |s: &InstanceState| {
             (
                 s.region.clone(),
@@ -680,14 +705,15 @@ impl MemberRoles {
                 s.drift_status.clone(),
             )
         };
-        self.stack_set == other.stack_set
-            && self.accounts.len() == other.accounts.len()
-            && self.accounts.iter().all(|(account, state)| {
-                other
-                    .accounts
-                    .get(account)
-                    .is_some_and(|o| key(o) == key(state))
-            })
+        let all = self.accounts.keys().chain(other.accounts.keys());
+        if self.stack_set != other.stack_set {
+            return all.cloned().collect();
+        }
+        all.filter(|account| {
+            self.accounts.get(*account).map(key) != other.accounts.get(*account).map(key)
+        })
+        .cloned()
+        .collect()
     }
 }
 

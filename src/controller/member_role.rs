@@ -50,12 +50,14 @@ pub fn counts(states: &[InstanceState]) -> (i32, i32, i32) {
 
 /// Whether a drift detection is due: some instance was never checked, or the oldest check
 /// is `every_secs` old (`now` in seconds since the epoch). No instance, nothing to check.
+/// Only `CURRENT` instances count: an outdated or inoperable one may never get a drift
+/// check, which would otherwise start detections back to back.
 pub fn drift_check_due(states: &[InstanceState], now: i64, every_secs: i64) -> bool {
-    if states.iter().any(|s| s.last_drift_check.is_none()) {
+    let current = || states.iter().filter(|s| s.status == "CURRENT");
+    if current().any(|s| s.last_drift_check.is_none()) {
         return true;
     }
-    states
-        .iter()
+    current()
         .filter_map(|s| s.last_drift_check)
         .min()
         .is_some_and(|oldest| now.saturating_sub(oldest) >= every_secs)
@@ -255,5 +257,8 @@ mod tests {
         states.push(state("333333333333", "us-east-1", "CURRENT", "NOT_CHECKED"));
         assert!(drift_check_due(&states, 2_000, 1_800), "a new instance");
         assert!(!drift_check_due(&[], 2_000, 1_800), "no instance");
+        // An outdated instance that never gets a check does not keep detections going.
+        states[1] = state("333333333333", "us-east-1", "OUTDATED", "NOT_CHECKED");
+        assert!(!drift_check_due(&states, 2_000, 1_800));
     }
 }

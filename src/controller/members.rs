@@ -74,6 +74,23 @@ pub fn desired_member(
     }
 }
 
+/// Fills in, for an account whose tags were not read although the connection reads tags
+/// (the managing role was refused ListTagsForResource), the tags its MemberAccount has: a
+/// refused read never strips an account's tag labels or drops it from a tag selection.
+/// With `accountTags.enabled` false the tags stay unread, and are removed.
+pub fn keep_unread_tags(
+    connection: &AwsOrgConnection,
+    account: &mut Account,
+    existing: Option<&MemberAccount>,
+) {
+    if connection.spec.account_tags.enabled
+        && account.tags.is_none()
+        && let Some(existing) = existing
+    {
+        account.tags = Some(desired_tags(existing));
+    }
+}
+
 /// The tags discovery wants in `member`'s status.
 pub fn desired_tags(member: &MemberAccount) -> BTreeMap<String, String> {
     member
@@ -197,6 +214,10 @@ impl<'a> EarlyWrites<'a> {
     ) -> Vec<MemberAccount> {
         let mut write = Vec::new();
         for account in accounts {
+            let mut account = account.clone();
+            let known = self.existing.get(&account.id).cloned();
+            keep_unread_tags(self.connection, &mut account, known.as_deref());
+            let account = &account;
             if self.excluded.contains(account.id.as_str())
                 || self.sent.contains(&account.id)
                 || !account.selected_by_tags(&self.connection.spec.account_selector)
@@ -334,6 +355,28 @@ mod tests {
         // The status applied with the spec never holds more than the tags.
         let status = serde_json::to_value(&member.status).expect("serializes");
         assert_eq!(status.as_object().map(|o| o.len()), Some(1), "{status}");
+    }
+
+    #[test]
+    fn tags_that_could_not_be_read_are_kept_unless_the_connection_opted_out() {
+        let org = org();
+        let mut tagged = account("222222222222", "ou-1");
+        tagged.tags = Some(BTreeMap::from([("team".to_owned(), "payments".to_owned())]));
+        let existing = desired_member(&connection(), &org, &tagged);
+        // Read refused: the account comes without tags, and keeps the ones it had.
+        let mut unread = account("222222222222", "ou-1");
+        keep_unread_tags(&connection(), &mut unread, Some(&existing));
+        assert_eq!(unread.tags, tagged.tags);
+        assert!(up_to_date(
+            &existing,
+            &desired_member(&connection(), &org, &unread)
+        ));
+        // Opted out: unread tags are removed.
+        let mut opted_out = connection();
+        opted_out.spec.account_tags.enabled = false;
+        let mut unread = account("222222222222", "ou-1");
+        keep_unread_tags(&opted_out, &mut unread, Some(&existing));
+        assert_eq!(unread.tags, None);
     }
 
     #[test]

@@ -323,7 +323,11 @@ pub async fn ensure(
                 Ok(operation) => status.drift_operation_id = Some(operation),
                 // Someone else's operation: detect drift at the next look.
                 Err(failure) if in_progress(&failure) => {}
-                Err(failure) => return Err(failure),
+                // Drift is a report: a role that may not detect it (made from an older
+                // template) or a failing call leaves the StackSet's deployment alone.
+                Err(failure) => tracing::warn!(stack_set = %desired.name, error = %failure,
+                    "could not start drift detection; update the managing role from the \
+                     current template (cloudformation:DetectStackSetDrift)"),
             }
         }
     }
@@ -347,7 +351,17 @@ async fn follow_drift(
     let Some(operation) = status.drift_operation_id.clone() else {
         return Ok(false);
     };
-    let now = stackset::operation(client, name, &operation).await?;
+    let now = match stackset::operation(client, name, &operation).await {
+        Ok(now) => now,
+        Err(failure) if failure.kind.is_transient() => return Err(failure),
+        // Gone with a StackSet made again, or never ours to read: stop following it.
+        Err(failure) => {
+            tracing::warn!(stack_set = %name, operation = %operation, error = %failure,
+                "the drift detection cannot be followed; dropping it");
+            status.drift_operation_id = None;
+            return Ok(false);
+        }
+    };
     if operation_finished(Some(&now.status)) {
         status.drift_operation_id = None;
         return Ok(false);
@@ -368,6 +382,8 @@ async fn deploy_step(
         ..previous.cloned().unwrap_or_default()
     };
     let Some(existing) = existing else {
+        // A new StackSet: no drift detection of an earlier one is followed.
+        status.drift_operation_id = None;
         stackset::create(client, desired).await?;
         let operation =
             stackset::create_instances(client, &desired.name, &desired.targets, &desired.regions)

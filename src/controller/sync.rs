@@ -1110,8 +1110,16 @@ fn mount_run_files(pod_spec: &mut k8s_openapi::api::core::v1::PodSpec, run: &Run
             .get_or_insert_with(Vec::new)
             .push(mount.clone());
         let container_env = container.env.get_or_insert_with(Vec::new);
-        container_env.retain(|e| !run.env.iter().any(|ours| ours.name == e.name));
-        container_env.extend(run.env.iter().cloned());
+        // A profile the container picks itself stays: AWS_PROFILE is only a default.
+        let own_profile = container_env.iter().any(|e| e.name == "AWS_PROFILE");
+        container_env
+            .retain(|e| e.name == "AWS_PROFILE" || !run.env.iter().any(|ours| ours.name == e.name));
+        container_env.extend(
+            run.env
+                .iter()
+                .filter(|e| !(own_profile && e.name == "AWS_PROFILE"))
+                .cloned(),
+        );
     }
     if let Some(render) = &run.render {
         pod_spec
@@ -1321,6 +1329,68 @@ pub async fn job_identity_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_container_keeps_the_aws_profile_it_sets_and_gets_the_run_default_otherwise() {
+        let schedule: SyncSchedule = serde_json::from_value(serde_json::json!({
+            "apiVersion": "orgconnect.dev/v1alpha1",
+            "kind": "SyncSchedule",
+            "metadata": { "name": "inventory", "namespace": "team" },
+            "spec": {
+                "connectionRef": { "name": "acme" },
+                "jobTemplate": { "spec": { "template": { "spec": { "containers": [
+                    { "name": "own", "image": "x",
+                      "env": [{ "name": "AWS_PROFILE", "value": "222222222222" },
+                              { "name": "AWS_CONFIG_FILE", "value": "/elsewhere" }] },
+                    { "name": "default", "image": "x" },
+                ] } } } },
+            },
+        }))
+        .expect("schedule");
+        let env = run_env(&RunEnv {
+            connection: "acme",
+            mode: "backfill",
+            since: Timestamp::UNIX_EPOCH,
+            credentials: true,
+            tools: &[ToolConfig::C7nOrg],
+        });
+        let job = run_job(
+            &schedule,
+            &RunJob {
+                name: "inventory-1",
+                namespace: "team",
+                owner: OwnerReference::default(),
+                labels: BTreeMap::new(),
+                env,
+                mode: "backfill",
+                accounts: 1,
+                credentials: true,
+                render: None,
+            },
+        );
+        let containers = job
+            .spec
+            .and_then(|s| s.template.spec)
+            .map(|p| p.containers)
+            .unwrap_or_default();
+        let value = |container: usize, name: &str| {
+            containers[container]
+                .env
+                .iter()
+                .flatten()
+                .filter(|e| e.name == name)
+                .map(|e| e.value.clone().unwrap_or_default())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(value(0, "AWS_PROFILE"), ["222222222222"]);
+        assert_eq!(value(1, "AWS_PROFILE"), [BASE_PROFILE]);
+        // The run's own files always win.
+        assert_eq!(value(0, "AWS_CONFIG_FILE"), ["/etc/orgconnect/aws-config"]);
+        assert_eq!(
+            value(1, "ORGCONNECT_C7N_ORG_ACCOUNTS"),
+            ["/etc/orgconnect/c7n-org-accounts.yml"]
+        );
+    }
 
     #[test]
     fn a_run_whose_files_outgrow_a_config_map_comes_in_parts_or_is_refused() {
