@@ -362,13 +362,15 @@ async fn discover_when_due(pass: &mut Pass<'_>, session: &ManagingSession) -> Re
                     .to_owned(),
             });
         }
-        let by_account: std::collections::HashMap<&str, &crate::api::MemberAccount> = existing
-            .iter()
-            .map(|m| (m.spec.account_id.as_str(), m.as_ref()))
-            .collect();
-        for account in &mut org.accounts {
-            let known = by_account.get(account.id.as_str()).copied();
-            keep_unread_tags(pass.connection, account, known);
+        if tags_denied {
+            let by_account: std::collections::HashMap<&str, &crate::api::MemberAccount> = existing
+                .iter()
+                .map(|m| (m.spec.account_id.as_str(), m.as_ref()))
+                .collect();
+            for account in &mut org.accounts {
+                let known = by_account.get(account.id.as_str()).copied();
+                keep_unread_tags(pass.connection, account, known);
+            }
         }
         Ok(org)
     });

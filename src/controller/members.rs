@@ -214,10 +214,17 @@ impl<'a> EarlyWrites<'a> {
     ) -> Vec<MemberAccount> {
         let mut write = Vec::new();
         for account in accounts {
-            let mut account = account.clone();
-            let known = self.existing.get(&account.id).cloned();
-            keep_unread_tags(self.connection, &mut account, known.as_deref());
-            let account = &account;
+            // Only an account whose tags were refused is copied, to take its known tags.
+            let filled;
+            let account = if account.tags.is_none() {
+                let mut copy = account.clone();
+                let known = self.existing.get(&copy.id).cloned();
+                keep_unread_tags(self.connection, &mut copy, known.as_deref());
+                filled = copy;
+                &filled
+            } else {
+                account
+            };
             if self.excluded.contains(account.id.as_str())
                 || self.sent.contains(&account.id)
                 || !account.selected_by_tags(&self.connection.spec.account_selector)
